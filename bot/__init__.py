@@ -1,0 +1,1 @@
+"""customer-records-bot: customer records in Slack, backed by our database and Stripe."""

@@ -1,0 +1,304 @@
+"""The database tables: customers, their orders, subscriptions, payment plans, payments and refunds.
+
+Money is always an integer amount in the currency's minor unit plus an ISO 4217 code. Times are stored as
+UTC and always come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC that is always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Search terms are compared byte for byte so a prefix range (term >= 'jan' and term < 'jao') is exact;
+# PostgreSQL's default collations would reorder punctuation and break that.
+SearchTerm = String(200).with_variant(String(200, collation="C"), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class RecurringKind(enum.StrEnum):
+    SUBSCRIPTION = "subscription"
+    PAYMENT_PLAN = "payment_plan"
+
+
+class RecurringStatus(enum.StrEnum):
+    ACTIVE = "active"
+    TRIALING = "trialing"
+    PAST_DUE = "past_due"
+    PAUSED = "paused"
+    INCOMPLETE = "incomplete"
+    CANCELED = "canceled"
+    COMPLETED = "completed"
+
+
+# "Active" in the record means the customer still has a live agreement with the merchant, even while its
+# payments are paused or a payment is overdue. These statuses are what the Active toggle shows.
+LIVE_STATUSES = frozenset(
+    {RecurringStatus.ACTIVE, RecurringStatus.TRIALING, RecurringStatus.PAST_DUE, RecurringStatus.PAUSED}
+)
+
+
+class OrderStatus(enum.StrEnum):
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+class OrderSource(enum.StrEnum):
+    CHECKOUT = "checkout"
+    INTERNAL = "internal"
+    RENEWAL = "renewal"
+    INSTALMENT = "instalment"
+
+
+class PaymentStatus(enum.StrEnum):
+    PAID = "paid"
+    FAILED = "failed"
+    OPEN = "open"
+    VOID = "void"
+
+
+class Interval(enum.StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    YEAR = "year"
+
+
+def _values(e: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{m.value}'" for m in e)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp_month: Mapped[int | None]
+    card_exp_year: Mapped[int | None]
+    default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+
+    orders: Mapped[list[Order]] = relationship(back_populates="customer", lazy="raise")
+    recurring: Mapped[list[Recurring]] = relationship(back_populates="customer", lazy="raise")
+
+
+class CustomerSearchTerm(Base):
+    """One folded word of a customer's name or email, so a prefix search is an index range scan."""
+
+    __tablename__ = "customer_search_terms"
+
+    term: Mapped[str] = mapped_column(SearchTerm, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Recurring(Base):
+    """What subscriptions and payment plans share: both mirror a Stripe subscription."""
+
+    __tablename__ = "recurring"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_values(RecurringKind)})", name="recurring_kind"),
+        CheckConstraint(f"status IN ({_values(RecurringStatus)})", name="recurring_status"),
+        CheckConstraint(f"interval IN ({_values(Interval)})", name="recurring_interval"),
+        CheckConstraint("amount >= 0", name="recurring_amount_not_negative"),
+        CheckConstraint(
+            "kind = 'subscription' OR (installments_total > 0 AND installments_paid >= 0"
+            " AND installments_paid <= installments_total)",
+            name="recurring_plan_installments",
+        ),
+        Index("ix_recurring_customer", "customer_id", "kind", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    product: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(8))
+    interval_count: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    canceled_at: Mapped[datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    current_period_end: Mapped[datetime | None]
+    payments_paused: Mapped[bool] = mapped_column(default=False)
+    paused_until: Mapped[datetime | None]
+    next_bill_at: Mapped[datetime | None]
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    installments_total: Mapped[int | None]
+    installments_paid: Mapped[int | None]
+
+    customer: Mapped[Customer] = relationship(back_populates="recurring", lazy="raise")
+
+    __mapper_args__ = {"polymorphic_on": "kind"}
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+class Subscription(Recurring):
+    __mapper_args__ = {"polymorphic_identity": RecurringKind.SUBSCRIPTION.value}
+
+
+class PaymentPlan(Recurring):
+    __mapper_args__ = {"polymorphic_identity": RecurringKind.PAYMENT_PLAN.value}
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(OrderStatus)})", name="order_status"),
+        CheckConstraint(f"source IN ({_values(OrderSource)})", name="order_source"),
+        CheckConstraint("total >= 0", name="order_total_not_negative"),
+        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= total", name="order_refund_within_total"),
+        Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int] = mapped_column(BigInteger)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(24))
+    source: Mapped[str] = mapped_column(String(16))
+    recurring_id: Mapped[int | None] = mapped_column(ForeignKey("recurring.id", ondelete="SET NULL"), index=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    billing_name: Mapped[str | None] = mapped_column(Text)
+    billing_line1: Mapped[str | None] = mapped_column(Text)
+    billing_line2: Mapped[str | None] = mapped_column(Text)
+    billing_city: Mapped[str | None] = mapped_column(Text)
+    billing_state: Mapped[str | None] = mapped_column(Text)
+    billing_postal_code: Mapped[str | None] = mapped_column(String(32))
+    billing_country: Mapped[str | None] = mapped_column(String(2))
+
+    customer: Mapped[Customer] = relationship(back_populates="orders", lazy="raise")
+    lines: Mapped[list[OrderLine]] = relationship(
+        back_populates="order", lazy="raise", order_by="OrderLine.position"
+    )
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="order_line_quantity_positive"),
+        CheckConstraint("unit_amount >= 0", name="order_line_unit_amount_not_negative"),
+    )
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[int]
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+
+    order: Mapped[Order] = relationship(back_populates="lines", lazy="raise")
+
+    @property
+    def amount(self) -> int:
+        return self.quantity * self.unit_amount
+
+
+class Payment(Base):
+    """One billing attempt of a subscription or payment plan (a Stripe invoice)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(PaymentStatus)})", name="payment_status"),
+        CheckConstraint("amount >= 0", name="payment_amount_not_negative"),
+        Index("ix_payments_recurring_due", "recurring_id", "due_at"),
+        Index("ix_payments_status", "status", "recurring_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recurring_id: Mapped[int] = mapped_column(ForeignKey("recurring.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime]
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(8))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failed_at: Mapped[datetime | None]
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"), unique=True)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (CheckConstraint("amount > 0", name="refund_amount_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class AuditEvent(Base):
+    """Who did what to which record, and how it ended. Written for every attempt, allowed or not."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    stripe_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict | None] = mapped_column(JSON)

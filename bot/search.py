@@ -1,0 +1,188 @@
+"""Finding customers by part of a name, an email, a Stripe customer id or an order number.
+
+Every word of a customer's name and email is stored folded (lower case, accents removed) in
+`customer_search_terms`; a query word matches a customer when it is a prefix of one of their terms. A prefix
+search is then a range scan on the primary key, the same on SQLite and PostgreSQL, fast at millions of rows,
+and with no LIKE pattern that `%` or `_` in the query could widen.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from bot.models import Customer, CustomerSearchTerm, Order
+
+MAX_RESULTS = 10
+MAX_COUNTED = 1000  # beyond this the list says "more than 1,000"
+MAX_QUERY_WORDS = 6
+MAX_TERM_LENGTH = 200
+
+_STRIPE_CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9]{1,250}$")
+_ORDER_NUMBER = re.compile(r"^#?(\d{1,20})$")
+_WORD_SEPARATORS = re.compile(r"[\s\-‐‑‒–—,;:/()\[\]{}\"“”]+")
+_EMAIL_SEPARATORS = re.compile(r"[.+_\-]+")
+
+
+def fold(text: str) -> str:
+    """Lower case with accents removed: 'Zoë Łukasz' -> 'zoe lukasz'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return stripped.translate(_UNDECOMPOSABLE)
+
+
+# Letters that Unicode does not decompose into a base letter plus an accent.
+_UNDECOMPOSABLE = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı": "i", "œ": "oe", "æ": "ae"})
+
+
+def name_terms(name: str) -> set[str]:
+    terms: set[str] = set()
+    for word in _WORD_SEPARATORS.split(fold(name)):
+        word = word.strip(".'’`")
+        if not word:
+            continue
+        terms.add(word)
+        if "'" in word or "’" in word or "." in word:
+            # O'Brien is found as "obrien", "o'brien" and "brien"; J.R. as "jr".
+            parts = [p for p in re.split(r"['’.]", word) if p]
+            terms.add("".join(parts))
+            terms.update(parts)
+    return terms
+
+
+def email_terms(email: str) -> set[str]:
+    email = fold(email.strip())
+    if not email:
+        return set()
+    terms = {email}
+    local, _, domain = email.partition("@")
+    if local:
+        terms.add(local)
+        terms.update(p for p in _EMAIL_SEPARATORS.split(local) if p)
+    if domain:
+        terms.add(domain)
+        terms.add("@" + domain)
+    return terms
+
+
+def customer_terms(name: str, email: str) -> set[str]:
+    """The search terms stored for a customer with this name and email."""
+    return {t[:MAX_TERM_LENGTH] for t in name_terms(name) | email_terms(email) if t}
+
+
+def index_customer(session: Session, customer: Customer) -> None:
+    """Store the search terms of a new customer, or refresh them after a name or email change."""
+    session.flush()
+    session.query(CustomerSearchTerm).filter_by(customer_id=customer.id).delete()
+    session.add_all(
+        CustomerSearchTerm(term=term, customer_id=customer.id)
+        for term in customer_terms(customer.name, customer.email)
+    )
+
+
+@dataclass(frozen=True)
+class Match:
+    customer_id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    matches: list[Match]
+    total: int  # how many customers match, counted up to MAX_COUNTED + 1
+
+    @property
+    def more(self) -> int:
+        return max(0, self.total - len(self.matches))
+
+    @property
+    def total_is_capped(self) -> bool:
+        return self.total > MAX_COUNTED
+
+
+def query_words(text: str) -> list[str]:
+    words = [w for w in fold(text).split() if w]
+    return [w[:MAX_TERM_LENGTH] for w in words[:MAX_QUERY_WORDS]]
+
+
+def find_customers(session: Session, text: str) -> SearchResult:
+    """Customers matching `text`, best first: whole words before longer words that start with them."""
+    text = text.strip()
+    if _STRIPE_CUSTOMER_ID.match(text):
+        found = session.execute(
+            select(Customer.id, Customer.name, Customer.email).where(Customer.stripe_customer_id == text)
+        ).all()
+        return SearchResult(text, [Match(*row) for row in found], len(found))
+    number = _ORDER_NUMBER.match(text)
+    if number:
+        found = session.execute(
+            select(Customer.id, Customer.name, Customer.email)
+            .join(Order, Order.customer_id == Customer.id)
+            .where(Order.number == number.group(1))
+        ).all()
+        if found:
+            return SearchResult(text, [Match(*row) for row in found], len(found))
+    words = query_words(text)
+    if not words:
+        return SearchResult(text, [], 0)
+    ranked = _ranked_ids(words)
+    window = MAX_RESULTS * 4  # a customer can match one word through several of their terms
+    fetched = list(session.scalars(ranked.limit(window)))
+    candidate_ids = _distinct(fetched)
+    top = candidate_ids[:MAX_RESULTS]
+    if len(fetched) < window:
+        total = len(candidate_ids)
+    else:
+        capped = ranked.limit(MAX_COUNTED * 4).subquery()
+        counted = session.scalar(select(func.count(func.distinct(capped.c.customer_id)))) or 0
+        total = min(counted, MAX_COUNTED + 1)
+    rows = {
+        row.id: row
+        for row in session.execute(
+            select(Customer.id, Customer.name, Customer.email).where(Customer.id.in_(top))
+        )
+    }
+    return SearchResult(text, [Match(i, rows[i].name, rows[i].email) for i in top if i in rows], total)
+
+
+def _prefix_range(column, prefix: str):
+    upper = _next_prefix(prefix)
+    if upper is None:
+        return column >= prefix
+    return and_(column >= prefix, column < upper)
+
+
+def _next_prefix(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix` (code point order)."""
+    for i in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[i])
+        if code < 0x10FFFF:
+            bumped = code + 1
+            if 0xD800 <= bumped <= 0xDFFF:  # surrogates cannot be encoded
+                bumped = 0xE000
+            return prefix[:i] + chr(bumped)
+    return None
+
+
+def _ranked_ids(words: list[str]) -> Select:
+    """Customer ids whose terms cover every word, walked in term order of the first (longest) word."""
+    words = sorted(set(words), key=len, reverse=True)
+    lead = aliased(CustomerSearchTerm)
+    query = select(lead.customer_id).where(_prefix_range(lead.term, words[0]))
+    for word in words[1:]:
+        other = aliased(CustomerSearchTerm)
+        query = query.where(
+            exists().where(other.customer_id == lead.customer_id, _prefix_range(other.term, word))
+        )
+    return query.order_by(lead.term, lead.customer_id)
+
+
+def _distinct(ids: Iterable[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
