@@ -195,7 +195,9 @@ class Order(Base):
         CheckConstraint(f"status IN ({_values(OrderStatus)})", name="order_status"),
         CheckConstraint(f"source IN ({_values(OrderSource)})", name="order_source"),
         CheckConstraint("total >= 0", name="order_total_not_negative"),
-        CheckConstraint("amount_refunded >= 0 AND amount_refunded <= total", name="order_refund_within_total"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= total", name="order_refund_within_total"
+        ),
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
     )
 
@@ -208,7 +210,9 @@ class Order(Base):
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(24))
     source: Mapped[str] = mapped_column(String(16))
-    recurring_id: Mapped[int | None] = mapped_column(ForeignKey("recurring.id", ondelete="SET NULL"), index=True)
+    recurring_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recurring.id", ondelete="SET NULL"), index=True
+    )
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     card_brand: Mapped[str | None] = mapped_column(String(32))

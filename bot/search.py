@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import Customer, CustomerSearchTerm, Order
+from bot.viewmodels import Match, SearchResult
 
 MAX_RESULTS = 10
-MAX_COUNTED = 1000  # beyond this the list says "more than 1,000"
+MAX_COUNTED = 1000  # beyond this the list says "More than 1,000"
 MAX_QUERY_WORDS = 6
 MAX_TERM_LENGTH = 200
 
@@ -85,28 +85,6 @@ def index_customer(session: Session, customer: Customer) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Match:
-    customer_id: int
-    name: str
-    email: str
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    query: str
-    matches: list[Match]
-    total: int  # how many customers match, counted up to MAX_COUNTED + 1
-
-    @property
-    def more(self) -> int:
-        return max(0, self.total - len(self.matches))
-
-    @property
-    def total_is_capped(self) -> bool:
-        return self.total > MAX_COUNTED
-
-
 def query_words(text: str) -> list[str]:
     words = [w for w in fold(text).split() if w]
     return [w[:MAX_TERM_LENGTH] for w in words[:MAX_QUERY_WORDS]]
@@ -142,14 +120,20 @@ def find_customers(session: Session, text: str) -> SearchResult:
     else:
         capped = ranked.limit(MAX_COUNTED * 4).subquery()
         counted = session.scalar(select(func.count(func.distinct(capped.c.customer_id)))) or 0
-        total = min(counted, MAX_COUNTED + 1)
+        total = min(counted, MAX_COUNTED)
+        if counted > MAX_COUNTED:
+            return SearchResult(text, _matches(session, top), total, capped=True)
+    return SearchResult(text, _matches(session, top), total)
+
+
+def _matches(session: Session, customer_ids: list[int]) -> list[Match]:
     rows = {
         row.id: row
         for row in session.execute(
-            select(Customer.id, Customer.name, Customer.email).where(Customer.id.in_(top))
+            select(Customer.id, Customer.name, Customer.email).where(Customer.id.in_(customer_ids))
         )
     }
-    return SearchResult(text, [Match(i, rows[i].name, rows[i].email) for i in top if i in rows], total)
+    return [Match(i, rows[i].name, rows[i].email) for i in customer_ids if i in rows]
 
 
 def _prefix_range(column, prefix: str):

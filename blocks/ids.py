@@ -1,0 +1,56 @@
+"""Every action_id the renderers emit, in one place, with the patterns the listeners register.
+
+Buttons that show a customer card (open, Active / All, paging, back) all carry the card state they lead to in
+their value, so one listener serves them. Ids that repeat per item get a `-<id>` suffix: Slack wants them unique.
+"""
+
+from __future__ import annotations
+
+import re
+
+OPEN_CUSTOMER = "open_customer"
+SUBSCRIPTIONS_ACTIVE = "subscriptions_active"
+SUBSCRIPTIONS_ALL = "subscriptions_all"
+SUBSCRIPTIONS_PREVIOUS = "subscriptions_previous"
+SUBSCRIPTIONS_NEXT = "subscriptions_next"
+PLANS_ACTIVE = "plans_active"
+PLANS_ALL = "plans_all"
+PLANS_PREVIOUS = "plans_previous"
+PLANS_NEXT = "plans_next"
+ORDERS_NEWER = "orders_newer"
+ORDERS_OLDER = "orders_older"
+BACK_TO_CUSTOMER = "back_to_customer"
+
+OPEN_SUBSCRIPTION = "open_subscription"
+OPEN_PAYMENT_PLAN = "open_payment_plan"
+OPEN_ORDER = "open_order"
+SHARE_CARD = "share_card"
+CLOSE = "close_message"
+
+_CARD_NAVIGATION = (
+    SUBSCRIPTIONS_ACTIVE,
+    SUBSCRIPTIONS_ALL,
+    SUBSCRIPTIONS_PREVIOUS,
+    SUBSCRIPTIONS_NEXT,
+    PLANS_ACTIVE,
+    PLANS_ALL,
+    PLANS_PREVIOUS,
+    PLANS_NEXT,
+    ORDERS_NEWER,
+    ORDERS_OLDER,
+    BACK_TO_CUSTOMER,
+)
+
+
+def per_item(action_id: str, item_id: int | str) -> str:
+    return f"{action_id}-{item_id}"
+
+
+def _pattern(*action_ids: str) -> re.Pattern[str]:
+    names = "|".join(re.escape(a) for a in action_ids)
+    return re.compile(rf"^(?:{names})(?:-[\w.]+)?$")
+
+
+SHOW_CARD = _pattern(OPEN_CUSTOMER, *_CARD_NAVIGATION)
+SHOW_RECURRING = _pattern(OPEN_SUBSCRIPTION, OPEN_PAYMENT_PLAN)
+SHOW_ORDER = _pattern(OPEN_ORDER)

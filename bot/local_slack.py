@@ -1,0 +1,472 @@
+"""A local stand-in for Slack: the Web API and response URLs on a loopback port, and a person typing and clicking.
+
+`LocalSlack` answers the Web API calls the bot makes and the messages it posts to response URLs, keeps the
+conversation as a person would see it (ephemeral messages replaced in place, shared ones posted), and refuses
+any message Slack would refuse, with Slack's own error codes. `SlackPerson` sends the bot exactly what Slack
+sends: signed, form-encoded slash commands and `payload=` JSON for button clicks.
+
+The terminal shell and the test suite both drive the real app through these two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from blocks.limits import message_problems
+
+TEAM_ID = "T0LOCAL01"
+TEAM_DOMAIN = "local"
+APP_ID = "A0LOCAL01"
+BOT_USER_ID = "U0LOCALBOT"
+
+
+@dataclass
+class SlackMessage:
+    """A message as the people in a channel see it."""
+
+    ts: str
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]]
+    visible_to: str | None = None  # a user id for an ephemeral message; None when everyone sees it
+    deleted: bool = False
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.visible_to is not None
+
+
+@dataclass
+class ApiCall:
+    method: str
+    args: dict[str, Any]
+
+
+@dataclass
+class _ResponseUrl:
+    channel: str
+    user: str
+    message_ts: str | None  # the message this interaction came from; None for a slash command
+    uses: int = 0
+
+
+class LocalSlack:
+    """A Slack Web API and response-URL server on 127.0.0.1, recording the conversation."""
+
+    def __init__(self) -> None:
+        self.messages: list[SlackMessage] = []
+        self.calls: list[ApiCall] = []
+        self.problems: list[str] = []  # every message that Slack would have refused, and why
+        self.views: list[dict[str, Any]] = []
+        self._response_urls: dict[str, _ResponseUrl] = {}
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "api/"
+
+    def start(self) -> LocalSlack:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-slack", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LocalSlack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # What a person sees -------------------------------------------------------------------------------
+
+    def visible(self, channel: str, user: str) -> list[SlackMessage]:
+        """The messages `user` sees in `channel`, oldest first."""
+        with self._lock:
+            return [
+                m
+                for m in self.messages
+                if m.channel == channel and not m.deleted and m.visible_to in (None, user)
+            ]
+
+    def message(self, ts: str) -> SlackMessage:
+        with self._lock:
+            return next(m for m in self.messages if m.ts == ts)
+
+    # Used by SlackPerson ---------------------------------------------------------------------------------
+
+    def new_response_url(self, channel: str, user: str, message_ts: str | None) -> str:
+        token = hashlib.sha256(f"{channel}{user}{message_ts}{next(self._ts)}".encode()).hexdigest()[:24]
+        with self._lock:
+            self._response_urls[token] = _ResponseUrl(channel, user, message_ts)
+        return f"{self.url}response/{token}"
+
+    def record_command_response(self, channel: str, user: str, body: dict[str, Any]) -> SlackMessage | None:
+        """A slash command's immediate answer: ephemeral unless it says in_channel."""
+        if not body.get("text") and not body.get("blocks"):
+            return None
+        problems = message_problems(body.get("blocks", []), body.get("text"))
+        if problems:
+            self._refuse("slash command response", problems)
+            return None
+        visible_to = None if body.get("response_type") == "in_channel" else user
+        return self._post(channel, body, visible_to)
+
+    # Internals -------------------------------------------------------------------------------------------
+
+    def _post(self, channel: str, body: dict[str, Any], visible_to: str | None) -> SlackMessage:
+        message = SlackMessage(
+            ts=f"{1_700_000_000 + next(self._ts)}.000100",
+            channel=channel,
+            text=body.get("text", ""),
+            blocks=_with_block_ids(body.get("blocks", [])),
+            visible_to=visible_to,
+        )
+        with self._lock:
+            self.messages.append(message)
+        return message
+
+    def _refuse(self, where: str, problems: list[str]) -> None:
+        with self._lock:
+            self.problems.extend(f"{where}: {p}" for p in problems)
+
+    def _respond(self, token: str, body: dict[str, Any]) -> tuple[int, str]:
+        """What Slack does with a POST to a response URL."""
+        with self._lock:
+            target = self._response_urls.get(token)
+            if target is None:
+                return 404, "no_response_url"
+            target.uses += 1
+            if target.uses > 5:  # Slack allows five responses per response URL
+                return 404, "used_up"
+        if body.get("delete_original"):
+            if target.message_ts:
+                self.message(target.message_ts).deleted = True
+            return 200, "ok"
+        problems = message_problems(body.get("blocks", []), body.get("text"))
+        if problems:
+            self._refuse("response_url", problems)
+            return 400, "invalid_blocks"
+        replace = body.get("replace_original", True) and target.message_ts is not None
+        if body.get("response_type") == "in_channel":
+            replace = bool(body.get("replace_original")) and target.message_ts is not None
+        if replace:
+            message = self.message(target.message_ts)  # type: ignore[arg-type]
+            with self._lock:
+                message.text, message.blocks = body.get("text", ""), _with_block_ids(body.get("blocks", []))
+            return 200, "ok"
+        visible_to = None if body.get("response_type") == "in_channel" else target.user
+        self._post(target.channel, body, visible_to)
+        return 200, "ok"
+
+    def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(ApiCall(method, args))
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": f"https://{TEAM_DOMAIN}.slack.com/",
+                "team": "Local",
+                "user": "customer-bot",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": "B0LOCAL01",
+                "is_enterprise_install": False,
+            }
+        if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
+            blocks = _json_field(args.get("blocks")) or []
+            problems = message_problems(blocks, args.get("text"))
+            if problems:
+                self._refuse(method, problems)
+                return {"ok": False, "error": "invalid_blocks", "response_metadata": {"messages": problems}}
+            if method == "chat.update":
+                message = self.message(args["ts"])
+                message.text, message.blocks = args.get("text", ""), _with_block_ids(blocks)
+                return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
+            visible_to = args.get("user") if method == "chat.postEphemeral" else None
+            message = self._post(
+                args["channel"], {"text": args.get("text", ""), "blocks": blocks}, visible_to
+            )
+            key = "message_ts" if visible_to else "ts"
+            return {"ok": True, "channel": args["channel"], key: message.ts}
+        if method in ("views.open", "views.push", "views.update"):
+            view = _json_field(args.get("view")) or {}
+            problems = message_problems(view.get("blocks", []), view=True)
+            if problems:
+                self._refuse(method, problems)
+                return {
+                    "ok": False,
+                    "error": "invalid_arguments",
+                    "response_metadata": {"messages": problems},
+                }
+            with self._lock:
+                self.views.append(view)
+                view_id = f"V{len(self.views):08d}"
+            return {"ok": True, "view": {**view, "id": view_id}}
+        return {"ok": True}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        slack = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if self.path.startswith("/response/"):
+                    status, text = slack._respond(
+                        self.path.removeprefix("/response/"), json.loads(raw or "{}")
+                    )
+                    self._send(status, "text/plain", text.encode())
+                elif self.path.startswith("/api/"):
+                    answer = slack._api(self.path.removeprefix("/api/"), _parse_body(raw, self.headers))
+                    self._send(200, "application/json", json.dumps(answer).encode())
+                else:
+                    self._send(404, "text/plain", b"not found")
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        return Handler
+
+
+def _parse_body(raw: str, headers) -> dict[str, Any]:
+    if "json" in (headers.get("Content-Type") or ""):
+        return json.loads(raw or "{}")
+    return dict(parse_qsl(raw))
+
+
+def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Slack gives every block without a block_id one of its own, and sends it back in interactions."""
+    return [
+        block if "block_id" in block else {**block, "block_id": f"blk{i}"} for i, block in enumerate(blocks)
+    ]
+
+
+def _json_field(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+# A transport hands a request to the app and returns (status, body): over WSGI in-process or real HTTP.
+Transport = Callable[[str, bytes, dict[str, str]], tuple[int, bytes]]
+
+
+def sign(signing_secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The headers Slack adds to every request it sends an app."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:".encode() + body
+    signature = "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature}
+
+
+@dataclass
+class SlackPerson:
+    """Someone in a Slack workspace using the bot: what Slack would send on their behalf, signed."""
+
+    slack: LocalSlack
+    transport: Transport
+    signing_secret: str
+    user_id: str = "U0LOCAL01"
+    user_name: str = "jane.support"
+    channel_id: str = "C0LOCAL01"
+    channel_name: str = "support"
+    last_status: int = field(default=0, init=False)
+    last_body: bytes = field(default=b"", init=False)
+
+    def command(self, text: str, command: str = "/customer") -> SlackMessage | None:
+        """Type a slash command; returns the message it produced (None when it produced none)."""
+        body = urlencode(
+            {
+                "token": "legacy-verification-token-unused",
+                "team_id": TEAM_ID,
+                "team_domain": TEAM_DOMAIN,
+                "channel_id": self.channel_id,
+                "channel_name": self.channel_name,
+                "user_id": self.user_id,
+                "user_name": self.user_name,
+                "command": command,
+                "text": text,
+                "api_app_id": APP_ID,
+                "is_enterprise_install": "false",
+                "response_url": self.slack.new_response_url(self.channel_id, self.user_id, None),
+                "trigger_id": self._trigger_id(),
+            }
+        ).encode()
+        status, raw = self._send(body, "application/x-www-form-urlencoded")
+        if status != 200 or not raw:
+            return self._latest_visible()
+        answer = json.loads(raw) if raw.strip().startswith(b"{") else {"text": raw.decode()}
+        return (
+            self.slack.record_command_response(self.channel_id, self.user_id, answer)
+            or self._latest_visible()
+        )
+
+    def click(self, message: SlackMessage, action_id: str | None = None, *, label: str | None = None) -> int:
+        """Click the button with this action_id (or visible label) on a message; returns the HTTP status."""
+        block, element = find_button(message.blocks, action_id=action_id, label=label)
+        action = {
+            "type": element["type"],
+            "action_id": element["action_id"],
+            "block_id": block["block_id"],
+            "text": element["text"],
+            "action_ts": f"{time.time():.6f}",
+        }
+        for key in ("value", "style"):
+            if key in element:
+                action[key] = element[key]
+        return self.act(message, action)
+
+    def act(self, message: SlackMessage, action: dict[str, Any]) -> int:
+        """Send a block_actions payload for one action on a message, as Slack does."""
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {
+                "id": self.user_id,
+                "username": self.user_name,
+                "name": self.user_name,
+                "team_id": TEAM_ID,
+            },
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token-unused",
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": message.ephemeral,
+            },
+            "trigger_id": self._trigger_id(),
+            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": message.channel, "name": self.channel_name},
+            "state": {"values": {}},
+            "response_url": self.slack.new_response_url(message.channel, self.user_id, message.ts),
+            "actions": [action],
+        }
+        if not message.ephemeral:  # Slack includes the message itself only when it is not ephemeral
+            payload["message"] = {
+                "type": "message",
+                "ts": message.ts,
+                "text": message.text,
+                "blocks": message.blocks,
+                "user": BOT_USER_ID,
+            }
+        status, _ = self._send(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+        return status
+
+    def visible(self) -> list[SlackMessage]:
+        return self.slack.visible(self.channel_id, self.user_id)
+
+    def _latest_visible(self) -> SlackMessage | None:
+        seen = self.visible()
+        return seen[-1] if seen else None
+
+    def _send(self, body: bytes, content_type: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type, **sign(self.signing_secret, body)}
+        self.last_status, self.last_body = self.transport("/slack/events", body, headers)
+        return self.last_status, self.last_body
+
+    def _trigger_id(self) -> str:
+        return f"{int(time.time())}.{abs(hash(self.user_id)) % 10**12}.{next(_trigger_counter):08x}"
+
+
+_trigger_counter = itertools.count(1)
+
+
+def find_button(
+    blocks: list[dict[str, Any]], *, action_id: str | None = None, label: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (block, element) of the first button matching an action_id or a visible label."""
+    for block in blocks:
+        elements = block.get("elements", []) if block.get("type") == "actions" else []
+        if block.get("type") == "section" and block.get("accessory"):
+            elements = [block["accessory"]]
+        for element in elements:
+            if element.get("type") != "button":
+                continue
+            if (action_id and element.get("action_id") == action_id) or (
+                label and element.get("text", {}).get("text") == label
+            ):
+                return block, element
+    wanted = action_id or label
+    raise LookupError(f"no button {wanted!r} in the message")
+
+
+def wsgi_transport(wsgi_app: Callable[..., Any]) -> Transport:
+    """Hand requests to a WSGI application in this process, exactly as a WSGI server would."""
+    import io
+
+    def send(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": headers.get("Content-Type", ""),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": io.StringIO(),
+        }
+        for name, value in headers.items():
+            if name.lower() != "content-type":
+                environ["HTTP_" + name.upper().replace("-", "_")] = value
+        status: list[int] = []
+
+        def start_response(line: str, _headers: list, _exc_info: object = None) -> None:
+            status.append(int(line.split()[0]))
+
+        chunks = wsgi_app(environ, start_response)
+        return status[0], b"".join(chunks)
+
+    return send
+
+
+def http_transport(base_url: str, timeout: float = 10.0) -> Transport:
+    """Send requests over real HTTP to a running server (the web command, a benchmark target)."""
+    import urllib.error
+    import urllib.request
+
+    def send(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            base_url.rstrip("/") + path, data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    return send

@@ -1,0 +1,46 @@
+"""`customer-bot web`: the WSGI app behind gunicorn, a production HTTP server."""
+
+from __future__ import annotations
+
+import os
+
+from gunicorn.app.base import BaseApplication
+
+from bot.settings import Settings
+
+
+def build_web_app(settings: Settings):
+    """The WSGI application: the Bolt app on the configured database, wrapped with our routes."""
+    from bot.app import create_app
+    from bot.db import Database
+    from bot.web import WebApp
+
+    db = Database(settings.database_url)
+    return WebApp(create_app(settings, db), db)
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        self.cfg.set("bind", f"0.0.0.0:{self.settings.port}")
+        self.cfg.set("workers", int(os.environ.get("WEB_CONCURRENCY", "2")))
+        self.cfg.set("worker_class", "gthread")
+        self.cfg.set("threads", 8)
+        self.cfg.set("accesslog", "-")
+        self.cfg.set("graceful_timeout", 20)
+
+    def load(self):
+        return build_web_app(self.settings)
+
+
+def serve_http(settings: Settings) -> int:
+    from bot.db import Database
+
+    db = Database(settings.database_url)
+    db.upgrade()  # once, before the workers start
+    db.dispose()
+    _Gunicorn(settings).run()
+    return 0

@@ -1,0 +1,255 @@
+"""Plain values the record renderers draw from: no database, no Slack, no Stripe."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from bot.money import Money
+
+ListFilter = Literal["active", "all"]
+_FILTER_CODES: dict[str, str] = {"active": "a", "all": "l"}
+
+
+@dataclass(frozen=True)
+class CardState:
+    """Where a person is on a customer record card; carried in its buttons so the card needs no session."""
+
+    customer_id: int
+    subscriptions: ListFilter = "active"
+    subscriptions_page: int = 0
+    plans: ListFilter = "active"
+    plans_page: int = 0
+    orders_page: int = 0
+
+    def encode(self) -> str:
+        return json.dumps(
+            [
+                self.customer_id,
+                _FILTER_CODES[self.subscriptions],
+                self.subscriptions_page,
+                _FILTER_CODES[self.plans],
+                self.plans_page,
+                self.orders_page,
+            ],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, value: str) -> CardState:
+        """Read a state back from a button value; raises ValueError on anything we did not write."""
+        try:
+            customer_id, subs, subs_page, plans, plans_page, orders_page = json.loads(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"not a card state: {value[:80]!r}") from error
+        filters = {code: name for name, code in _FILTER_CODES.items()}
+        numbers = (customer_id, subs_page, plans_page, orders_page)
+        if subs not in filters or plans not in filters or not all(_natural(n) for n in numbers):
+            raise ValueError(f"not a card state: {value[:80]!r}")
+        return cls(customer_id, filters[subs], subs_page, filters[plans], plans_page, orders_page)
+
+    def with_(self, **changes) -> CardState:
+        return replace(self, **changes)
+
+
+def _natural(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+@dataclass(frozen=True)
+class Match:
+    customer_id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    matches: list[Match]
+    total: int  # how many customers match, counted up to a cap (see bot.search.MAX_COUNTED)
+    capped: bool = False  # more matched than were counted
+
+
+@dataclass(frozen=True)
+class Card:
+    brand: str
+    last4: str
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    orders: int
+    lifetime_value: list[Money]  # one amount per currency, largest first; empty when nothing was paid
+    active_subscriptions: int
+    active_plans: int
+    subscriptions_missing_payment: int
+    plans_missing_payment: int
+
+    @property
+    def missing_payment(self) -> int:
+        return self.subscriptions_missing_payment + self.plans_missing_payment
+
+
+@dataclass(frozen=True)
+class RecurringSummary:
+    id: int
+    kind: Literal["subscription", "payment_plan"]
+    product: str
+    price: Money
+    interval: str
+    interval_count: int
+    status: str
+    started_at: datetime
+    next_bill_at: datetime | None
+    payments_paused: bool
+    paused_until: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    missed_payments: int
+    installments_total: int | None = None
+    installments_paid: int | None = None
+
+
+@dataclass(frozen=True)
+class RecurringList:
+    filter: ListFilter
+    items: list[RecurringSummary]
+    page: int
+    page_count: int
+    active_count: int
+    all_count: int
+
+
+@dataclass(frozen=True)
+class OrderSummary:
+    id: int
+    number: str
+    created_at: datetime
+    total: Money
+    refunded: Money
+    status: str
+    source: str
+    description: str  # the first line item, "+ N more" when there are others
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    items: list[OrderSummary]
+    page: int
+    page_count: int
+    total: int
+
+
+@dataclass(frozen=True)
+class CustomerCard:
+    state: CardState
+    name: str
+    email: str
+    created_at: datetime
+    stripe_customer_id: str | None
+    card: Card | None
+    stats: Stats
+    subscriptions: RecurringList
+    plans: RecurringList
+    orders: OrderPage
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    due_at: datetime
+    amount: Money
+    status: str
+    failure_reason: str | None
+    order_id: int | None
+    order_number: str | None
+
+
+@dataclass(frozen=True)
+class RecurringRecord:
+    back: CardState
+    customer_name: str
+    summary: RecurringSummary
+    current_period_end: datetime | None
+    stripe_subscription_id: str | None
+    payments: list[PaymentLine]  # newest first, at most the renderer's page
+    payment_count: int
+    paid_total: list[Money] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OrderLineView:
+    description: str
+    quantity: int
+    unit_amount: Money
+    amount: Money
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    amount: Money
+    reason: str | None
+    note: str | None
+    requested_by: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BillingAddress:
+    name: str | None
+    line1: str | None
+    line2: str | None
+    city: str | None
+    state: str | None
+    postal_code: str | None
+    country: str | None
+
+    def lines(self) -> list[str]:
+        locality = " ".join(p for p in (self.postal_code, self.city) if p)
+        region = ", ".join(p for p in (locality, self.state) if p)
+        return [p for p in (self.name, self.line1, self.line2, region, self.country) if p]
+
+
+@dataclass(frozen=True)
+class RecurringLink:
+    id: int
+    kind: Literal["subscription", "payment_plan"]
+    product: str
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    back: CardState
+    customer_name: str
+    id: int
+    number: str
+    created_at: datetime
+    status: str
+    source: str
+    lines: list[OrderLineView]
+    total: Money
+    refunded: Money
+    card: Card | None
+    billing: BillingAddress | None
+    refunds: list[RefundLine]
+    recurring: RecurringLink | None
+
+    @property
+    def refundable(self) -> Money:
+        return Money(self.total.amount - self.refunded.amount, self.total.currency)
+
+
+def record_value(record_id: int, back: CardState) -> str:
+    """A button value naming a record and the card state its Back button returns to."""
+    return f"{record_id}:{back.encode()}"
+
+
+def parse_record_value(value: str) -> tuple[int, CardState]:
+    head, _, state = value.partition(":")
+    if not head.isdigit():
+        raise ValueError(f"not a record value: {value[:80]!r}")
+    return int(head), CardState.decode(state)
