@@ -86,13 +86,17 @@ def index_customer(session: Session, customer: Customer) -> None:
 
 
 def query_words(text: str) -> list[str]:
-    words = [w for w in fold(text).split() if w]
+    """The words to look up: split like names are (an email stays whole), at most a few, each cut short."""
+    words: list[str] = []
+    for chunk in fold(text).split():
+        words.extend([chunk] if "@" in chunk else (w for w in _WORD_SEPARATORS.split(chunk) if w))
     return [w[:MAX_TERM_LENGTH] for w in words[:MAX_QUERY_WORDS]]
 
 
 def find_customers(session: Session, text: str) -> SearchResult:
     """Customers matching `text`, best first: whole words before longer words that start with them."""
-    text = text.strip()
+    # Control characters and lone surrogates can match nothing, and PostgreSQL refuses NUL in text.
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs") or ch.isspace()).strip()
     if _STRIPE_CUSTOMER_ID.match(text):
         found = session.execute(
             select(Customer.id, Customer.name, Customer.email).where(Customer.stripe_customer_id == text)
