@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="apply every migration")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The shell is a conversation: only warnings belong between its messages.
+    level = logging.WARNING if args.command == "shell" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
         return _run(args, settings)

@@ -209,9 +209,17 @@ class BillingAddress:
     country: str | None
 
     def lines(self) -> list[str]:
-        locality = " ".join(p for p in (self.postal_code, self.city) if p)
-        region = ", ".join(p for p in (locality, self.state) if p)
-        return [p for p in (self.name, self.line1, self.line2, region, self.country) if p]
+        if self.country in _CITY_STATE_POSTAL:  # "Portland, OR 97205"
+            locality = " ".join(
+                p for p in (", ".join(p for p in (self.city, self.state) if p), self.postal_code) if p
+            )
+        else:  # "75002 Paris", then the region on its own line
+            locality = " ".join(p for p in (self.postal_code, self.city) if p)
+        region = self.state if self.country not in _CITY_STATE_POSTAL else None
+        return [p for p in (self.name, self.line1, self.line2, locality, region, self.country) if p]
+
+
+_CITY_STATE_POSTAL = frozenset({"US", "CA", "AU"})
 
 
 @dataclass(frozen=True)
