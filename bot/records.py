@@ -44,6 +44,11 @@ from bot.viewmodels import (
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
 
 
+def shown_name(name: str, email: str) -> str:
+    """What to call a customer: their name, or their email when Stripe had no name for them."""
+    return " ".join(name.split()) or email or "Unnamed customer"
+
+
 class RecordNotFound(LookupError):
     """The record asked for does not exist (any more)."""
 
@@ -74,7 +79,7 @@ def customer_card(
     state = state.with_(subscriptions_page=subscriptions.page, plans_page=plans.page, orders_page=orders.page)
     return CustomerCard(
         state=state,
-        name=customer.name,
+        name=shown_name(customer.name, customer.email),
         email=customer.email,
         created_at=customer.created_at,
         stripe_customer_id=customer.stripe_customer_id,
@@ -280,7 +285,7 @@ def recurring_record(
     missed = _missed_counts(session, [recurring.id]).get(recurring.id, 0)
     return RecurringRecord(
         back=back,
-        customer_name=customer.name,
+        customer_name=shown_name(customer.name, customer.email),
         summary=_recurring_summary(recurring, missed),
         current_period_end=recurring.current_period_end,
         stripe_subscription_id=recurring.stripe_subscription_id,
@@ -326,7 +331,7 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
     )
     return OrderRecord(
         back=back,
-        customer_name=customer.name,
+        customer_name=shown_name(customer.name, customer.email),
         id=order.id,
         number=order.number,
         created_at=order.created_at,

@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import Customer, CustomerSearchTerm, Order
+from bot.records import shown_name
 from bot.viewmodels import Match, SearchResult
 
 MAX_RESULTS = 10
@@ -98,19 +99,13 @@ def find_customers(session: Session, text: str) -> SearchResult:
     # Control characters and lone surrogates can match nothing, and PostgreSQL refuses NUL in text.
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs") or ch.isspace()).strip()
     if _STRIPE_CUSTOMER_ID.match(text):
-        found = session.execute(
-            select(Customer.id, Customer.name, Customer.email).where(Customer.stripe_customer_id == text)
-        ).all()
-        return SearchResult(text, [Match(*row) for row in found], len(found))
+        found = list(session.scalars(select(Customer.id).where(Customer.stripe_customer_id == text)))
+        return SearchResult(text, _matches(session, found), len(found))
     number = _ORDER_NUMBER.match(text)
     if number:
-        found = session.execute(
-            select(Customer.id, Customer.name, Customer.email)
-            .join(Order, Order.customer_id == Customer.id)
-            .where(Order.number == number.group(1))
-        ).all()
+        found = list(session.scalars(select(Order.customer_id).where(Order.number == number.group(1))))
         if found:
-            return SearchResult(text, [Match(*row) for row in found], len(found))
+            return SearchResult(text, _matches(session, found), len(found))
     words = query_words(text)
     if not words:
         return SearchResult(text, [], 0)
@@ -137,7 +132,9 @@ def _matches(session: Session, customer_ids: list[int]) -> list[Match]:
             select(Customer.id, Customer.name, Customer.email).where(Customer.id.in_(customer_ids))
         )
     }
-    return [Match(i, rows[i].name, rows[i].email) for i in customer_ids if i in rows]
+    return [
+        Match(i, shown_name(rows[i].name, rows[i].email), rows[i].email) for i in customer_ids if i in rows
+    ]
 
 
 def _prefix_range(column, prefix: str):

@@ -286,3 +286,12 @@ def test_every_button_on_every_record_has_a_listener(harness):
         "share_card",
         "close_message",
     }
+
+
+def test_a_customer_without_a_name_is_shown_by_email(harness):
+    with harness.db.session() as s:
+        make.customer(s, "", email="nameless@example.com", stripe_customer_id="cus_NoName1")
+
+    card = harness.person.command("cus_NoName1")
+
+    assert card.blocks[0]["text"]["text"] == "nameless@example.com"
