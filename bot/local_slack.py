@@ -68,6 +68,7 @@ class LocalSlack:
         self.calls: list[ApiCall] = []
         self.problems: list[str] = []  # every message that Slack would have refused, and why
         self.views: list[dict[str, Any]] = []
+        self.socket_mode_url: str | None = None  # what apps.connections.open hands a Socket Mode client
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
@@ -196,6 +197,10 @@ class LocalSlack:
                 "bot_id": "B0LOCAL01",
                 "is_enterprise_install": False,
             }
+        if method == "apps.connections.open":
+            if self.socket_mode_url is None:
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": self.socket_mode_url}
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
             blocks = _json_field(args.get("blocks")) or []
             problems = message_problems(blocks, args.get("text"))
