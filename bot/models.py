@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -128,11 +129,11 @@ class CustomerSearchTerm(Base):
     """One folded word of a customer's name or email, so a prefix search is an index range scan."""
 
     __tablename__ = "customer_search_terms"
+    # Covering index: "does this customer have a term starting with …" is one seek, never a table read.
+    __table_args__ = (Index("ix_customer_search_terms_customer_term", "customer_id", "term"),)
 
     term: Mapped[str] = mapped_column(SearchTerm, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Recurring(Base):
@@ -198,6 +199,11 @@ class Order(Base):
         CheckConstraint(
             "amount_refunded >= 0 AND amount_refunded <= total", name="order_refund_within_total"
         ),
+        # A refund in flight reserves its amount here first, so two refunds at once can never exceed the total.
+        CheckConstraint(
+            "amount_refund_pending >= 0 AND amount_refunded + amount_refund_pending <= total",
+            name="order_refund_pending_within_total",
+        ),
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
     )
 
@@ -208,6 +214,7 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[int] = mapped_column(BigInteger)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_refund_pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(24))
     source: Mapped[str] = mapped_column(String(16))
     recurring_id: Mapped[int | None] = mapped_column(
@@ -306,3 +313,55 @@ class AuditEvent(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     stripe_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class AttemptStatus(enum.StrEnum):
+    PENDING = "pending"  # asked of Stripe, answer not yet recorded (or Stripe's outcome unknown)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ActionAttempt(Base):
+    """One money-moving or record-changing request, at most once per key.
+
+    The key is derived from our own rows (what the person saw when they asked), so a double click, a retried
+    request or two people asking the same thing at once all land on one row; its Stripe idempotency key makes a
+    retry after an unknown outcome safe. A definite failure frees the key for a fresh try.
+    """
+
+    __tablename__ = "action_attempts"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(AttemptStatus)})", name="action_attempt_status"),
+        Index("ix_action_attempts_target", "target_type", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    stripe_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class Product(Base):
+    """Something the merchant sells, offered when charging a customer's card for a new order."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("unit_amount >= 0", name="product_unit_amount_not_negative"),
+        UniqueConstraint("name", "currency", name="uq_products_name_currency"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    unit_amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(default=True)

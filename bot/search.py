@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import and_, exists, func, intersect, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import Customer, CustomerSearchTerm, Order
@@ -22,11 +22,13 @@ from bot.viewmodels import Match, SearchResult
 MAX_RESULTS = 10
 MAX_COUNTED = 1000  # beyond this the list says "More than 1,000"
 MAX_QUERY_WORDS = 6
+PROBE_LIMIT = 5000  # below this many customers for a word, checking each one beats intersecting ranges
 MAX_TERM_LENGTH = 200
 
 _STRIPE_CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9]{1,250}$")
 _ORDER_NUMBER = re.compile(r"^#?(\d{1,20})$")
-_WORD_SEPARATORS = re.compile(r"[\s\-‐‑‒–—,;:/()\[\]{}\"“”]+")
+_WORD_SEPARATORS = re.compile(r"[\s,;:/()\[\]{}\"“”]+")
+_HYPHENS = str.maketrans(dict.fromkeys("‐‑‒–—", "-"))
 _EMAIL_SEPARATORS = re.compile(r"[.+_\-]+")
 
 
@@ -43,16 +45,20 @@ _UNDECOMPOSABLE = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ı
 
 def name_terms(name: str) -> set[str]:
     terms: set[str] = set()
-    for word in _WORD_SEPARATORS.split(fold(name)):
-        word = word.strip(".'’`")
-        if not word:
-            continue
-        terms.add(word)
-        if "'" in word or "’" in word or "." in word:
-            # O'Brien is found as "obrien", "o'brien" and "brien"; J.R. as "jr".
-            parts = [p for p in re.split(r"['’.]", word) if p]
-            terms.add("".join(parts))
-            terms.update(parts)
+    for chunk in _WORD_SEPARATORS.split(fold(name).translate(_HYPHENS)):
+        # Smith-Okafor is found whole and by each part; people type a hyphenated surname whole.
+        hyphenated = chunk.strip("-")
+        words = [hyphenated, *hyphenated.split("-")] if "-" in hyphenated else [hyphenated]
+        for word in words:
+            word = word.strip(".'’`")
+            if not word:
+                continue
+            terms.add(word)
+            if "'" in word or "’" in word or "." in word:
+                # O'Brien is found as "obrien", "o'brien" and "brien"; J.R. as "jr".
+                parts = [p for p in re.split(r"['’.]", word) if p]
+                terms.add("".join(parts))
+                terms.update(parts)
     return terms
 
 
@@ -87,9 +93,11 @@ def index_customer(session: Session, customer: Customer) -> None:
 
 
 def query_words(text: str) -> list[str]:
-    """The words to look up: split like names are (an email stays whole), at most a few, each cut short."""
+    """The words to look up: split like names are (an email or a hyphenated name stays whole), at most a few,
+    each cut short."""
     words: list[str] = []
     for chunk in fold(text).split():
+        chunk = chunk if "@" in chunk else chunk.translate(_HYPHENS).strip("-")
         words.extend([chunk] if "@" in chunk else (w for w in _WORD_SEPARATORS.split(chunk) if w))
     return [w[:MAX_TERM_LENGTH] for w in words[:MAX_QUERY_WORDS]]
 
@@ -109,20 +117,65 @@ def find_customers(session: Session, text: str) -> SearchResult:
     words = query_words(text)
     if not words:
         return SearchResult(text, [], 0)
-    ranked = _ranked_ids(words)
+    if len(set(words)) == 1:
+        return _one_word(session, text, words[0])
+    return _several_words(session, text, words)
+
+
+def _one_word(session: Session, text: str, word: str) -> SearchResult:
+    """Walk the word's range in term order: the first page costs a few index entries however common it is."""
+    ranked = (
+        select(CustomerSearchTerm.customer_id)
+        .where(_prefix_range(CustomerSearchTerm.term, word))
+        .order_by(CustomerSearchTerm.term, CustomerSearchTerm.customer_id)
+    )
     window = MAX_RESULTS * 4  # a customer can match one word through several of their terms
     fetched = list(session.scalars(ranked.limit(window)))
     candidate_ids = _distinct(fetched)
-    top = candidate_ids[:MAX_RESULTS]
-    if len(fetched) < window:
-        total = len(candidate_ids)
-    else:
+    total = len(candidate_ids)
+    if len(fetched) == window:
         capped = ranked.limit(MAX_COUNTED * 4).subquery()
-        counted = session.scalar(select(func.count(func.distinct(capped.c.customer_id)))) or 0
-        total = min(counted, MAX_COUNTED)
-        if counted > MAX_COUNTED:
-            return SearchResult(text, _matches(session, top), total, capped=True)
-    return SearchResult(text, _matches(session, top), total)
+        total = session.scalar(select(func.count(func.distinct(capped.c.customer_id)))) or 0
+    return _result(session, text, candidate_ids[:MAX_RESULTS], total)
+
+
+def _several_words(session: Session, text: str, words: list[str]) -> SearchResult:
+    """Customers with a term for every word, ranked by the terms of the word that leads.
+
+    When one word is rare, walk its few customers and check the others through the covering index (one seek
+    each). When every word is common, let the database intersect their ranges instead of probing thousands.
+    """
+    sizes = {w: _range_size(session, w, PROBE_LIMIT + 1) for w in sorted(set(words), key=len, reverse=True)}
+    rarest = min(sizes, key=sizes.__getitem__)
+    lead = aliased(CustomerSearchTerm)
+    query = select(lead.customer_id).where(_prefix_range(lead.term, rarest))
+    if sizes[rarest] <= PROBE_LIMIT:
+        for word in (w for w in sizes if w != rarest):
+            other = aliased(CustomerSearchTerm)
+            query = query.where(
+                exists().where(other.customer_id == lead.customer_id, _prefix_range(other.term, word))
+            )
+    else:
+        common = intersect(
+            *(
+                select(CustomerSearchTerm.customer_id).where(_prefix_range(CustomerSearchTerm.term, w))
+                for w in sizes
+            )
+        ).subquery()
+        query = query.join(common, common.c.customer_id == lead.customer_id)
+    ranked = _distinct(session.scalars(query.order_by(lead.term, lead.customer_id).limit(MAX_COUNTED * 4)))
+    return _result(session, text, ranked[:MAX_RESULTS], len(ranked))
+
+
+def _range_size(session: Session, word: str, cap: int) -> int:
+    """How many terms start with `word`, counting no further than `cap`."""
+    capped = select(CustomerSearchTerm.term).where(_prefix_range(CustomerSearchTerm.term, word)).limit(cap)
+    return session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+
+
+def _result(session: Session, text: str, top: list[int], counted: int) -> SearchResult:
+    capped = counted > MAX_COUNTED
+    return SearchResult(text, _matches(session, top), min(counted, MAX_COUNTED), capped=capped)
 
 
 def _matches(session: Session, customer_ids: list[int]) -> list[Match]:
@@ -154,19 +207,6 @@ def _next_prefix(prefix: str) -> str | None:
                 bumped = 0xE000
             return prefix[:i] + chr(bumped)
     return None
-
-
-def _ranked_ids(words: list[str]) -> Select:
-    """Customer ids whose terms cover every word, walked in term order of the first (longest) word."""
-    words = sorted(set(words), key=len, reverse=True)
-    lead = aliased(CustomerSearchTerm)
-    query = select(lead.customer_id).where(_prefix_range(lead.term, words[0]))
-    for word in words[1:]:
-        other = aliased(CustomerSearchTerm)
-        query = query.where(
-            exists().where(other.customer_id == lead.customer_id, _prefix_range(other.term, word))
-        )
-    return query.order_by(lead.term, lead.customer_id)
 
 
 def _distinct(ids: Iterable[int]) -> list[int]:
