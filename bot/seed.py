@@ -946,7 +946,15 @@ class _PostgresWriter:
                                 copy.write_row(row)
 
     def finish(self) -> None:
-        """Fresh statistics, so the planner knows the tables are no longer empty."""
+        """Move each id sequence past the ids written here (COPY does not), then gather fresh statistics so
+        the planner knows the tables are no longer empty."""
+        with self.connection.begin():
+            for table in (Customer, Recurring, Order, Payment, Refund):
+                name = table.__tablename__
+                self.connection.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), COALESCE(MAX(id), 0) + 1, false) "
+                    f"FROM {name}"
+                )
         with self.connection.begin():
             self.connection.exec_driver_sql("ANALYZE")
 

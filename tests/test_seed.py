@@ -347,3 +347,15 @@ def test_seeding_a_database_that_has_customers_is_refused(make_db):
         seed(db, 3)
     with pytest.raises(ValueError):
         seed(make_db(), 0)
+
+
+def test_rows_added_after_seeding_get_fresh_ids(seeded):
+    """The seed writes its own ids; the next order, customer or refund made by the bot must not collide."""
+    from tests import factories as make
+
+    db, summary = seeded
+    with db.session() as session:
+        customer = make.customer(session, "After Seed")
+        order = make.order(session, customer, 1000, refunded=100)
+    assert customer.id > summary.customers
+    assert order.id > summary.orders
