@@ -955,8 +955,9 @@ class _PostgresWriter:
                     f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), COALESCE(MAX(id), 0) + 1, false) "
                     f"FROM {name}"
                 )
-        with self.connection.begin():
-            self.connection.exec_driver_sql("ANALYZE")
+        # VACUUM as well: it marks the freshly copied pages all-visible, which index-only scans (search) need.
+        autocommit = self.connection.execution_options(isolation_level="AUTOCOMMIT")
+        autocommit.exec_driver_sql("VACUUM ANALYZE")
 
 
 def _writer_for(connection: Connection) -> _SQLiteWriter | _PostgresWriter:
