@@ -18,6 +18,8 @@ from bot.models import Base
 from bot.settings import Settings
 from bot.web import WebApp
 
+pytest_plugins = ["tests.stripe_support"]
+
 SIGNING_SECRET = "test-signing-secret"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 

@@ -1,0 +1,177 @@
+"""Start localstripe, a local Stripe emulator, for demos and tests: `with LocalStripe() as stripe_server: ...`.
+
+localstripe is GPL and a dev dependency (`pip install -e '.[dev]'`), never a runtime one: this module imports
+nothing from it and only runs it as a separate process.
+
+localstripe keeps its state in one fixed file, /tmp/localstripe.pickle, shared by every instance on the machine
+and rewritten after each write request. That is why we always start it with `--from-scratch` (it then ignores the
+file on start-up) and why one instance must never be shared between concurrent runs: state only lives in the
+memory of the process we started, for as long as it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from types import TracebackType
+from typing import IO
+from urllib.parse import urlencode
+
+API_KEY = "sk_test_local"  # localstripe accepts any key that starts with sk_
+STARTUP_TIMEOUT = 20.0  # seconds
+
+
+class LocalStripeUnavailable(RuntimeError):
+    """localstripe is not installed, or did not start."""
+
+
+def _free_port() -> int:
+    # localstripe listens on "::" (IPv6, which also takes IPv4 on a dual-stack host); ask the same family.
+    family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "127.0.0.1")
+    try:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host = "127.0.0.1"
+    with probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class LocalStripe:
+    """A localstripe process on a free port of this machine, started empty."""
+
+    def __init__(self, *, port: int | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> None:
+        self.port = port
+        self.api_key = API_KEY
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("LocalStripe is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> LocalStripe:
+        if self._process is not None:
+            return self
+        if importlib.util.find_spec("localstripe") is None:
+            raise LocalStripeUnavailable(
+                "localstripe is not installed in this Python environment; install the dev tools with "
+                "pip install -e '.[dev]'"
+            )
+        chosen_port = self.port
+        attempts = 1 if chosen_port is not None else 3  # a free port may be taken before localstripe binds it
+        for attempt in range(1, attempts + 1):
+            self.port = chosen_port if chosen_port is not None else _free_port()
+            self._log = tempfile.NamedTemporaryFile(prefix="localstripe-", suffix=".log")  # noqa: SIM115
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                self._wait_until_answering()
+                return self
+            except LocalStripeUnavailable:
+                exited_early = self._process is not None and self._process.poll() is not None
+                self.stop()
+                if attempt == attempts or not exited_early:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _wait_until_answering(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self._startup_timeout
+        delay = 0.02
+        while True:
+            if self._process.poll() is not None:
+                raise LocalStripeUnavailable(
+                    f"localstripe exited with code {self._process.returncode} before answering "
+                    f"on port {self.port}:\n{self._log_text()}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + "/v1/customers?limit=1", timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer (even 401) means it is serving
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise LocalStripeUnavailable(
+                    f"localstripe did not answer on {self.url} within {self._startup_timeout:.0f} s:\n"
+                    f"{self._log_text()}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _log_text(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        with open(self._log.name, "rb") as log:
+            return log.read().decode("utf-8", "replace")[-4000:]
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+    def configure_webhook(
+        self, webhook_id: str, url: str, secret: str, events: Iterable[str] | None = None
+    ) -> None:
+        """Have localstripe send signed events to `url` (all events when `events` is None)."""
+        form: list[tuple[str, str]] = [("url", url), ("secret", secret)]
+        form += [("events[]", event) for event in events or ()]
+        request = urllib.request.Request(
+            f"{self.url}/_config/webhooks/{webhook_id}",
+            data=urlencode(form).encode(),
+            method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")
+            with contextlib.suppress(ValueError):
+                detail = json.loads(detail)["error"].get("message", detail)
+            raise LocalStripeUnavailable(
+                f"localstripe refused the webhook configuration: {detail}"
+            ) from error
+
+    def __enter__(self) -> LocalStripe:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

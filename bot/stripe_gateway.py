@@ -1,0 +1,567 @@
+"""The one place the bot talks to Stripe: refunds, off-session charges, subscription changes and customer emails.
+
+Every call goes through stripe-python's `StripeClient` with the API version pinned (`API_VERSION`) and automatic
+retries switched on (`MAX_NETWORK_RETRIES`). Every write carries the idempotency key its caller derived from our
+own rows, so a retry (ours, stripe-python's or a person clicking twice) can never move money twice.
+
+How retries behave (stripe-python 16, `stripe/_http_client.py` and `stripe/_api_requestor.py`):
+- stripe-python retries, with the *same* headers and so the same `Idempotency-Key`, on connection errors and
+  timeouts, on 409 and on any 5xx, unless Stripe answers `Stripe-Should-Retry: false` (Stripe usually does for a
+  5xx, because it replays a stored answer for the same key). It sleeps 0.5 s, 1 s, 2 s (with jitter) in between.
+- It does not retry 429 (rate limited) unless Stripe says `Stripe-Should-Retry: true`: Stripe's SDKs leave that to
+  the application. We retry 429 here, a few times, with the same key; Stripe stores no answer for a request it
+  refused before running it, so that replays nothing.
+- stripe-python adds a random `Idempotency-Key` to any POST without one; we always pass ours instead.
+
+A failure reaches the caller as a `StripeFailure` carrying a plain sentence for the person in Slack.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import stripe
+
+logger = logging.getLogger(__name__)
+
+# The API version stripe-python 16.1 is generated against (`stripe.api_version`). Pinned here, sent on every request
+# as `Stripe-Version`, so upgrading the library never silently changes what Stripe answers. Bump it deliberately,
+# after reading Stripe's changelog, together with the library.
+API_VERSION = "2026-10-28.endive"
+
+# Retries stripe-python makes itself (connection errors, timeouts, 409, 5xx). A client made without this setting
+# does not retry at all.
+MAX_NETWORK_RETRIES = 3
+
+# Our own retries of a rate-limited (429) request, and the pause before each one, in seconds (plus jitter).
+RATE_LIMIT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+
+T = TypeVar("T")
+
+
+# --- failures ---------------------------------------------------------------------------------------------------
+
+
+class StripeFailure(Exception):
+    """Stripe did not do what we asked. `user_message` is a plain sentence for the person in Slack (what happened,
+    what to do); `code` is Stripe's error code when there is one; `outcome_unknown` is True only when we cannot
+    know whether Stripe acted (network failure or timeout after retries, 5xx) — the caller then keeps its
+    idempotency key to retry safely."""
+
+    def __init__(
+        self,
+        user_message: str,
+        *,
+        code: str | None = None,
+        outcome_unknown: bool = False,
+        stripe_message: str | None = None,
+        request_id: str | None = None,
+        payment_intent_id: str | None = None,
+    ) -> None:
+        super().__init__(user_message)
+        self.user_message = user_message
+        self.code = code
+        self.outcome_unknown = outcome_unknown
+        self.stripe_message = (
+            stripe_message  # Stripe's own words, for logs and the audit trail; not for Slack
+        )
+        self.request_id = request_id  # Stripe's request id, to find the request in the Stripe dashboard
+        self.payment_intent_id = (
+            payment_intent_id  # the payment a failed charge left behind, when Stripe says
+        )
+
+
+class CardDeclined(StripeFailure):
+    """The card was declined; `decline_code` is the bank's reason as Stripe reports it."""
+
+    def __init__(self, user_message: str, *, decline_code: str | None = None, **kwargs: Any) -> None:
+        super().__init__(user_message, **kwargs)
+        self.decline_code = decline_code
+
+
+class AuthenticationRequired(StripeFailure):
+    """The bank wants the customer to confirm the payment themselves (3D Secure); it cannot be charged from here."""
+
+
+class StripeRejected(StripeFailure):
+    """Stripe refused the request (invalid, not allowed, bad API key). Sending it again will not help."""
+
+
+class StripeUnavailable(StripeFailure):
+    """Stripe could not be reached, answered with a server error, or kept rate-limiting us, even after retries."""
+
+
+# --- results ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    id: str
+    status: str  # Stripe's: pending, requires_action, succeeded, failed, canceled
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    payment_intent_id: str
+    charge_id: str | None
+    status: str  # succeeded, or processing
+    amount: int
+    currency: str
+    card_brand: str | None
+    card_last4: str | None
+
+
+@dataclass(frozen=True)
+class SubscriptionResult:
+    id: str
+    status: str
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    current_period_end: datetime | None
+    payments_paused: bool
+    paused_until: datetime | None
+    trial_end: datetime | None  # a moved bill date shows here (status `trialing`): not a trial for people
+
+
+# --- messages ---------------------------------------------------------------------------------------------------
+
+_ASK_ANOTHER_CARD = "Ask the customer to use another card or to call their bank."
+
+# Decline codes in plain words. Codes that point at fraud (lost, stolen, pickup, fraudulent) get the generic
+# sentence, as Stripe advises: whoever reads it may pass it on to the customer.
+_DECLINE_MESSAGES: dict[str, str] = {
+    "insufficient_funds": "The card was declined: not enough money on it. Ask the customer to use another card, or try again once they have topped it up.",
+    "expired_card": "The card has expired. Ask the customer to add a new card, then try again.",
+    "do_not_honor": f"The customer's bank declined the payment without giving a reason. {_ASK_ANOTHER_CARD}",
+    "generic_decline": f"The card was declined. {_ASK_ANOTHER_CARD}",
+    "incorrect_cvc": "The card was declined: its security code does not match. Ask the customer to add the card again.",
+    "incorrect_number": "The card was declined: its number is not valid. Ask the customer to add the card again.",
+    "card_velocity_exceeded": f"The card was declined: it has reached its spending limit. {_ASK_ANOTHER_CARD}",
+    "withdrawal_count_limit_exceeded": f"The card was declined: it has reached its spending limit. {_ASK_ANOTHER_CARD}",
+    "card_not_supported": "The card does not support this kind of payment. Ask the customer to use another card.",
+    "currency_not_supported": "The card cannot be charged in this currency. Ask the customer to use another card.",
+    "transaction_not_allowed": f"The customer's bank does not allow this payment on this card. {_ASK_ANOTHER_CARD}",
+    "processing_error": "The card could not be charged because of a processing error. Nothing was taken; try again in a few minutes.",
+    "try_again_later": "The customer's bank asked us to try again later. Nothing was taken; try again in a few minutes.",
+    "reenter_transaction": "The customer's bank could not process the payment. Nothing was taken; try again in a few minutes.",
+    "call_issuer": f"The card was declined; the customer's bank wants them to call it. {_ASK_ANOTHER_CARD}",
+}
+_GENERIC_DECLINE = _DECLINE_MESSAGES["generic_decline"]
+
+AUTHENTICATION_REQUIRED_MESSAGE = (
+    "The customer's bank wants them to confirm this payment themselves, so it cannot be charged from here. "
+    "Nothing was taken; send the customer a payment link or ask them to pay at checkout."
+)
+
+_REJECTED_MESSAGES: dict[str, str] = {
+    "charge_already_refunded": "This payment has already been refunded in full; nothing more was refunded.",
+    "amount_too_large": "That is more than is left to refund on this payment; nothing was refunded. Check the amount and try again.",
+    "charge_disputed": "This payment is disputed by the customer, so it cannot be refunded here; answer the dispute in Stripe.",
+    "resource_missing": "Stripe has no record of this {noun}; it may have been deleted. Check the record in Stripe.",
+    "email_invalid": "Stripe does not accept that email address; check it and try again.",
+    "payment_method_unexpected_state": "The customer's saved card cannot be used any more. Ask the customer to add a card again.",
+}
+
+
+def _error_body(error: stripe.StripeError) -> dict[str, Any]:
+    body = error.json_body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    return {}
+
+
+def _payment_intent_id_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return None
+
+
+def _card_failure(
+    code: str | None,
+    decline_code: str | None,
+    *,
+    stripe_message: str | None,
+    request_id: str | None,
+    payment_intent_id: str | None,
+) -> StripeFailure:
+    common = {
+        "code": code,
+        "stripe_message": stripe_message,
+        "request_id": request_id,
+        "payment_intent_id": payment_intent_id,
+    }
+    if "authentication_required" in (code, decline_code):
+        return AuthenticationRequired(AUTHENTICATION_REQUIRED_MESSAGE, **common)
+    reason = decline_code or code or "generic_decline"
+    return CardDeclined(_DECLINE_MESSAGES.get(reason, _GENERIC_DECLINE), decline_code=decline_code, **common)
+
+
+def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
+    """Turn what stripe-python raised into our failure with a sentence for Slack."""
+    body = _error_body(error)
+    code = body.get("code") or error.code
+    message = body.get("message") or error.user_message
+    request_id = error.request_id
+    common = {"stripe_message": message, "request_id": request_id}
+
+    if isinstance(error, stripe.CardError):
+        return _card_failure(
+            code,
+            body.get("decline_code"),
+            stripe_message=message,
+            request_id=request_id,
+            payment_intent_id=_payment_intent_id_of(body.get("payment_intent")),
+        )
+    if isinstance(error, stripe.AuthenticationError):
+        return StripeRejected("Stripe refused our API key; tell whoever runs the bot.", code=code, **common)
+    if isinstance(error, stripe.PermissionError):
+        return StripeRejected(
+            "Our Stripe API key is not allowed to do this; tell whoever runs the bot.", code=code, **common
+        )
+    if isinstance(error, stripe.IdempotencyError):
+        return StripeRejected(
+            "Stripe already received this action with different details, so it refused this one. "
+            "Reload the record and start again.",
+            code=code or "idempotency_error",
+            **common,
+        )
+    if isinstance(error, stripe.RateLimitError):
+        return StripeUnavailable(
+            "Stripe is getting too many requests right now; nothing was done. Try again in a minute.",
+            code=code or "rate_limit",
+            outcome_unknown=False,  # a rate-limited request is refused before Stripe runs it
+            **common,
+        )
+    if isinstance(error, stripe.InvalidRequestError):
+        template = _REJECTED_MESSAGES.get(code or "")
+        if template is None and error.http_status == 404:
+            template = _REJECTED_MESSAGES["resource_missing"]
+        if (
+            template is None
+            and (message or "").startswith("Refund amount")
+            and "greater than" in (message or "")
+        ):
+            template = _REJECTED_MESSAGES["amount_too_large"]
+        if template is None:
+            reason = (message or "no reason given").rstrip(".")
+            return StripeRejected(f"Stripe refused to do this: {reason}.", code=code, **common)
+        return StripeRejected(template.format(noun=noun), code=code, **common)
+    if isinstance(error, stripe.APIConnectionError):
+        return StripeUnavailable(
+            "Stripe could not be reached, so we cannot tell whether this went through. "
+            "Check the record in a minute before trying again.",
+            code=code,
+            outcome_unknown=True,
+            **common,
+        )
+    # APIError: a 5xx, a 409 that kept conflicting, or an answer we could not read. Stripe may have acted.
+    return StripeUnavailable(
+        "Stripe had a problem on its side, so we cannot tell whether this went through. "
+        "Check the record in a minute before trying again.",
+        code=code,
+        outcome_unknown=True,
+        **common,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def _unix(when: datetime) -> int:
+    if when.tzinfo is None:
+        raise ValueError("Stripe times must be timezone-aware (UTC)")
+    return int(when.timestamp())
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    return dict(obj)
+
+
+def _subscription_result(obj: Any) -> SubscriptionResult:
+    sub = _as_dict(obj)
+    # Since API version 2025-03-31 the billing period lives on each subscription item, no longer on the
+    # subscription; read both so any version (and localstripe) works. The subscription bills next at the earliest.
+    period_ends = [sub.get("current_period_end")]
+    items = sub.get("items")
+    if isinstance(items, Mapping):
+        period_ends += [item.get("current_period_end") for item in items.get("data") or []]
+    known_ends = [int(end) for end in period_ends if end]
+    pause = sub.get("pause_collection") or None
+    return SubscriptionResult(
+        id=sub["id"],
+        status=sub["status"],
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        # Stripe sets canceled_at when a cancellation is asked for; localstripe only sets ended_at.
+        canceled_at=_timestamp(sub.get("canceled_at") or sub.get("ended_at")),
+        current_period_end=_timestamp(min(known_ends)) if known_ends else None,
+        payments_paused=pause is not None,
+        paused_until=_timestamp(pause.get("resumes_at")) if pause else None,
+        trial_end=_timestamp(sub.get("trial_end")),
+    )
+
+
+def _charge_id_and_card(pi: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    card: Mapping[str, Any] = {}
+    payment_method = pi.get("payment_method")
+    if isinstance(payment_method, Mapping):
+        card = payment_method.get("card") or {}
+    latest = pi.get("latest_charge")
+    charge_id = latest if isinstance(latest, str) else (latest or {}).get("id")
+    if not card and isinstance(latest, Mapping):
+        card = ((latest.get("payment_method_details") or {}).get("card")) or {}
+    return charge_id, card.get("brand"), card.get("last4")
+
+
+# --- the gateway ------------------------------------------------------------------------------------------------
+
+
+class StripeGateway:
+    """Every Stripe call the bot makes. Give it a `StripeClient`, or use `connect`."""
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._client = client
+        self._rate_limit_delays = RATE_LIMIT_RETRY_DELAYS
+        self._sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def connect(
+        cls, api_key: str, *, api_base: str | None = None, http_client: stripe.HTTPClient | None = None
+    ) -> StripeGateway:
+        """A gateway on a new client: API version pinned, retries on, `api_base` for localstripe or a proxy."""
+        client = stripe.StripeClient(
+            api_key,
+            stripe_version=API_VERSION,
+            max_network_retries=MAX_NETWORK_RETRIES,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+            http_client=http_client,
+        )
+        return cls(client)
+
+    # -- plumbing --
+
+    def _call(self, what: str, noun: str, request: Callable[[], T]) -> T:
+        """Run one Stripe request, retrying it while Stripe rate-limits us, and translate any failure."""
+        delays = list(self._rate_limit_delays)
+        while True:
+            try:
+                return request()
+            except stripe.RateLimitError as error:
+                if not delays:
+                    logger.warning(
+                        "Stripe %s still rate-limited after retries (request %s)", what, error.request_id
+                    )
+                    raise _translate(error, noun) from error
+                delay = delays.pop(0)
+                logger.info("Stripe rate-limited %s; retrying in %.1f s", what, delay)
+                self._sleep(delay * random.uniform(1.0, 1.5) if delay else 0.0)
+            except stripe.StripeError as error:
+                failure = _translate(error, noun)
+                logger.warning(
+                    "Stripe %s failed: %s (code %s, request %s, outcome unknown: %s)",
+                    what,
+                    failure.stripe_message,
+                    failure.code,
+                    failure.request_id,
+                    failure.outcome_unknown,
+                )
+                raise failure from error
+
+    @staticmethod
+    def _write_options(idempotency_key: str) -> stripe.RequestOptions:
+        if not idempotency_key:
+            raise ValueError("every Stripe write needs an idempotency key")
+        return {"idempotency_key": idempotency_key}
+
+    # -- payments --
+
+    def refund(
+        self,
+        payment_intent_id: str,
+        amount: int,
+        *,
+        reason: str | None,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> RefundResult:
+        """Refund `amount` (minor units) of a payment. `reason` is Stripe's: duplicate, fraudulent (which also puts
+        the card and email on Stripe's block lists), requested_by_customer, or None."""
+        if amount <= 0:
+            raise ValueError("a refund amount must be positive")
+        if reason is not None and reason not in REFUND_REASONS:
+            raise ValueError(
+                f"unknown refund reason {reason!r}; Stripe takes {sorted(REFUND_REASONS)} or None"
+            )
+        params: dict[str, Any] = {"payment_intent": payment_intent_id, "amount": amount}
+        if reason is not None:
+            params["reason"] = reason
+        if metadata:
+            params["metadata"] = metadata
+        options = self._write_options(idempotency_key)
+        refund = self._call(
+            "refund", "payment", lambda: self._client.v1.refunds.create(params=params, options=options)
+        )
+        return RefundResult(
+            id=refund.id, status=refund.status, amount=refund.amount, currency=refund.currency
+        )
+
+    def charge_off_session(
+        self,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        *,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> ChargeResult:
+        """Charge a saved card while the customer is away. A decline or a bank asking for the customer's own
+        confirmation raises `CardDeclined` / `AuthenticationRequired`; it never returns a failed payment."""
+        if amount <= 0:
+            raise ValueError("a charge amount must be positive")
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            # Cards only: with Stripe's automatic payment methods, confirming may demand a return_url for
+            # redirect-based methods, which makes no sense for a customer who is not there.
+            "payment_method_types": ["card"],
+            "confirm": True,
+            "off_session": True,
+            "expand": ["payment_method"],
+        }
+        # No `description`: localstripe rejects it. What was sold travels in metadata.
+        if metadata:
+            params["metadata"] = metadata
+        options = self._write_options(idempotency_key)
+        intent = self._call(
+            "off-session charge",
+            "payment",
+            lambda: self._client.v1.payment_intents.create(params=params, options=options),
+        )
+        pi = _as_dict(intent)
+        status = pi["status"]
+        if status not in ("succeeded", "processing"):
+            # Stripe answers an off-session failure with an error (handled above); a payment that still needs the
+            # customer (localstripe answers that way) or has no usable card is the same answer for us.
+            error = pi.get("last_payment_error") or {}
+            failure = _card_failure(
+                "authentication_required" if status == "requires_action" else error.get("code"),
+                error.get("decline_code"),
+                stripe_message=error.get("message") or f"payment intent status {status}",
+                request_id=None,
+                payment_intent_id=pi["id"],
+            )
+            logger.warning("Stripe off-session charge %s ended as %s", pi["id"], status)
+            raise failure
+        charge_id, brand, last4 = _charge_id_and_card(pi)
+        return ChargeResult(
+            payment_intent_id=pi["id"],
+            charge_id=charge_id,
+            status=status,
+            amount=pi["amount"],
+            currency=pi["currency"],
+            card_brand=brand,
+            card_last4=last4,
+        )
+
+    # -- subscriptions and payment plans --
+
+    def cancel_subscription(
+        self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> SubscriptionResult:
+        """Cancel now (no more bills), or at the end of the period already paid for."""
+        options = self._write_options(idempotency_key)
+        if at_period_end:
+            params: dict[str, Any] = {"cancel_at_period_end": True}
+            sub = self._call(
+                "cancel at period end",
+                "subscription",
+                lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+            )
+        else:
+            sub = self._call(
+                "cancel",
+                "subscription",
+                lambda: self._client.v1.subscriptions.cancel(subscription_id, options=options),
+            )
+        return _subscription_result(sub)
+
+    def pause_payments(
+        self, subscription_id: str, *, resumes_at: datetime | None, idempotency_key: str
+    ) -> SubscriptionResult:
+        """Stop collecting payments: invoices made meanwhile are voided (the customer is not billed for the pause).
+        Invoices made before the pause are still retried unless voided. Without `resumes_at`, until resumed."""
+        pause: dict[str, Any] = {"behavior": "void"}
+        if resumes_at is not None:
+            pause["resumes_at"] = _unix(resumes_at)
+        params: dict[str, Any] = {"pause_collection": pause}
+        options = self._write_options(idempotency_key)
+        sub = self._call(
+            "pause payments",
+            "subscription",
+            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+        )
+        return _subscription_result(sub)
+
+    def resume_payments(self, subscription_id: str, *, idempotency_key: str) -> SubscriptionResult:
+        """Collect payments again. An empty string unsets `pause_collection` (stripe-python types it `Literal['']`)."""
+        params: dict[str, Any] = {"pause_collection": ""}
+        options = self._write_options(idempotency_key)
+        sub = self._call(
+            "resume payments",
+            "subscription",
+            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+        )
+        return _subscription_result(sub)
+
+    def move_next_bill_date(
+        self, subscription_id: str, when: datetime, *, idempotency_key: str
+    ) -> SubscriptionResult:
+        """Bill next on `when`, without charging for the days in between. Stripe does it with a trial until then,
+        so the subscription shows `trialing` meanwhile: show it as "next bill date moved", not as a trial."""
+        params: dict[str, Any] = {"trial_end": _unix(when), "proration_behavior": "none"}
+        options = self._write_options(idempotency_key)
+        sub = self._call(
+            "move next bill date",
+            "subscription",
+            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+        )
+        return _subscription_result(sub)
+
+    # -- customers --
+
+    def update_email(self, customer_id: str, email: str, *, idempotency_key: str) -> None:
+        params: dict[str, Any] = {"email": email}
+        options = self._write_options(idempotency_key)
+        self._call(
+            "email change",
+            "customer",
+            lambda: self._client.v1.customers.update(customer_id, params=params, options=options),
+        )
+
+    def customer_email(self, customer_id: str) -> str | None:
+        customer = self._call(
+            "customer lookup", "customer", lambda: self._client.v1.customers.retrieve(customer_id)
+        )
+        return _as_dict(customer).get("email") or None
