@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.elements import button, context, section
+from blocks.elements import notice as notice_block
 from blocks.limits import HEADER_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
@@ -102,11 +103,13 @@ def search_results(result: SearchResult) -> Message:
     return Message.of(f"{count} customers match", blocks)
 
 
-def customer_card(card: CustomerCard, *, shared_by: str | None = None) -> Message:
-    """The record. Shared in a channel (`shared_by` set) it is a read-only snapshot with one Open button."""
+def customer_card(card: CustomerCard, *, shared_by: str | None = None, notice: str | None = None) -> Message:
+    """The record. Shared in a channel (`shared_by` set) it is a read-only snapshot with one Open button;
+    `notice` says on top what an action just did."""
     interactive = shared_by is None
     state = card.state
-    blocks: list[Block] = [
+    blocks: list[Block] = [notice_block(notice)] if notice else []
+    blocks += [
         HeaderBlock(text=truncate(one_line(card.name), HEADER_TEXT)),
         context(_subtitle(card, shared_by)),
         _stats(card),
@@ -325,6 +328,8 @@ def order_line(order: OrderSummary) -> str:
 def _footer(state: CardState, interactive: bool) -> ActionsBlock:
     if interactive:
         elements = [
+            button("New order", ids.NEW_ORDER, state.encode()),
+            button("Change email", ids.CHANGE_EMAIL, state.encode()),
             button("Share in channel", ids.SHARE_CARD, state.encode()),
             button("Close", ids.CLOSE, "close"),
         ]

@@ -28,3 +28,9 @@ def context(text: str) -> ContextBlock:
 
 def field(label: str, value: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=f"*{label}*\n{value}")
+
+
+def notice(text: str, *, ok: bool = True) -> ContextBlock:
+    """The line on top of a record after an action: what happened and who did it."""
+    icon = ":white_check_mark:" if ok else ":x:"
+    return ContextBlock(elements=[MarkdownTextObject(text=truncate(f"{icon} {text}", 1900))])

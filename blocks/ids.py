@@ -27,6 +27,16 @@ OPEN_ORDER = "open_order"
 SHARE_CARD = "share_card"
 CLOSE = "close_message"
 
+REFUND_ORDER = "refund_order"
+REFUND_PAYMENT = "refund_payment"
+CANCEL_RECURRING = "cancel_recurring"
+PAUSE_PAYMENTS = "pause_payments"
+RESUME_PAYMENTS = "resume_payments"
+CHANGE_NEXT_BILL_DATE = "change_next_bill_date"
+CHANGE_PLAN_STATUS = "change_plan_status"
+NEW_ORDER = "new_order"
+CHANGE_EMAIL = "change_email"
+
 _CARD_NAVIGATION = (
     SUBSCRIPTIONS_ACTIVE,
     SUBSCRIPTIONS_ALL,
@@ -46,11 +56,12 @@ def per_item(action_id: str, item_id: int | str) -> str:
     return f"{action_id}-{item_id}"
 
 
-def _pattern(*action_ids: str) -> re.Pattern[str]:
+def pattern(*action_ids: str) -> re.Pattern[str]:
+    """Matches these action_ids, with or without a per-item suffix."""
     names = "|".join(re.escape(a) for a in action_ids)
     return re.compile(rf"^(?:{names})(?:-[\w.]+)?$")
 
 
-SHOW_CARD = _pattern(OPEN_CUSTOMER, *_CARD_NAVIGATION)
-SHOW_RECURRING = _pattern(OPEN_SUBSCRIPTION, OPEN_PAYMENT_PLAN)
-SHOW_ORDER = _pattern(OPEN_ORDER)
+SHOW_CARD = pattern(OPEN_CUSTOMER, *_CARD_NAVIGATION)
+SHOW_RECURRING = pattern(OPEN_SUBSCRIPTION, OPEN_PAYMENT_PLAN)
+SHOW_ORDER = pattern(OPEN_ORDER)

@@ -10,6 +10,7 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     SectionBlock,
 )
+from slack_sdk.models.blocks.basic_components import ConfirmObject
 
 from blocks import ids
 from blocks.customer import (
@@ -22,6 +23,7 @@ from blocks.customer import (
     status_text,
 )
 from blocks.elements import button, context, field, section
+from blocks.elements import notice as notice_block
 from blocks.limits import HEADER_TEXT, SECTION_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
@@ -45,7 +47,7 @@ REFUND_REASONS = {
 }
 
 
-def recurring_record(record: RecurringRecord) -> Message:
+def recurring_record(record: RecurringRecord, *, notice: str | None = None) -> Message:
     item = record.summary
     is_plan = item.kind == "payment_plan"
     kind = "Payment plan" if is_plan else "Subscription"
@@ -75,17 +77,61 @@ def recurring_record(record: RecurringRecord) -> Message:
     subtitle = f"{escape(one_line(record.customer_name), NAME_IN_TEXT)}"
     if record.stripe_subscription_id:
         subtitle += f" · Stripe `{escape(record.stripe_subscription_id, 64)}`"
-    blocks: list[Block] = [
+    blocks: list[Block] = [notice_block(notice)] if notice else []
+    blocks += [
         HeaderBlock(text=truncate(title, HEADER_TEXT)),
         context(subtitle),
         SectionBlock(fields=fields),
         DividerBlock(),
         section(_payments_text(record)),
     ]
+    actions = _recurring_actions(record)
+    if actions:
+        blocks.append(ActionsBlock(block_id="recurring_actions", elements=actions))
+    elif item.status not in ENDED and not record.stripe_subscription_id:
+        blocks.append(context("Not linked to a Stripe subscription, so it can't be changed from here."))
     blocks.append(
         ActionsBlock(block_id="record_actions", elements=[_back(record.back, record.customer_name)])
     )
     return Message.of(f"{kind}: {truncate(one_line(item.product), PRODUCT_IN_TEXT)}", blocks)
+
+
+ENDED = ("canceled", "completed")
+
+
+def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
+    """What can be done to a live subscription or plan that Stripe knows."""
+    item = record.summary
+    if item.status in ENDED or not record.stripe_subscription_id:
+        return []
+    is_plan = item.kind == "payment_plan"
+    value = record_value(item.id, record.back)
+    buttons = []
+    if record.refundable_payments:
+        label = "Refund an instalment" if is_plan else "Refund a payment"
+        buttons.append(button(label, ids.per_item(ids.REFUND_PAYMENT, item.id), value))
+    if item.payments_paused:
+        resume = button("Resume payments", ids.per_item(ids.RESUME_PAYMENTS, item.id), value)
+        resume.confirm = ConfirmObject(
+            title="Resume payments?",
+            text=f"Stripe will bill {truncate(one_line(record.customer_name), 100)} again from the next bill date.",
+            confirm="Resume payments",
+            deny="Not now",
+        )
+        buttons.append(resume)
+    else:
+        buttons.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, item.id), value))
+    buttons.append(button("Change next bill date", ids.per_item(ids.CHANGE_NEXT_BILL_DATE, item.id), value))
+    if is_plan:
+        buttons.append(button("Change status", ids.per_item(ids.CHANGE_PLAN_STATUS, item.id), value))
+    cancel = button(
+        "Cancel plan" if is_plan else "Cancel subscription",
+        ids.per_item(ids.CANCEL_RECURRING, item.id),
+        value,
+    )
+    cancel.style = "danger"
+    buttons.append(cancel)
+    return buttons
 
 
 def _payments_text(record: RecurringRecord) -> str:
@@ -108,7 +154,7 @@ def _payment_line(payment: PaymentLine) -> str:
     return line
 
 
-def order_record(record: OrderRecord) -> Message:
+def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
     status = ORDER_STATUS_LABELS.get(record.status, record.status)
     fields = [
         field("Status", status),
@@ -119,7 +165,8 @@ def order_record(record: OrderRecord) -> Message:
         field("Source", SOURCE_LABELS.get(record.source, record.source)),
         field("Card used", f":credit_card: {card_label(record.card)}" if record.card else "Not recorded"),
     ]
-    blocks: list[Block] = [
+    blocks: list[Block] = [notice_block(notice)] if notice else []
+    blocks += [
         HeaderBlock(text=truncate(f"Order #{record.number}", HEADER_TEXT)),
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),
         SectionBlock(fields=fields),
@@ -135,6 +182,11 @@ def order_record(record: OrderRecord) -> Message:
         section(_refunds_text(record)),
     ]
     actions: list[ButtonElement] = [_back(record.back, record.customer_name)]
+    if record.stripe_payment and record.refundable.amount > 0:
+        refund = button(
+            "Refund", ids.per_item(ids.REFUND_ORDER, record.id), record_value(record.id, record.back)
+        )
+        actions.insert(0, refund)
     if record.recurring:
         link = record.recurring
         is_plan = link.kind == "payment_plan"

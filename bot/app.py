@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 import commands
+from blocks.modals import audit_message
+from bot.actions import Actions, AuditEntry
 from bot.db import Database
 from bot.settings import Settings
+from bot.stripe_gateway import StripeGateway
 
 logger = logging.getLogger("customer_bot")
 
 
-def create_app(settings: Settings, db: Database, *, client: WebClient | None = None) -> App:
+def create_app(
+    settings: Settings,
+    db: Database,
+    *,
+    client: WebClient | None = None,
+    gateway: StripeGateway | None = None,
+) -> App:
     """The Bolt app with every listener registered.
 
     Listeners finish their work before the HTTP response goes back (process_before_response): each answer takes
@@ -32,5 +43,25 @@ def create_app(settings: Settings, db: Database, *, client: WebClient | None = N
     def log_unhandled(error: Exception, body: dict) -> None:
         logger.error("unhandled error for a %s request", body.get("type", "slash command"), exc_info=error)
 
-    commands.register(app, commands.Services(settings=settings, db=db))
+    if gateway is None and settings.stripe_api_key:
+        gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    actions = Actions(
+        db, gateway, settings.payment_admins, on_audit=_audit_poster(client, settings.audit_channel)
+    )
+    commands.register(app, commands.Services(settings=settings, db=db, actions=actions))
     return app
+
+
+def _audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry], None] | None:
+    """Posts each audited action to the audit channel; a failure to post is logged, never raised."""
+    if not channel:
+        return None
+
+    def post(entry: AuditEntry) -> None:
+        message = audit_message(entry.actor, entry.action, entry.outcome, entry.summary, entry.stripe_id)
+        try:
+            client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+        except SlackApiError:
+            logger.exception("could not post to the audit channel %s", channel)
+
+    return post

@@ -67,7 +67,9 @@ class LocalSlack:
         self.messages: list[SlackMessage] = []
         self.calls: list[ApiCall] = []
         self.problems: list[str] = []  # every message that Slack would have refused, and why
-        self.views: list[dict[str, Any]] = []
+        self.views: dict[str, dict[str, Any]] = {}  # every modal opened, by view id, as it is now
+        self.opened: list[str] = []  # view ids in the order they were opened
+        self._changed = threading.Condition()
         self.socket_mode_url: str | None = None  # what apps.connections.open hands a Socket Mode client
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._ts = itertools.count(1)
@@ -112,6 +114,25 @@ class LocalSlack:
                 for m in self.messages
                 if m.channel == channel and not m.deleted and m.visible_to in (None, user)
             ]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until `condition` holds (checked after every request this Slack receives), or fail."""
+        with self._changed:
+            if not self._changed.wait_for(condition, timeout):
+                raise AssertionError(f"Slack did not see what was expected within {timeout} s")
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def latest_view(self) -> dict[str, Any]:
+        return self.views[self.opened[-1]]
+
+    def replace_view(self, view_id: str, view: dict[str, Any]) -> None:
+        """What Slack does with a view_submission answered with response_action=update."""
+        with self._lock:
+            self.views[view_id] = {**view, "id": view_id}
+        self._notify()
 
     def message(self, ts: str) -> SlackMessage:
         with self._lock:
@@ -219,7 +240,7 @@ class LocalSlack:
             return {"ok": True, "channel": args["channel"], key: message.ts}
         if method in ("views.open", "views.push", "views.update"):
             view = _json_field(args.get("view")) or {}
-            problems = message_problems(view.get("blocks", []), view=True)
+            problems = view_problems(view)
             if problems:
                 self._refuse(method, problems)
                 return {
@@ -228,9 +249,15 @@ class LocalSlack:
                     "response_metadata": {"messages": problems},
                 }
             with self._lock:
-                self.views.append(view)
-                view_id = f"V{len(self.views):08d}"
-            return {"ok": True, "view": {**view, "id": view_id}}
+                if method == "views.update":
+                    view_id = args["view_id"]
+                    if view_id not in self.views:
+                        return {"ok": False, "error": "not_found"}
+                else:
+                    view_id = f"V{len(self.views) + 1:08d}"
+                    self.opened.append(view_id)
+                self.views[view_id] = {**view, "id": view_id}
+            return {"ok": True, "view": self.views[view_id]}
         return {"ok": True}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -249,6 +276,7 @@ class LocalSlack:
                     self._send(200, "application/json", json.dumps(answer).encode())
                 else:
                     self._send(404, "text/plain", b"not found")
+                slack._notify()
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
                 self.send_response(status)
@@ -267,6 +295,54 @@ def _parse_body(raw: str, headers) -> dict[str, Any]:
     if "json" in (headers.get("Content-Type") or ""):
         return json.loads(raw or "{}")
     return dict(parse_qsl(raw))
+
+
+def view_problems(view: dict[str, Any]) -> list[str]:
+    """What would make Slack refuse a modal: its blocks, title, buttons and metadata."""
+    problems = message_problems(view.get("blocks", []), view=True)
+    for key, limit in (("title", 24), ("submit", 24), ("close", 24)):
+        text = (view.get(key) or {}).get("text", "")
+        if len(text) > limit:
+            problems.append(f"{key} of {len(text)} characters, more than {limit}")
+    if not (view.get("title") or {}).get("text"):
+        problems.append("a modal needs a title")
+    if len(view.get("private_metadata", "")) > 3000:
+        problems.append("private_metadata over 3,000 characters")
+    if any(b.get("type") == "input" for b in view.get("blocks", [])) and not view.get("submit"):
+        problems.append("a modal with inputs needs a submit button")
+    return problems
+
+
+def form_values(view: dict[str, Any], answers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `state.values` Slack sends when a modal is submitted: each input's initial value, or the answer given
+    for its block_id (the text typed, an option's value or label, a date as YYYY-MM-DD)."""
+    answers = answers or {}
+    values: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        element, block_id = block["element"], block["block_id"]
+        kind, answer = element["type"], answers.get(block_id)
+        if kind == "plain_text_input":
+            state = {"type": kind, "value": answer if answer is not None else element.get("initial_value")}
+        elif kind in ("static_select", "radio_buttons"):
+            chosen = element.get("initial_option")
+            if answer is not None:
+                chosen = next(
+                    (o for o in element["options"] if answer in (o["value"], o["text"]["text"])), None
+                )
+                if chosen is None:
+                    raise LookupError(f"no option {answer!r} in {block_id}")
+            state = {"type": kind, "selected_option": chosen}
+        elif kind == "datepicker":
+            state = {
+                "type": kind,
+                "selected_date": answer if answer is not None else element.get("initial_date"),
+            }
+        else:
+            raise LookupError(f"form_values does not know {kind} inputs")
+        values[block_id] = {element["action_id"]: state}
+    return values
 
 
 def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -388,6 +464,50 @@ class SlackPerson:
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
         )
         return status
+
+    def submit(self, view: dict[str, Any], answers: dict[str, str] | None = None) -> dict[str, Any]:
+        """Submit a modal with these answers; returns what the app answered (errors, an update, or nothing).
+        An answer with response_action=update replaces the modal, as in Slack."""
+        submitted = {**view, "state": {"values": form_values(view, answers)}, "hash": "h" + view["id"]}
+        payload = {
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+            "user": {
+                "id": self.user_id,
+                "username": self.user_name,
+                "name": self.user_name,
+                "team_id": TEAM_ID,
+            },
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token-unused",
+            "trigger_id": self._trigger_id(),
+            "view": {
+                **submitted,
+                "team_id": TEAM_ID,
+                "app_id": APP_ID,
+                "bot_id": "B0LOCAL01",
+                "root_view_id": view["id"],
+            },
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        status, raw = self._send(body, "application/x-www-form-urlencoded")
+        if status != 200:
+            raise AssertionError(f"the app answered a view submission with HTTP {status}: {raw[:200]!r}")
+        answer = json.loads(raw) if raw.strip() else {}
+        if answer.get("response_action") == "update":
+            problems = view_problems(answer["view"])
+            if problems:
+                self.slack._refuse("view update", problems)
+            self.slack.replace_view(view["id"], answer["view"])
+        elif answer.get("response_action") == "errors":
+            inputs = {b.get("block_id") for b in view["blocks"]}
+            unknown = [f"error for unknown block_id {k!r}" for k in answer["errors"] if k not in inputs]
+            if unknown:
+                self.slack._refuse("view errors", unknown)
+        return answer
 
     def visible(self) -> list[SlackMessage]:
         return self.slack.visible(self.channel_id, self.user_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -42,6 +43,21 @@ from bot.viewmodels import (
 
 # A failed payment still counts as missed while its subscription or plan has not ended.
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
+
+
+def recurring_fingerprint(recurring: Recurring) -> str:
+    """A short digest of what a change depends on; a form carries it so a stale form is caught."""
+    state = "|".join(
+        str(v)
+        for v in (
+            recurring.status,
+            recurring.cancel_at_period_end,
+            recurring.payments_paused,
+            recurring.paused_until and recurring.paused_until.isoformat(),
+            recurring.next_bill_at and recurring.next_bill_at.isoformat(),
+        )
+    )
+    return hashlib.sha256(state.encode()).hexdigest()[:12]
 
 
 def shown_name(name: str, email: str) -> str:
@@ -283,6 +299,15 @@ def recurring_record(
         .group_by(Payment.currency)
     ).all()
     missed = _missed_counts(session, [recurring.id]).get(recurring.id, 0)
+    refundable = session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.recurring_id == recurring.id,
+            Order.amount_refunded + Order.amount_refund_pending < Order.total,
+            Order.stripe_payment_intent_id.is_not(None),
+        )
+    )
     return RecurringRecord(
         back=back,
         customer_name=shown_name(customer.name, customer.email),
@@ -302,6 +327,8 @@ def recurring_record(
         ],
         payment_count=payment_count or 0,
         paid_total=[Money(int(total), currency) for currency, total in paid],
+        refundable_payments=refundable or 0,
+        fingerprint=recurring_fingerprint(recurring),
     )
 
 
@@ -355,4 +382,5 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
             for r in refunds
         ],
         recurring=RecurringLink(recurring.id, recurring.kind, recurring.product) if recurring else None,  # type: ignore[arg-type]
+        stripe_payment=order.stripe_payment_intent_id is not None,
     )

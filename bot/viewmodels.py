@@ -179,6 +179,8 @@ class RecurringRecord:
     payments: list[PaymentLine]  # newest first, at most the renderer's page
     payment_count: int
     paid_total: list[Money] = field(default_factory=list)
+    refundable_payments: int = 0  # paid payments with something left to refund
+    fingerprint: str = ""  # the state a change was asked against (see bot.records.recurring_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,7 @@ class OrderRecord:
     billing: BillingAddress | None
     refunds: list[RefundLine]
     recurring: RecurringLink | None
+    stripe_payment: bool = False  # paid through Stripe, so it can be refunded from here
 
     @property
     def refundable(self) -> Money:
@@ -261,3 +264,18 @@ def parse_record_value(value: str) -> tuple[int, CardState]:
     if not head.isdigit():
         raise ValueError(f"not a record value: {value[:80]!r}")
     return int(head), CardState.decode(state)
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    order_id: int
+    order_number: str
+    customer_id: int
+    customer_name: str
+    paid: Money
+    refunded: Money
+    refundable: Money
+    card: str | None
+    refunded_seen: (
+        int  # the order's refunds when the form opened: the refund's key, and a guard against change
+    )

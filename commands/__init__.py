@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from slack_bolt import App
 
+from bot.actions import Actions
 from bot.db import Database
 from bot.settings import Settings
 
@@ -16,10 +17,12 @@ class Services:
 
     settings: Settings
     db: Database
+    actions: Actions
 
 
 def register(app: App, services: Services) -> None:
-    from commands import customer, records
+    from commands import actions, customer, records
 
     customer.register(app, services)
     records.register(app, services)
+    actions.register(app, services)

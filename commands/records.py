@@ -16,49 +16,63 @@ from commands import Services
 from commands.replies import ephemeral, telling_the_user
 
 
-def register(app: App, services: Services) -> None:
-    def card(state: CardState, shared_by: str | None = None) -> Message:
-        with services.db.session() as session:
-            view = records.customer_card(
-                session,
-                state,
-                recurring_page_size=customer_blocks.RECURRING_PAGE_SIZE,
-                orders_page_size=customer_blocks.ORDERS_PAGE_SIZE,
+def render_record(
+    services: Services, kind: str, record_id: int, back: CardState, *, notice: str | None = None
+) -> Message:
+    """A customer card, a subscription or plan record, or an order record, as it is now."""
+    with services.db.session() as session:
+        if kind == "order":
+            return record_blocks.order_record(records.order_record(session, record_id, back), notice=notice)
+        if kind == "recurring":
+            view = records.recurring_record(
+                session, record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN
             )
-        return customer_blocks.customer_card(view, shared_by=shared_by)
+            return record_blocks.recurring_record(view, notice=notice)
+        state = back if back.customer_id == record_id else CardState(record_id)
+        card = records.customer_card(
+            session,
+            state,
+            recurring_page_size=customer_blocks.RECURRING_PAGE_SIZE,
+            orders_page_size=customer_blocks.ORDERS_PAGE_SIZE,
+        )
+        return customer_blocks.customer_card(card, notice=notice)
 
+
+def register(app: App, services: Services) -> None:
     @app.action(ids.SHOW_CARD)
     def show_card(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
         ack()
         with telling_the_user(ack, respond, logger):
-            show(respond, body, card(CardState.decode(action["value"])))
+            state = CardState.decode(action["value"])
+            show(respond, body, render_record(services, "customer", state.customer_id, state))
 
     @app.action(ids.SHOW_RECURRING)
     def show_recurring(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
         ack()
         with telling_the_user(ack, respond, logger):
             recurring_id, back = parse_record_value(action["value"])
-            with services.db.session() as session:
-                view = records.recurring_record(
-                    session, recurring_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN
-                )
-            show(respond, body, record_blocks.recurring_record(view))
+            show(respond, body, render_record(services, "recurring", recurring_id, back))
 
     @app.action(ids.SHOW_ORDER)
     def show_order(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
         ack()
         with telling_the_user(ack, respond, logger):
             order_id, back = parse_record_value(action["value"])
-            with services.db.session() as session:
-                view = records.order_record(session, order_id, back)
-            show(respond, body, record_blocks.order_record(view))
+            show(respond, body, render_record(services, "order", order_id, back))
 
     @app.action(ids.SHARE_CARD)
     def share_card(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
         ack()
         with telling_the_user(ack, respond, logger):
-            state = CardState(CardState.decode(action["value"]).customer_id)
-            message = card(state, shared_by=body["user"]["id"])
+            customer_id = CardState.decode(action["value"]).customer_id
+            with services.db.session() as session:
+                view = records.customer_card(
+                    session,
+                    CardState(customer_id),
+                    recurring_page_size=customer_blocks.RECURRING_PAGE_SIZE,
+                    orders_page_size=customer_blocks.ORDERS_PAGE_SIZE,
+                )
+            message = customer_blocks.customer_card(view, shared_by=body["user"]["id"])
             respond(
                 response_type="in_channel", replace_original=False, text=message.text, blocks=message.blocks
             )

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 from slack_bolt import Ack, Respond
 
-from blocks import notices
+from blocks import modals, notices
 from blocks.message import Message
+from bot.actions import Failed, Invalid, NotAllowed
 from bot.db import DatabaseUnavailable
 from bot.records import RecordNotFound
 
@@ -29,6 +30,10 @@ def telling_the_user(ack: Ack, respond: Respond, logger: logging.Logger) -> Iter
         _reply(ack, respond, notices.database_unavailable())
     except RecordNotFound as gone:
         _reply(ack, respond, notices.record_gone(gone.what))
+    except NotAllowed as refused:
+        _reply(ack, respond, modals.not_allowed(refused.admins))
+    except (Invalid, Failed) as failed:
+        _reply(ack, respond, modals.failure(failed.message))
     except Exception:
         reference = uuid.uuid4().hex[:8]
         logger.exception("unexpected error, reference %s", reference)

@@ -285,6 +285,8 @@ def test_every_button_on_every_record_has_a_listener(harness):
         "back_to_customer",
         "share_card",
         "close_message",
+        "new_order",
+        "change_email",
     }
 
 

@@ -1,0 +1,427 @@
+"""Modals for acting on records: the forms, the confirmation that states exactly what will happen, the
+"working" view while Stripe is asked, and the result. Also the messages around actions (not allowed, audit)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    DatePickerElement,
+    InputBlock,
+    Option,
+    PlainTextInputElement,
+    RadioButtonsElement,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from blocks.customer import interval_text
+from blocks.elements import context, section
+from blocks.limits import VIEW_TITLE
+from blocks.message import Message
+from blocks.text import date_token, escape, one_line, truncate
+from bot.money import Money, exponent
+from bot.viewmodels import RecurringSummary, RefundQuote
+
+# callback_ids of the modals, and the block / action ids of their inputs
+REFUND_FORM = "refund_form"
+REFUND_CONFIRM = "refund_confirm"
+CANCEL_FORM = "cancel_form"
+PAUSE_FORM = "pause_form"
+NEXT_BILL_DATE_FORM = "next_bill_date_form"
+PLAN_STATUS_FORM = "plan_status_form"
+NEW_ORDER_FORM = "new_order_form"
+NEW_ORDER_CONFIRM = "new_order_confirm"
+CHANGE_EMAIL_FORM = "change_email_form"
+
+ORDER, AMOUNT, REASON, NOTE = "order", "amount", "reason", "note"
+WHEN, RESUMES_AT, NEXT_BILL_DATE, STATUS = "when", "resumes_at", "next_bill_date", "status"
+PRODUCT, DESCRIPTION, CURRENCY, QUANTITY, EMAIL = "product", "description", "currency", "quantity", "email"
+
+REASON_LABELS = {
+    "requested_by_customer": "Requested by customer",
+    "duplicate": "Duplicate payment",
+    "fraudulent": "Fraudulent",
+    "other": "Other (say why in the note)",
+}
+CURRENCIES = ("usd", "eur", "gbp", "cad", "aud", "jpy", "kwd", "chf", "sek", "nok", "dkk", "pln", "nzd")
+NOTE_LENGTH = 500
+MAX_OPTIONS = 100
+
+
+def _view(
+    callback_id: str,
+    title: str,
+    blocks: list[Block],
+    metadata: str,
+    submit: str | None = None,
+    close: str = "Cancel",
+) -> dict[str, Any]:
+    return View(
+        type="modal",
+        callback_id=callback_id,
+        title=truncate(title, VIEW_TITLE),
+        submit=truncate(submit, VIEW_TITLE) if submit else None,
+        close=truncate(close, VIEW_TITLE),
+        blocks=blocks,
+        private_metadata=metadata,
+    ).to_dict()
+
+
+def _option(label: str, value: str) -> Option:
+    return Option(text=truncate(one_line(label), 75), value=value)
+
+
+def _input(
+    block_id: str, label: str, element, *, hint: str | None = None, optional: bool = False
+) -> InputBlock:
+    return InputBlock(block_id=block_id, label=label, element=element, hint=hint, optional=optional)
+
+
+def _amount_text(money: Money) -> str:
+    """An amount as a person would type it back: '32.00', '3000', '12.345'."""
+    return str(Decimal(money.amount).scaleb(-exponent(money.currency)))
+
+
+# Refunds ---------------------------------------------------------------------------------------------------
+
+
+def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
+    """One order's refund, or a choice among a subscription's or plan's payments."""
+    first = quotes[0]
+    blocks: list[Block] = []
+    if len(quotes) == 1:
+        blocks.append(section(_quote_text(first)))
+        amount_hint = (
+            f"Up to {first.refundable.format()} can be refunded. Leave it as it is to refund all of it."
+        )
+        initial = _amount_text(first.refundable)
+    else:
+        blocks.append(section(f"Refund one of *{escape(first.customer_name, 120)}*'s payments."))
+        blocks.append(
+            _input(
+                ORDER,
+                "Payment",
+                StaticSelectElement(
+                    action_id=ORDER,
+                    placeholder="Choose a payment",
+                    options=[
+                        _option(
+                            f"#{q.order_number} · {q.paid.format()} · {q.refundable.format()} refundable",
+                            str(q.order_id),
+                        )
+                        for q in quotes[:MAX_OPTIONS]
+                    ],
+                ),
+            )
+        )
+        amount_hint = "Leave empty to refund everything still refundable on the payment you chose."
+        initial = None
+    blocks += [
+        _input(
+            AMOUNT,
+            f"Amount ({first.paid.currency.upper()})",
+            PlainTextInputElement(
+                action_id=AMOUNT, initial_value=initial, placeholder="e.g. 12.50", max_length=24
+            ),
+            hint=amount_hint,
+            optional=len(quotes) > 1,
+        ),
+        _input(
+            REASON,
+            "Reason",
+            StaticSelectElement(
+                action_id=REASON,
+                options=[_option(label, value) for value, label in REASON_LABELS.items()],
+                initial_option=_option(REASON_LABELS["requested_by_customer"], "requested_by_customer"),
+            ),
+        ),
+        _input(
+            NOTE,
+            "Note",
+            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=NOTE_LENGTH),
+            hint="Kept with the refund in our records.",
+            optional=True,
+        ),
+    ]
+    return _view(REFUND_FORM, "Refund", blocks, metadata, submit="Review refund")
+
+
+def _quote_text(quote: RefundQuote) -> str:
+    return (
+        f"*Order #{escape(quote.order_number, 32)}* · {escape(quote.customer_name, 120)}\n"
+        f"Paid {quote.paid.format()} · refunded so far {quote.refunded.format()} · "
+        f"*{quote.refundable.format()} refundable*"
+    )
+
+
+def refund_confirm(
+    quote: RefundQuote, amount: Money, reason: str | None, note: str | None, metadata: str
+) -> dict:
+    card = f" to {escape(quote.card, 60)}" if quote.card else ""
+    text = (
+        f"Refund *{amount.format()} {amount.currency.upper()}* of order #{escape(quote.order_number, 32)} "
+        f"to *{escape(quote.customer_name, 120)}*{card}?"
+    )
+    blocks: list[Block] = [section(text)]
+    details = [f"Reason: {REASON_LABELS.get(reason or 'other', 'Other')}"]
+    if note:
+        details.append(f"Note: “{escape(one_line(note), 300)}”")
+    blocks.append(context(" · ".join(details)))
+    if reason == "fraudulent":
+        blocks.append(
+            section(
+                ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
+                "Cancel and start again with another reason if that is not what you want."
+            )
+        )
+    return _view(
+        REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}", close="Back"
+    )
+
+
+# Subscriptions and payment plans ---------------------------------------------------------------------------
+
+
+def _recurring_heading(item: RecurringSummary, customer_name: str) -> str:
+    return (
+        f"*{escape(one_line(item.product), 120)}* · {item.price.format()} "
+        f"{interval_text(item.interval, item.interval_count)}\n{escape(customer_name, 120)}"
+    )
+
+
+def _noun(item: RecurringSummary) -> str:
+    return "payment plan" if item.kind == "payment_plan" else "subscription"
+
+
+def cancel_form(
+    item: RecurringSummary, customer_name: str, period_end_text: str | None, metadata: str
+) -> dict:
+    at_end = (
+        f"At the end of the period ({period_end_text})" if period_end_text else "At the end of the period"
+    )
+    blocks: list[Block] = [
+        section(_recurring_heading(item, customer_name)),
+        _input(
+            WHEN,
+            "When",
+            RadioButtonsElement(
+                action_id=WHEN,
+                options=[_option(at_end, "period_end"), _option("Now: no more payments from today", "now")],
+                initial_option=_option(at_end, "period_end"),
+            ),
+        ),
+        context("Cancelling refunds nothing: refund a payment separately if that is owed."),
+    ]
+    return _view(
+        CANCEL_FORM, f"Cancel {_noun(item)}", blocks, metadata, submit=f"Cancel {_noun(item)}", close="Back"
+    )
+
+
+def pause_form(item: RecurringSummary, customer_name: str, earliest: date, metadata: str) -> dict:
+    blocks: list[Block] = [
+        section(_recurring_heading(item, customer_name)),
+        _input(
+            WHEN,
+            "Pause payments",
+            RadioButtonsElement(
+                action_id=WHEN,
+                options=[
+                    _option("Until a date", "until_date"),
+                    _option("Until I resume them", "until_resumed"),
+                ],
+                initial_option=_option("Until a date", "until_date"),
+            ),
+        ),
+        _input(
+            RESUMES_AT,
+            "Resume on",
+            DatePickerElement(action_id=RESUMES_AT, initial_date=earliest.isoformat()),
+            hint="Used when pausing until a date.",
+            optional=True,
+        ),
+        context("While paused, Stripe does not charge: bills that fall due are voided, not collected later."),
+    ]
+    return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
+
+
+def next_bill_date_form(item: RecurringSummary, customer_name: str, earliest: date, metadata: str) -> dict:
+    current = item.next_bill_at.date() if item.next_bill_at else earliest
+    blocks: list[Block] = [
+        section(_recurring_heading(item, customer_name)),
+        _input(
+            NEXT_BILL_DATE,
+            "Next bill date",
+            DatePickerElement(action_id=NEXT_BILL_DATE, initial_date=max(current, earliest).isoformat()),
+            hint="Nothing is charged until then, and nothing is prorated.",
+        ),
+    ]
+    if item.next_bill_at:
+        blocks.insert(1, context(f"Now: {date_token(item.next_bill_at)}"))
+    return _view(NEXT_BILL_DATE_FORM, "Next bill date", blocks, metadata, submit="Move date")
+
+
+PLAN_STATUSES = {
+    "active": "Active: payments as scheduled",
+    "paused": "Paused: no payments until resumed",
+    "canceled_period_end": "Canceled at the end of the period",
+    "canceled_now": "Canceled now",
+}
+
+
+def plan_status_form(item: RecurringSummary, customer_name: str, metadata: str) -> dict:
+    current = "paused" if item.payments_paused else "active"
+    blocks: list[Block] = [
+        section(_recurring_heading(item, customer_name)),
+        _input(
+            STATUS,
+            "Status",
+            RadioButtonsElement(
+                action_id=STATUS,
+                options=[_option(label, value) for value, label in PLAN_STATUSES.items()],
+                initial_option=_option(PLAN_STATUSES[current], current),
+            ),
+        ),
+    ]
+    return _view(PLAN_STATUS_FORM, "Plan status", blocks, metadata, submit="Change status")
+
+
+# New order ------------------------------------------------------------------------------------------------
+
+
+def new_order_form(
+    customer_name: str, card: str, products: list[tuple[int, str, Money]], currency: str, metadata: str
+) -> dict:
+    blocks: list[Block] = [
+        section(f"Charge *{escape(customer_name, 120)}*'s card on file ({escape(card, 60)}).")
+    ]
+    if products:
+        blocks.append(
+            _input(
+                PRODUCT,
+                "Product",
+                StaticSelectElement(
+                    action_id=PRODUCT,
+                    placeholder="One of your products",
+                    options=[
+                        _option(f"{name} · {price.format()}", str(pid))
+                        for pid, name, price in products[:MAX_OPTIONS]
+                    ],
+                ),
+                hint="Or describe what you are selling below.",
+                optional=True,
+            )
+        )
+    blocks += [
+        _input(
+            DESCRIPTION,
+            "Description",
+            PlainTextInputElement(
+                action_id=DESCRIPTION, max_length=250, placeholder="e.g. Extra coaching call"
+            ),
+            optional=bool(products),
+        ),
+        _input(
+            AMOUNT,
+            "Amount (each)",
+            PlainTextInputElement(action_id=AMOUNT, max_length=24, placeholder="e.g. 49.00"),
+            hint="Leave empty to use the product's price.",
+            optional=bool(products),
+        ),
+        _input(
+            CURRENCY,
+            "Currency",
+            StaticSelectElement(
+                action_id=CURRENCY,
+                options=[_option(c.upper(), c) for c in CURRENCIES],
+                initial_option=_option(currency.upper(), currency),
+            ),
+        ),
+        _input(
+            QUANTITY, "Quantity", PlainTextInputElement(action_id=QUANTITY, initial_value="1", max_length=4)
+        ),
+    ]
+    return _view(NEW_ORDER_FORM, "New order", blocks, metadata, submit="Review charge")
+
+
+def new_order_confirm(
+    customer_name: str, card: str, description: str, quantity: int, total: Money, metadata: str
+) -> dict:
+    text = (
+        f"Charge *{total.format()} {total.currency.upper()}* to *{escape(customer_name, 120)}*'s "
+        f"{escape(card, 60)} for {quantity} × {escape(one_line(description), 250)}?"
+    )
+    blocks: list[Block] = [
+        section(text),
+        context("The card is charged now, without the customer present; the order appears on their record."),
+    ]
+    return _view(
+        NEW_ORDER_CONFIRM,
+        "Confirm new order",
+        blocks,
+        metadata,
+        submit=f"Charge {total.format()}",
+        close="Back",
+    )
+
+
+# Email --------------------------------------------------------------------------------------------------------
+
+
+def change_email_form(customer_name: str, email: str, in_stripe: bool, metadata: str) -> dict:
+    where = "our records and in Stripe" if in_stripe else "our records"
+    blocks: list[Block] = [
+        section(f"Change *{escape(customer_name, 120)}*'s email in {where}."),
+        _input(
+            EMAIL,
+            "New email",
+            PlainTextInputElement(action_id=EMAIL, initial_value=email[:254], max_length=254),
+        ),
+    ]
+    return _view(CHANGE_EMAIL_FORM, "Change email", blocks, metadata, submit="Change email")
+
+
+# Progress and results -----------------------------------------------------------------------------------------
+
+
+def working(title: str, text: str) -> dict[str, Any]:
+    return _view("working", title, [section(f":hourglass: {text}")], "", close="Close")
+
+
+def result(title: str, text: str, *, ok: bool) -> dict[str, Any]:
+    icon = ":white_check_mark:" if ok else ":x:"
+    return _view("result", title, [section(f"{icon} {text}")], "", close="Done")
+
+
+def not_allowed(admins: frozenset[str]) -> Message:
+    who = ", ".join(f"<@{a}>" for a in sorted(admins)[:10])
+    text = ":lock: Only payment admins can refund, cancel, pause, charge cards or change emails, so nothing was done."
+    text += (
+        f" Ask {who}." if who else " No one is a payment admin yet: whoever runs the bot sets PAYMENT_ADMINS."
+    )
+    return Message.of(text, [section(text)])
+
+
+def failure(text: str) -> Message:
+    return Message.of(text, [section(f":x: {escape(text, 2900)}")])
+
+
+OUTCOME_ICONS = {
+    "succeeded": ":white_check_mark:",
+    "already_done": ":repeat:",
+    "failed": ":x:",
+    "unknown": ":warning:",
+    "invalid": ":no_entry:",
+    "refused": ":lock:",
+}
+
+
+def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id: str | None) -> Message:
+    text = f"{OUTCOME_ICONS.get(outcome, '')} <@{escape(actor, 32)}> · {action.replace('_', ' ')} · *{outcome.replace('_', ' ')}*"
+    detail = escape(one_line(summary), 2000)
+    if stripe_id:
+        detail += f" · Stripe `{escape(stripe_id, 64)}`"
+    return Message.of(f"{action}: {outcome}", [section(text), context(detail)])
