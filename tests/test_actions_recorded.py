@@ -1,0 +1,170 @@
+"""Actions whose Stripe calls localstripe cannot perform (pause_collection, resume, trial_end) and Stripe failures
+it cannot produce (a 500), driven through Slack against a recording Stripe stand-in. The exact requests are asserted
+against Stripe's API reference in test_stripe_gateway; here we check what the person and our records see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import create_app
+from bot.local_slack import SlackPerson, wsgi_transport
+from bot.models import ActionAttempt, Order, Recurring
+from bot.stripe_gateway import MAX_NETWORK_RETRIES
+from bot.web import WebApp
+from tests import factories as make
+from tests.conftest import SIGNING_SECRET, Harness, settings_for
+from tests.slack_text import buttons, text_of
+from tests.stripe_support import RecordingHTTPClient, recording_gateway, subscription_body
+
+ADMIN = "U0ADMIN01"
+
+
+@pytest.fixture
+def recorder() -> RecordingHTTPClient:
+    return RecordingHTTPClient(subscription_body("sub_123"))
+
+
+@pytest.fixture
+def acting(db, slack, recorder) -> Harness:
+    settings = settings_for(db, slack, payment_admins=frozenset({ADMIN}))
+    web = WebApp(create_app(settings, db, gateway=recording_gateway(recorder)), db)
+    return Harness(
+        settings, db, slack, web, SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET, user_id=ADMIN)
+    )
+
+
+def open_plan(acting: Harness, **fields):
+    with acting.db.session() as s:
+        jane = make.customer(s, stripe_customer_id="cus_123")
+        plan_id = make.payment_plan(s, jane, stripe_subscription_id="sub_123", **fields).id
+    card = acting.person.command("jane doe")
+    acting.person.click(card, f"open_payment_plan-{plan_id}")
+    return plan_id, acting.slack.message(card.ts)
+
+
+def result_text(acting: Harness, view_id: str) -> str:
+    acting.slack.wait_for(lambda: acting.slack.views[view_id].get("callback_id") == "result")
+    return acting.slack.views[view_id]["blocks"][0]["text"]["text"]
+
+
+def test_pause_payments_until_a_date(acting, recorder):
+    plan_id, record = open_plan(acting)
+    resumes = (datetime.now(UTC) + timedelta(days=30)).date()
+    recorder.respond(
+        subscription_body(
+            "sub_123",
+            pause_collection={
+                "behavior": "void",
+                "resumes_at": int(datetime(resumes.year, resumes.month, resumes.day, tzinfo=UTC).timestamp()),
+            },
+        )
+    )
+
+    acting.person.click(record, f"pause_payments-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"when": "until_date", "resumes_at": resumes.isoformat()})
+
+    assert "Paused payments of Guitar course" in result_text(acting, form["id"])
+    assert recorder.last.params["pause_collection[behavior]"] == "void"
+    updated = acting.slack.message(record.ts)
+    assert "payments paused until" in text_of(updated)
+    assert "Resume payments" in buttons(updated) and "Pause payments" not in buttons(updated)
+    with acting.db.session() as s:
+        plan = s.get(Recurring, plan_id)
+        assert (plan.status, plan.payments_paused, plan.paused_until.date()) == ("paused", True, resumes)
+
+
+def test_a_pause_date_in_the_past_is_an_inline_error(acting, recorder):
+    plan_id, record = open_plan(acting)
+    acting.person.click(record, f"pause_payments-{plan_id}")
+    form = acting.slack.latest_view()
+
+    answer = acting.person.submit(form, {"when": "until_date", "resumes_at": "2020-01-01"})
+
+    assert answer["response_action"] == "errors" and "after today" in answer["errors"]["resumes_at"]
+    assert recorder.requests == []
+
+
+def test_resume_payments_from_the_confirm_dialog(acting, recorder):
+    plan_id, record = open_plan(acting, status="paused", payments_paused=True)
+    acting.person.click(record, f"resume_payments-{plan_id}")
+
+    acting.slack.wait_for(lambda: "resumed payments" in text_of(acting.slack.message(record.ts)))
+    assert recorder.last.params["pause_collection"] == ""
+    with acting.db.session() as s:
+        assert s.get(Recurring, plan_id).status == "active"
+
+
+def test_move_the_next_bill_date(acting, recorder):
+    plan_id, record = open_plan(acting)
+    new_date = (datetime.now(UTC) + timedelta(days=45)).date()
+    trial_end = int(datetime(new_date.year, new_date.month, new_date.day, 12, tzinfo=UTC).timestamp())
+    recorder.respond(subscription_body("sub_123", status="trialing", trial_end=trial_end))
+
+    acting.person.click(record, f"change_next_bill_date-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"next_bill_date": new_date.isoformat()})
+
+    assert "Moved the next bill date" in result_text(acting, form["id"])
+    assert (recorder.last.params["trial_end"], recorder.last.params["proration_behavior"]) == (
+        str(trial_end),
+        "none",
+    )
+    updated = text_of(acting.slack.message(record.ts))
+    assert f"<!date^{trial_end}^" in updated and "Active" in updated, "shown as a moved date, not as a trial"
+
+
+def test_plan_status_paused_then_active(acting, recorder):
+    plan_id, record = open_plan(acting)
+    recorder.respond(subscription_body("sub_123", pause_collection={"behavior": "void", "resumes_at": None}))
+
+    acting.person.click(record, f"change_plan_status-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"status": "paused"})
+
+    assert "until resumed" in result_text(acting, form["id"])
+    with acting.db.session() as s:
+        assert s.get(Recurring, plan_id).status == "paused"
+
+
+def test_an_unknown_stripe_outcome_keeps_the_refund_reserved_and_a_retry_is_safe(acting, recorder):
+    with acting.db.session() as s:
+        jane = make.customer(s)
+        order_id = make.order(s, jane, 5000, stripe_payment_intent_id="pi_123").id
+    card = acting.person.command("jane doe")
+    acting.person.click(card, f"open_order-{order_id}")
+    acting.person.click(acting.slack.message(card.ts), f"refund_order-{order_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"amount": "10.00"})
+    confirm = acting.slack.views[form["id"]]
+    recorder.fail_with_connection_error(times=1 + MAX_NETWORK_RETRIES)  # every try of this request
+
+    acting.person.submit(confirm)
+
+    assert "Stripe" in result_text(acting, form["id"])
+    with acting.db.session() as s:
+        order = s.get(Order, order_id)
+        assert (order.amount_refunded, order.amount_refund_pending) == (0, 1000), (
+            "held until Stripe's answer is known"
+        )
+        attempt = s.scalar(select(ActionAttempt))
+        first_key = attempt.stripe_idempotency_key
+    sent = {r.header("Idempotency-Key") for r in recorder.requests}
+    assert sent == {first_key}
+
+    recorder.respond(
+        {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
+    )
+    acting.slack.replace_view(form["id"], confirm)
+    acting.person.submit(confirm)
+
+    assert "Refunded $10.00" in result_text(acting, form["id"])
+    assert recorder.last.header("Idempotency-Key") == first_key, (
+        "the retry reuses the key, so Stripe acts once"
+    )
+    with acting.db.session() as s:
+        order = s.get(Order, order_id)
+        assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
