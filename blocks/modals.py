@@ -161,11 +161,8 @@ def _quote_text(quote: RefundQuote) -> str:
 def refund_confirm(
     quote: RefundQuote, amount: Money, reason: str | None, note: str | None, metadata: str
 ) -> dict:
-    card = f" to {escape(quote.card, 60)}" if quote.card else ""
-    text = (
-        f"Refund *{amount.format()} {amount.currency.upper()}* of order #{escape(quote.order_number, 32)} "
-        f"to *{escape(quote.customer_name, 120)}*{card}?"
-    )
+    to = f"*{escape(quote.customer_name, 120)}*" + (f"'s {escape(quote.card, 60)}" if quote.card else "")
+    text = f"Refund *{amount.format()} {amount.currency.upper()}* of order #{escape(quote.order_number, 32)} to {to}?"
     blocks: list[Block] = [section(text)]
     details = [f"Reason: {REASON_LABELS.get(reason or 'other', 'Other')}"]
     if note:
@@ -178,9 +175,7 @@ def refund_confirm(
                 "Cancel and start again with another reason if that is not what you want."
             )
         )
-    return _view(
-        REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}", close="Back"
-    )
+    return _view(REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}")
 
 
 # Subscriptions and payment plans ---------------------------------------------------------------------------
@@ -217,7 +212,12 @@ def cancel_form(
         context("Cancelling refunds nothing: refund a payment separately if that is owed."),
     ]
     return _view(
-        CANCEL_FORM, f"Cancel {_noun(item)}", blocks, metadata, submit=f"Cancel {_noun(item)}", close="Back"
+        CANCEL_FORM,
+        f"Cancel {_noun(item)}",
+        blocks,
+        metadata,
+        submit=f"Cancel {_noun(item)}",
+        close="Keep it",
     )
 
 
@@ -364,7 +364,6 @@ def new_order_confirm(
         blocks,
         metadata,
         submit=f"Charge {total.format()}",
-        close="Back",
     )
 
 

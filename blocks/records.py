@@ -181,12 +181,11 @@ def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
         ),
         section(_refunds_text(record)),
     ]
-    actions: list[ButtonElement] = [_back(record.back, record.customer_name)]
+    actions: list[ButtonElement] = []
     if record.stripe_payment and record.refundable.amount > 0:
-        refund = button(
-            "Refund", ids.per_item(ids.REFUND_ORDER, record.id), record_value(record.id, record.back)
+        actions.append(
+            button("Refund", ids.per_item(ids.REFUND_ORDER, record.id), record_value(record.id, record.back))
         )
-        actions.insert(0, refund)
     if record.recurring:
         link = record.recurring
         is_plan = link.kind == "payment_plan"
@@ -196,14 +195,14 @@ def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
                 f"*{escape(one_line(link.product), PRODUCT_IN_TEXT)}*"
             )
         )
-        actions.insert(
-            0,
+        actions.append(
             button(
                 "Open payment plan" if is_plan else "Open subscription",
                 ids.per_item(ids.OPEN_PAYMENT_PLAN if is_plan else ids.OPEN_SUBSCRIPTION, link.id),
                 record_value(link.id, record.back),
-            ),
+            )
         )
+    actions.append(_back(record.back, record.customer_name))
     blocks.append(DividerBlock())
     blocks.append(ActionsBlock(block_id="record_actions", elements=actions))
     return Message.of(f"Order #{truncate(record.number, 32)}", blocks)

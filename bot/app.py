@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -25,11 +26,13 @@ def create_app(
     *,
     client: WebClient | None = None,
     gateway: StripeGateway | None = None,
+    listener_executor: Executor | None = None,
 ) -> App:
     """The Bolt app with every listener registered.
 
     Listeners finish their work before the HTTP response goes back (process_before_response): each answer takes
-    milliseconds, well inside Slack's 3 seconds, and no work is left running on threads nobody waits for.
+    milliseconds, well inside Slack's 3 seconds. Work that waits on Stripe runs in lazy listeners after the answer,
+    on `listener_executor` (Bolt's own thread pool by default).
     """
     client = client or WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
     app = App(
@@ -37,6 +40,7 @@ def create_app(
         client=client,
         process_before_response=True,
         logger=logger,
+        listener_executor=listener_executor,
     )
 
     @app.error

@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -354,6 +355,35 @@ def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _json_field(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+class TrackedExecutor(ThreadPoolExecutor):
+    """A thread pool that can tell when all the work handed to it is done, so a local driver can wait for the
+    app's lazy listeners (which answer after the HTTP response) instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4, thread_name_prefix="lazy-listener")
+        self._running = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        with self._idle:
+            self._running += 1
+
+        def run():
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return super().submit(run)
+
+    def wait_until_idle(self, timeout: float = 60.0) -> None:
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._running == 0, timeout):
+                raise TimeoutError(f"the app was still working after {timeout} s")
 
 
 # A transport hands a request to the app and returns (status, body): over WSGI in-process or real HTTP.

@@ -175,3 +175,63 @@ class LocalStripe:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
+    """Give one demo customer a life in this local Stripe, so the shell can really act on them: a Stripe customer
+    with a test card, a paid payment for each order not yet fully refunded, and a subscription for each live
+    subscription or plan; our records then point at them. Other demo customers keep ids Stripe does not know."""
+    import stripe
+    from sqlalchemy import select
+
+    from bot.models import LIVE_STATUSES, Customer, Order, Recurring
+
+    client = stripe.StripeClient(server.api_key, base_addresses={"api": server.url}, max_network_retries=0)
+    with db.session() as session:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
+            return
+        created = client.v1.customers.create(params={"email": customer.email, "name": customer.name})
+        card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}
+        method = client.v1.payment_methods.create(params={"type": "card", "card": card})
+        client.v1.payment_methods.attach(method.id, params={"customer": created.id})
+        client.v1.customers.update(
+            created.id, params={"invoice_settings": {"default_payment_method": method.id}}
+        )
+        customer.stripe_customer_id, customer.default_payment_method_id = created.id, method.id
+        customer.card_brand, customer.card_last4, customer.card_exp_month, customer.card_exp_year = (
+            "visa",
+            "4242",
+            12,
+            2030,
+        )
+        orders = select(Order).where(Order.customer_id == customer_id, Order.amount_refunded < Order.total)
+        for order in session.scalars(orders):
+            intent = client.v1.payment_intents.create(
+                params={
+                    "amount": order.total,
+                    "currency": order.currency,
+                    "customer": created.id,
+                    "payment_method": method.id,
+                    "confirm": True,
+                }
+            )
+            order.stripe_payment_intent_id, order.stripe_charge_id = intent.id, None
+        live = select(Recurring).where(
+            Recurring.customer_id == customer_id, Recurring.status.in_([s.value for s in LIVE_STATUSES])
+        )
+        for recurring in session.scalars(live):
+            product = client.v1.products.create(params={"name": recurring.product})
+            plan = client.v1.plans.create(
+                params={
+                    "amount": recurring.amount,
+                    "currency": recurring.currency,
+                    "interval": recurring.interval,
+                    "interval_count": recurring.interval_count,
+                    "product": product.id,
+                }
+            )
+            subscription = client.v1.subscriptions.create(
+                params={"customer": created.id, "items": [{"plan": plan.id}]}
+            )
+            recurring.stripe_subscription_id = subscription.id

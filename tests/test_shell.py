@@ -62,3 +62,22 @@ def test_customer_bot_shell_runs_on_the_embedded_default(tmp_path):
     assert (tmp_path / "customer-records.db").exists(), "the default database is a SQLite file here"
     assert "Jane Doe" in result.stdout
     assert result.stderr == "", "no log noise in the conversation"
+
+
+def test_the_shell_refunds_through_a_modal_against_a_local_stripe(tmp_path):
+    """Open Jane's newest order (button 8 on her card), Refund (1), type the amount, pick a reason, confirm."""
+    text = converse(tmp_path, "/customer jane doe", "8", "1", "12.50", "4", "Shell test", "", "", "quit")
+
+    assert "Jane Doe is linked to it" in text
+    assert "Refund $12.50 USD of order" in text, "the confirmation states the exact amount"
+    assert "✅ Refunded $12.50 of order" in text, "the modal shows the outcome"
+    assert "refunded $12.50 of order" in text.rsplit("── only you can see this", 1)[1], (
+        "the record updated in place"
+    )
+
+
+def test_closing_a_modal_does_nothing(tmp_path):
+    text = converse(tmp_path, "/customer jane doe", "8", "1", "cancel", "quit")
+
+    assert "(closed: nothing was done)" in text
+    assert "✅ Refunded" not in text and "Refund $" not in text
