@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, insert, select
 
 from bot.db import Database
 from bot.models import (
@@ -35,6 +35,7 @@ from bot.models import (
     OrderStatus,
     Payment,
     PaymentStatus,
+    Product,
     Recurring,
     RecurringKind,
     RecurringStatus,
@@ -1007,6 +1008,20 @@ def _generator(batches: int) -> Executor:
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
+def _write_catalogue(db: Database) -> None:
+    """The products the merchant sells, in every currency, for the New order form."""
+    products = {p.name: p for p in (*_CHECKOUT_PRODUCTS, *_ADD_ONS, *_INTERNAL_CHARGES)}
+    with db.session() as session:
+        session.execute(
+            insert(Product),
+            [
+                {"name": name, "unit_amount": amount, "currency": currency, "active": True}
+                for name, product in sorted(products.items())
+                for currency, amount in product.prices.items()
+            ],
+        )
+
+
 def seed(
     db: Database,
     customers: int,
@@ -1040,6 +1055,7 @@ def seed(
                 if progress is not None:
                     progress(counts["customers"], total)
             writer.finish()
+    _write_catalogue(db)
     return SeedSummary(
         customers=counts["customers"],
         orders=counts["orders"],

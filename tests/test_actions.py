@@ -325,3 +325,113 @@ def test_change_email_updates_our_record_and_stripe(acting, stripe_client):
     assert stripe_client.v1.customers.retrieve(stripe_id).email == "jane@newmail.example"
     assert "jane@newmail.example" in text_of(acting.slack.message(card.ts))
     assert "Jane Doe" in text_of(acting.person.command("jane@newmail.example")), "found by the new email"
+
+
+def test_new_order_for_a_catalogue_product_at_its_price(acting, stripe_client):
+    from bot.models import Product
+
+    jane_in_stripe(acting, stripe_client, paid=0)
+    with acting.db.session() as s:
+        s.add(Product(name="Printed workbook", unit_amount=2500, currency="usd"))
+        s.add(Product(name="Printed workbook", unit_amount=2300, currency="eur"))
+    card = acting.person.command("jane doe")
+    acting.person.click(card, "new_order")
+    form = acting.slack.latest_view()
+    options = [
+        o["text"]["text"]
+        for b in form["blocks"]
+        if b.get("block_id") == "product"
+        for o in b["element"]["options"]
+    ]
+    assert options == ["Printed workbook · $25.00"], "the customer's currency only"
+
+    acting.person.submit(form, {"product": "Printed workbook · $25.00", "quantity": "3"})
+    confirm = acting.slack.views[form["id"]]
+    assert "Charge *$75.00 USD*" in view_text(confirm) and "3 × Printed workbook" in view_text(confirm)
+    acting.person.submit(confirm)
+
+    assert "Charged $75.00" in view_text(finish(acting, form["id"]))
+
+
+def test_a_card_that_needs_the_customer_to_authenticate_is_explained(acting, stripe_client):
+    jane_id, _ = jane_in_stripe(acting, stripe_client, card="4000002760003184", paid=0)
+    card = acting.person.command("jane doe")
+    acting.person.click(card, "new_order")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"description": "Workshop seat", "amount": "75"})
+    acting.person.submit(acting.slack.views[form["id"]])
+
+    outcome = view_text(finish(acting, form["id"]))
+
+    assert "confirm" in outcome.lower() and "bank" in outcome.lower()
+    with acting.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Order).where(Order.customer_id == jane_id)) == 0
+
+
+def test_refund_one_of_a_subscriptions_payments(acting, stripe_client):
+    customer_id, method = stripe_customer_with_card(stripe_client, "jane.doe@example.com", name="Jane Doe")
+    subscription_id = stripe_subscription(stripe_client, customer_id, 2900, "usd", "month")
+    with acting.db.session() as s:
+        jane = make.customer(s, stripe_customer_id=customer_id, default_payment_method_id=method)
+        sub = make.subscription(s, jane, stripe_subscription_id=subscription_id)
+        orders = []
+        for _ in range(2):
+            intent = paid_payment_intent(stripe_client, customer_id, method, 2900)
+            orders.append(
+                make.order(s, jane, 2900, source="renewal", recurring=sub, stripe_payment_intent_id=intent)
+            )
+        sub_id, older, newer = sub.id, orders[0], orders[1]
+    card = acting.person.command("jane doe")
+    acting.person.click(card, f"open_subscription-{sub_id}")
+    record = acting.slack.message(card.ts)
+
+    acting.person.click(record, f"refund_payment-{sub_id}")
+    form = acting.slack.latest_view()
+    assert acting.person.submit(form, {"reason": "other"})["errors"] == {
+        "order": "Choose the payment to refund."
+    }
+    acting.person.submit(form, {"order": str(older.id), "reason": "other"})
+    assert "$29.00 USD* of order #" + older.number in view_text(acting.slack.views[form["id"]])
+    acting.person.submit(acting.slack.views[form["id"]])
+
+    assert "Refunded $29.00" in view_text(finish(acting, form["id"]))
+    with acting.db.session() as s:
+        assert s.get(Order, older.id).status == "refunded"
+        assert s.get(Order, newer.id).status == "paid"
+    assert "Refunded $29.00" not in text_of(acting.slack.message(card.ts))
+    assert f"<@{ADMIN}> refunded $29.00" in text_of(acting.slack.message(card.ts)), (
+        "the subscription record updated"
+    )
+
+
+def test_cancel_at_the_end_of_the_period(acting, stripe_client):
+    customer_id, _ = stripe_customer_with_card(stripe_client, "jane.doe@example.com", name="Jane Doe")
+    subscription_id = stripe_subscription(stripe_client, customer_id, 2900, "usd", "month")
+    with acting.db.session() as s:
+        sub_id = make.subscription(
+            s, make.customer(s, stripe_customer_id=customer_id), stripe_subscription_id=subscription_id
+        ).id
+    card = acting.person.command("jane doe")
+    acting.person.click(card, f"open_subscription-{sub_id}")
+    acting.person.click(acting.slack.message(card.ts), f"cancel_recurring-{sub_id}")
+    form = acting.slack.latest_view()
+
+    acting.person.submit(form)  # the default: at the end of the period
+
+    assert "at the end of the period" in view_text(finish(acting, form["id"]))
+    assert stripe_client.v1.subscriptions.retrieve(subscription_id).cancel_at_period_end is True
+    assert "cancels <!date^" in text_of(acting.slack.message(card.ts))
+
+
+def test_with_no_payment_admins_nobody_may_act(db, slack, local_stripe):
+    settings = settings_for(db, slack)  # PAYMENT_ADMINS empty
+    web = WebApp(create_app(settings, db), db)
+    person = SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET, user_id=ADMIN)
+    with db.session() as s:
+        make.customer(s)
+    card = person.command("jane doe")
+
+    person.click(card, "change_email")
+
+    assert "No one is a payment admin yet" in text_of(person.visible()[-1])
+    assert slack.opened == []
