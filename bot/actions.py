@@ -588,8 +588,7 @@ class Actions:
         target_type, target_id = target
         attempt_id, stripe_key, earlier = self._claim(actor, action, target, key, money, reserve)
         if earlier == AttemptStatus.SUCCEEDED:
-            self._audit(AuditEntry(actor, action, target_type, target_id, "already_done", summary, money))
-            return Done(f"this was already done: {summary}", customer_id, target, already=True)
+            return self._done_before(actor, action, target, money, summary, customer_id)
         if earlier == AttemptStatus.PENDING and attempt_id is None:
             self._audit(
                 AuditEntry(actor, action, target_type, target_id, "invalid", "already in progress", money)
@@ -632,6 +631,17 @@ class Actions:
         if earlier != AttemptStatus.SUCCEEDED.value:
             return None
         self.require_admin(actor, action, *target)
+        return self._done_before(actor, action, target, money, summary, customer_id)
+
+    def _done_before(
+        self,
+        actor: str,
+        action: str,
+        target: tuple[str, int],
+        money: Money | None,
+        summary: str,
+        customer_id: int,
+    ) -> Done:
         self._audit(AuditEntry(actor, action, target[0], target[1], "already_done", summary, money))
         return Done(f"this was already done: {summary}", customer_id, target, already=True)
 

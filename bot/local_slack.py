@@ -459,12 +459,7 @@ class SlackPerson:
         """Send a block_actions payload for one action on a message, as Slack does."""
         payload: dict[str, Any] = {
             "type": "block_actions",
-            "user": {
-                "id": self.user_id,
-                "username": self.user_name,
-                "name": self.user_name,
-                "team_id": TEAM_ID,
-            },
+            "user": self._user(),
             "api_app_id": APP_ID,
             "token": "legacy-verification-token-unused",
             "container": {
@@ -502,12 +497,7 @@ class SlackPerson:
         payload = {
             "type": "view_submission",
             "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
-            "user": {
-                "id": self.user_id,
-                "username": self.user_name,
-                "name": self.user_name,
-                "team_id": TEAM_ID,
-            },
+            "user": self._user(),
             "api_app_id": APP_ID,
             "token": "legacy-verification-token-unused",
             "trigger_id": self._trigger_id(),
@@ -541,6 +531,9 @@ class SlackPerson:
 
     def visible(self) -> list[SlackMessage]:
         return self.slack.visible(self.channel_id, self.user_id)
+
+    def _user(self) -> dict[str, str]:
+        return {"id": self.user_id, "username": self.user_name, "name": self.user_name, "team_id": TEAM_ID}
 
     def _latest_visible(self) -> SlackMessage | None:
         seen = self.visible()
