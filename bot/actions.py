@@ -119,11 +119,8 @@ class Actions:
 
     # Who may act ---------------------------------------------------------------------------------------------
 
-    def may_act(self, actor: str) -> bool:
-        return actor in self.admins
-
     def require_admin(self, actor: str, action: str, target_type: str, target_id: int | None) -> None:
-        if not self.may_act(actor):
+        if actor not in self.admins:
             self._audit(AuditEntry(actor, action, target_type, target_id, "refused", "not a payment admin"))
             raise NotAllowed(self.admins)
 
