@@ -365,3 +365,39 @@ class Product(Base):
     unit_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     active: Mapped[bool] = mapped_column(default=True)
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event already handled: an event is processed once, however often Stripe delivers it."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+
+
+class MissedPaymentAlert(Base):
+    """The alert posted for one missed payment: its unique payment_id is what makes each alert go out once,
+    however often the job runs and however many schedulers run it."""
+
+    __tablename__ = "missed_payment_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), unique=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime]
+    posted_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]  # when the payment was made and the alert updated to say so
+
+
+class ImportProgress(Base):
+    """Where an import from Stripe got to, per kind of object, so an interrupted import carries on."""
+
+    __tablename__ = "import_progress"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(255))  # the last object id done; None before the first
+    finished: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime]

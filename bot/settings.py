@@ -32,6 +32,12 @@ class Settings:
     audit_channel: str | None = None
     payment_admins: frozenset[str] = field(default_factory=frozenset)
     port: int = 3000
+    missed_payments_every_minutes: int = 5
+    email_sync_at: str = "06:00"  # each day, UTC, HH:MM
+    activecampaign_url: str | None = None  # e.g. https://youraccount.api-us1.com
+    activecampaign_api_key: str | None = None
+    keap_api_url: str = "https://api.infusionsoft.com/crm/rest"
+    keap_api_key: str | None = None  # a Keap personal access token or service account key
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +67,12 @@ class Settings:
             audit_channel=text("AUDIT_CHANNEL"),
             payment_admins=admins,
             port=int(port_text),
+            missed_payments_every_minutes=_positive(env, "MISSED_PAYMENTS_EVERY_MINUTES", 5),
+            email_sync_at=_time_of_day(env, "EMAIL_SYNC_AT", "06:00"),
+            activecampaign_url=text("ACTIVECAMPAIGN_URL"),
+            activecampaign_api_key=text("ACTIVECAMPAIGN_API_KEY"),
+            keap_api_url=text("KEAP_API_URL") or "https://api.infusionsoft.com/crm/rest",
+            keap_api_key=text("KEAP_API_KEY"),
         )
 
     def require_slack(self, *, socket_mode: bool = False) -> None:
@@ -76,3 +88,20 @@ class Settings:
             raise MissingSetting(
                 "SLACK_SIGNING_SECRET", "the signing secret from the Slack app's Basic Information page"
             )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    return int(value)
+
+
+def _time_of_day(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    hours, _, minutes = value.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+        raise ValueError(f"{name} must be a time of day like 06:00 (UTC), not {value!r}.")
+    return f"{int(hours):02d}:{int(minutes):02d}"

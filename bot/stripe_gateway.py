@@ -565,3 +565,14 @@ class StripeGateway:
             "customer lookup", "customer", lambda: self._client.v1.customers.retrieve(customer_id)
         )
         return _as_dict(customer).get("email") or None
+
+    def customer_emails(
+        self, *, starting_after: str | None = None
+    ) -> tuple[list[tuple[str, str | None]], str | None]:
+        """One page of 100 customers as (id, email), and the cursor for the next page (None after the last)."""
+        params: dict[str, Any] = {"limit": 100}
+        if starting_after:
+            params["starting_after"] = starting_after
+        page = self._call("customer list", "customer", lambda: self._client.v1.customers.list(params=params))
+        rows = [(c["id"], _as_dict(c).get("email") or None) for c in page.data]
+        return rows, (rows[-1][0] if page.has_more and rows else None)
