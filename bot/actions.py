@@ -121,7 +121,7 @@ class Actions:
 
     def require_admin(self, actor: str, action: str, target_type: str, target_id: int | None) -> None:
         if actor not in self.admins:
-            self._audit(AuditEntry(actor, action, target_type, target_id, "refused", "not a payment admin"))
+            self.audit(AuditEntry(actor, action, target_type, target_id, "refused", "not a payment admin"))
             raise NotAllowed(self.admins)
 
     # Refunds -------------------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class Actions:
                     "This order has no Stripe payment to refund; refund it where it was paid.", "amount"
                 )
         except Invalid as invalid:
-            self._audit(AuditEntry(actor, "refund", "order", order_id, "invalid", invalid.message, money))
+            self.audit(AuditEntry(actor, "refund", "order", order_id, "invalid", invalid.message, money))
             raise
 
         def reserve(session: Session) -> None:
@@ -276,7 +276,7 @@ class Actions:
         self, actor: str, recurring_id: int, *, resumes_at: datetime | None, seen: str
     ) -> Done:
         if resumes_at is not None and resumes_at <= self.clock():
-            self._audit(
+            self.audit(
                 AuditEntry(actor, "pause_payments", "recurring", recurring_id, "invalid", "date in the past")
             )
             raise Invalid("Choose a date after today, or pause until you resume them.", "resumes_at")
@@ -306,7 +306,7 @@ class Actions:
 
     def move_next_bill_date(self, actor: str, recurring_id: int, *, to: datetime, seen: str) -> Done:
         if to <= self.clock():
-            self._audit(
+            self.audit(
                 AuditEntry(
                     actor, "move_next_bill_date", "recurring", recurring_id, "invalid", "date in the past"
                 )
@@ -358,7 +358,7 @@ class Actions:
                     f"{recurring.product} is not linked to a Stripe subscription, so it can't be changed here."
                 )
         except Invalid as invalid:
-            self._audit(AuditEntry(actor, action, "recurring", recurring_id, "invalid", invalid.message))
+            self.audit(AuditEntry(actor, action, "recurring", recurring_id, "invalid", invalid.message))
             raise
 
         def call(stripe_key: str) -> tuple[SubscriptionResult, str]:
@@ -454,7 +454,7 @@ class Actions:
                     f"{name} has no card on file, so there is nothing to charge. Send them a checkout link instead."
                 )
         except Invalid as invalid:
-            self._audit(
+            self.audit(
                 AuditEntry(actor, "new_order", "customer", customer_id, "invalid", invalid.message, money)
             )
             raise
@@ -531,7 +531,7 @@ class Actions:
             if new_email == old_email:
                 raise Invalid("That is already the email on file.", "email")
         except Invalid as invalid:
-            self._audit(
+            self.audit(
                 AuditEntry(actor, "change_email", "customer", customer_id, "invalid", invalid.message)
             )
             raise
@@ -587,7 +587,7 @@ class Actions:
         if earlier == AttemptStatus.SUCCEEDED:
             return self._done_before(actor, action, target, money, summary, customer_id)
         if earlier == AttemptStatus.PENDING and attempt_id is None:
-            self._audit(
+            self.audit(
                 AuditEntry(actor, action, target_type, target_id, "invalid", "already in progress", money)
             )
             raise Invalid(
@@ -598,7 +598,7 @@ class Actions:
         except StripeFailure as failure:
             self._finish_failed(attempt_id, failure, release)  # type: ignore[arg-type]
             outcome = "unknown" if failure.outcome_unknown else "failed"
-            self._audit(
+            self.audit(
                 AuditEntry(actor, action, target_type, target_id, outcome, failure.user_message, money)
             )
             raise Failed(failure.user_message) from failure
@@ -609,7 +609,7 @@ class Actions:
             attempt.status = AttemptStatus.SUCCEEDED.value
             attempt.stripe_id = stripe_id
             attempt.finished_at = self.clock()
-        self._audit(AuditEntry(actor, action, target_type, target_id, "succeeded", summary, money, stripe_id))
+        self.audit(AuditEntry(actor, action, target_type, target_id, "succeeded", summary, money, stripe_id))
         return Done(summary, customer_id, shown)
 
     def _already_done(
@@ -639,7 +639,7 @@ class Actions:
         summary: str,
         customer_id: int,
     ) -> Done:
-        self._audit(AuditEntry(actor, action, target[0], target[1], "already_done", summary, money))
+        self.audit(AuditEntry(actor, action, target[0], target[1], "already_done", summary, money))
         return Done(f"this was already done: {summary}", customer_id, target, already=True)
 
     def _claim(
@@ -715,7 +715,8 @@ class Actions:
 
     # Audit ---------------------------------------------------------------------------------------------------
 
-    def _audit(self, entry: AuditEntry) -> None:
+    def audit(self, entry: AuditEntry) -> None:
+        """Write an entry to the audit trail (and post it to the audit channel, when there is one)."""
         with self.db.session() as session:
             session.add(
                 AuditEvent(
