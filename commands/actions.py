@@ -39,10 +39,22 @@ class Form:
     shown: tuple[str, int]  # the record the person is looking at: ("order" | "recurring" | "customer", id)
     back: CardState
     data: dict[str, Any] = field(default_factory=dict)
+    in_place: bool = True  # the button was on the person's own message; from a shared one, answer privately
+
+    @classmethod
+    def opened_from(cls, body: dict, shown: tuple[str, int], back: CardState, **data: Any) -> Form:
+        private = bool(body.get("container", {}).get("is_ephemeral"))
+        return cls(body.get("response_url"), shown, back, data, in_place=private)
 
     def encode(self) -> str:
         return json.dumps(
-            {"u": self.response_url, "s": list(self.shown), "b": self.back.encode(), "d": self.data},
+            {
+                "u": self.response_url,
+                "s": list(self.shown),
+                "b": self.back.encode(),
+                "d": self.data,
+                "p": self.in_place,
+            },
             separators=(",", ":"),
         )
 
@@ -50,7 +62,7 @@ class Form:
     def decode(cls, text: str) -> Form:
         raw = json.loads(text)
         kind, record_id = raw["s"]
-        return cls(raw["u"], (kind, int(record_id)), CardState.decode(raw["b"]), raw["d"])
+        return cls(raw["u"], (kind, int(record_id)), CardState.decode(raw["b"]), raw["d"], raw["p"])
 
     def add(self, **data: Any) -> Form:
         return replace(self, data={**self.data, **data})
@@ -70,7 +82,7 @@ def register(app: App, services: Services) -> None:
             quote = actions.refund_quote(order_id)
             if quote.refundable.amount <= 0:
                 raise Failed(f"Nothing is left to refund on order #{quote.order_number}.")
-            form = Form(body.get("response_url"), ("order", order_id), back, {"orders": [order_id]})
+            form = Form.opened_from(body, ("order", order_id), back, orders=[order_id])
             _open(client, body, modals.refund_form([quote], form.encode()))
 
     @app.action(ids.pattern(ids.REFUND_PAYMENT))
@@ -84,11 +96,8 @@ def register(app: App, services: Services) -> None:
             quotes = actions.refundable_orders(recurring_id)
             if not quotes:
                 raise Failed("No payment of this is left to refund.")
-            form = Form(
-                body.get("response_url"),
-                ("recurring", recurring_id),
-                back,
-                {"orders": [q.order_id for q in quotes]},
+            form = Form.opened_from(
+                body, ("recurring", recurring_id), back, orders=[q.order_id for q in quotes]
             )
             _open(client, body, modals.refund_form(quotes, form.encode()))
 
@@ -154,7 +163,7 @@ def register(app: App, services: Services) -> None:
                 actions.require_admin(body["user"]["id"], what, "recurring", recurring_id)
                 with services.db.session() as session:
                     record = records.recurring_record(session, recurring_id, back, payments_shown=0)
-                form = Form(body.get("response_url"), ("recurring", recurring_id), back)
+                form = Form.opened_from(body, ("recurring", recurring_id), back)
                 form = form.add(id=recurring_id, seen=record.fingerprint)
                 _open(client, body, build(record, form.encode()))
 
@@ -296,7 +305,7 @@ def register(app: App, services: Services) -> None:
                 raise Failed(
                     f"{name} has no card on file, so there is nothing to charge. Send them a checkout link instead."
                 )
-            form = Form(body.get("response_url"), ("customer", customer_id), back)
+            form = Form.opened_from(body, ("customer", customer_id), back)
             form = form.add(customer=customer_id, name=name, card=card, last=last_order)
             _open(
                 client,
@@ -373,9 +382,7 @@ def register(app: App, services: Services) -> None:
                 card = records.customer_card(
                     session, back, recurring_page_size=RECURRING_PAGE_SIZE, orders_page_size=ORDERS_PAGE_SIZE
                 )
-            form = Form(
-                body.get("response_url"), ("customer", back.customer_id), back, {"customer": back.customer_id}
-            )
+            form = Form.opened_from(body, ("customer", back.customer_id), back, customer=back.customer_id)
             view = modals.change_email_form(
                 card.name, card.email, card.stripe_customer_id is not None, form.encode()
             )
@@ -439,7 +446,12 @@ def _final_step(
             notice = f"<@{actor}> {done.summary}."
             message = render_record(services, kind, record_id, form.back, notice=notice)
             update = RespondTo(response_url=form.response_url)
-            update(replace_original=True, text=message.text, blocks=message.blocks)
+            update(
+                replace_original=form.in_place,
+                response_type="ephemeral",
+                text=message.text,
+                blocks=message.blocks,
+            )
         summary = done.summary[0].upper() + done.summary[1:] + "."
         client.views_update(view_id=view["id"], view=modals.result(title, summary, ok=True))
 
