@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("shell", help="the bot in this terminal, on the embedded SQLite database with demo data")
     sub.add_parser("web", help="serve Slack over HTTP on $PORT (POST /slack/events, GET /healthz)")
     sub.add_parser("socket", help="connect to Slack with Socket Mode (needs SLACK_APP_TOKEN)")
+    sub.add_parser("scheduler", help="the clock process: missed-payment alerts and the daily email check")
+    job = sub.add_parser("run-job", help="run one scheduled job now")
+    job.add_argument("job", choices=["missed-payments", "email-sync"])
     seed = sub.add_parser("seed", help="write deterministic demo data into an empty database")
     seed.add_argument("--customers", type=int, required=True, metavar="N")
     seed.add_argument(
@@ -64,6 +67,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade()
         SocketModeHandler(create_app(settings, db), settings.slack_app_token).start()
         return 0
+    if args.command in ("scheduler", "run-job"):
+        from bot.jobs import scheduled_jobs
+
+        jobs = scheduled_jobs(settings)
+        if args.command == "run-job":
+            print(jobs[args.job]())
+            return 0
+        from bot.scheduler import run_scheduler
+
+        return run_scheduler(settings, jobs)
     db = Database(settings.database_url)
     if args.command == "db":
         db.upgrade()

@@ -75,6 +75,16 @@ class Settings:
             keap_api_key=text("KEAP_API_KEY"),
         )
 
+    def require_jobs(self) -> None:
+        """The scheduled jobs post to Slack: a bot token and the alerts channel."""
+        if not self.slack_bot_token:
+            raise MissingSetting("SLACK_BOT_TOKEN", "the bot token (xoxb-…) the jobs post with")
+        if not self.alerts_channel:
+            raise MissingSetting(
+                "ALERTS_CHANNEL",
+                "the id (C…) of the channel for missed-payment alerts and email-sync reports",
+            )
+
     def require_slack(self, *, socket_mode: bool = False) -> None:
         """Fail with one line naming the first missing Slack credential."""
         if not self.slack_bot_token:

@@ -279,3 +279,17 @@ class RefundQuote:
     refunded_seen: (
         int  # the order's refunds when the form opened: the refund's key, and a guard against change
     )
+
+
+@dataclass(frozen=True)
+class MissedPayment:
+    payment_id: int
+    customer_id: int
+    customer_name: str
+    recurring_id: int
+    kind: str  # subscription | payment_plan
+    product: str
+    amount: Money
+    reason: str | None
+    failed_at: datetime
+    payments_paused: bool

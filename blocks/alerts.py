@@ -1,0 +1,64 @@
+"""Messages the scheduler posts: a missed payment (and the same alert once it is paid)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from slack_sdk.models.blocks import ActionsBlock, Block
+
+from blocks import ids
+from blocks.elements import button, context, section
+from blocks.message import Message
+from blocks.text import date_token, escape, one_line, plural
+from bot.viewmodels import CardState, MissedPayment, record_value
+
+
+def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
+    """Who, what, how much, why, since when; with buttons to open the record or act."""
+    what = "payment plan" if missed.kind == "payment_plan" else "subscription"
+    overdue = max(0, (now - missed.failed_at).days)
+    reason = escape(one_line(missed.reason), 300) if missed.reason else "no reason given by the bank"
+    text = (
+        f":rotating_light: *Missed payment* · *{escape(missed.customer_name, 120)}*\n"
+        f"{missed.amount.format()} for the {what} *{escape(one_line(missed.product), 120)}* failed "
+        f"{date_token(missed.failed_at)}: {reason}."
+    )
+    back = CardState(missed.customer_id)
+    value = record_value(missed.recurring_id, back)
+    actions = [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())]
+    if not missed.payments_paused:
+        actions.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, missed.recurring_id), value))
+    cancel = button(
+        "Cancel plan" if missed.kind == "payment_plan" else "Cancel subscription",
+        ids.per_item(ids.CANCEL_RECURRING, missed.recurring_id),
+        value,
+    )
+    cancel.style = "danger"
+    actions.append(cancel)
+    blocks: list[Block] = [
+        section(text),
+        context(f"Overdue {plural(overdue, 'day')} · payment {missed.payment_id}"),
+        ActionsBlock(block_id=f"alert_{missed.payment_id}", elements=actions),
+    ]
+    return Message.of(f"Missed payment: {missed.customer_name}, {missed.amount.format()}", blocks)
+
+
+def paid_after_all(missed: MissedPayment, *, now: datetime) -> Message:
+    """The same alert, updated: the payment went through after all."""
+    what = "payment plan" if missed.kind == "payment_plan" else "subscription"
+    text = (
+        f":white_check_mark: *Paid* · *{escape(missed.customer_name, 120)}*\n"
+        f"{missed.amount.format()} for the {what} *{escape(one_line(missed.product), 120)}*, missed "
+        f"{date_token(missed.failed_at)}, has been paid (seen {date_token(now)})."
+    )
+    back = CardState(missed.customer_id)
+    blocks: list[Block] = [
+        section(text),
+        ActionsBlock(
+            block_id=f"alert_{missed.payment_id}",
+            elements=[
+                button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())
+            ],
+        ),
+    ]
+    return Message.of(f"Paid: {missed.customer_name}, {missed.amount.format()}", blocks)
