@@ -531,9 +531,7 @@ class Actions:
             if new_email == old_email:
                 raise Invalid("That is already the email on file.", "email")
         except Invalid as invalid:
-            self.audit(
-                AuditEntry(actor, "change_email", "customer", customer_id, "invalid", invalid.message)
-            )
+            self.audit(AuditEntry(actor, "change_email", "customer", customer_id, "invalid", invalid.message))
             raise
         digest = hashlib.sha256(new_email.encode()).hexdigest()[:16]
 
