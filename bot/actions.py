@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.crm import Crm, CrmError
 from bot.db import Database
 from bot.models import (
     ActionAttempt,
@@ -36,6 +37,7 @@ from bot.models import (
     Recurring,
     RecurringStatus,
     Refund,
+    order_number,
 )
 from bot.money import Money
 from bot.records import RecordNotFound, recurring_fingerprint, shown_name
@@ -110,7 +112,9 @@ class Actions:
         *,
         on_audit: Callable[[AuditEntry], None] | None = None,
         clock: Callable[[], datetime] = _now,
+        crms: Sequence[Crm] = (),
     ) -> None:
+        self.crms = list(crms)
         self.db = db
         self.gateway = gateway
         self.admins = admins
@@ -549,7 +553,7 @@ class Actions:
         where = (
             "our records and Stripe" if stripe_customer else "our records (this customer is not in Stripe)"
         )
-        where += "; no CRMs are connected to the bot, so no other system holds the old address"
+        where += self._crms_holding(old_email)
         return self._once(
             actor,
             "change_email",
@@ -705,6 +709,26 @@ class Actions:
             if release is not None:
                 release(session)
 
+    def _crms_holding(self, old_email: str) -> str:
+        """Which connected CRMs still have the old address: the email check's push changes them."""
+        if not self.crms:
+            return "; no CRMs are connected to the bot, so no other system holds the old address"
+        holding, unasked = [], []
+        for crm in self.crms:
+            try:
+                if crm.find_contact(old_email) is not None:
+                    holding.append(crm.name)
+            except CrmError:
+                unasked.append(crm.name)
+        if holding:
+            verb = "has" if len(holding) == 1 else "have"
+            text = f"; {' and '.join(holding)} still {verb} the old address (push it from the email check)"
+        else:
+            text = "; no connected CRM has the old address"
+        if unasked:
+            text += f" ({' and '.join(unasked)} could not be asked)"
+        return text
+
     def _outcome_unknown(self, attempt: ActionAttempt) -> bool:
         """Stripe's answer never reached us, or the process asking died: a retry with the same key is safe."""
         if attempt.details and attempt.details.get("outcome_unknown"):
@@ -762,11 +786,6 @@ def apply_subscription(row: Recurring, result: SubscriptionResult, *, now: datet
         row.next_bill_at = result.trial_end
     elif result.current_period_end and result.status != "canceled":
         row.next_bill_at = result.current_period_end
-
-
-def order_number(order_id: int) -> str:
-    """The human order number of an order: the same rule the demo data follows."""
-    return str(100_000 + order_id)
 
 
 def _order(session: Session, order_id: int) -> Order:

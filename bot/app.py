@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 import commands
 from blocks.modals import audit_message
 from bot.actions import Actions, AuditEntry
+from bot.crm import crms_from_settings
 from bot.db import Database
 from bot.settings import Settings
 from bot.stripe_gateway import StripeGateway
@@ -50,7 +51,11 @@ def create_app(
     if gateway is None and settings.stripe_api_key:
         gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
     actions = Actions(
-        db, gateway, settings.payment_admins, on_audit=_audit_poster(client, settings.audit_channel)
+        db,
+        gateway,
+        settings.payment_admins,
+        on_audit=_audit_poster(client, settings.audit_channel),
+        crms=crms_from_settings(settings),
     )
     commands.register(app, commands.Services(settings=settings, db=db, actions=actions))
     return app

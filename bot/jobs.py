@@ -74,7 +74,6 @@ def run_missed_payments(
 def run_email_sync(db: Database, client: WebClient, channel: str, settings: Settings) -> int:
     """Compare every customer's email with Stripe's and the CRMs', and post one report; returns how many differ."""
     from blocks.email_sync import email_sync_report
-
     from bot.crm import crms_from_settings
     from bot.email_sync import check_emails
     from bot.stripe_gateway import StripeGateway
@@ -84,11 +83,11 @@ def run_email_sync(db: Database, client: WebClient, channel: str, settings: Sett
         if settings.stripe_api_key
         else None
     )
-    differences, checked = check_emails(db, gateway, crms_from_settings(settings))
-    message = email_sync_report(differences, checked)
+    check = check_emails(db, gateway, crms_from_settings(settings))
+    message = email_sync_report(check.differences, check.checked, crms=check.crms, problems=check.problems)
     client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
-    logger.info("email sync: %s of %s customers differ", len(differences), checked)
-    return len(differences)
+    logger.info("email sync: %s of %s customers differ", len(check.differences), check.checked)
+    return len(check.differences)
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, Callable[[], object]]:

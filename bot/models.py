@@ -238,6 +238,11 @@ class Order(Base):
     )
 
 
+def order_number(order_id: int) -> str:
+    """The human order number of an order: the same rule the demo data follows."""
+    return str(100_000 + order_id)
+
+
 class OrderLine(Base):
     __tablename__ = "order_lines"
     __table_args__ = (

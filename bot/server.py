@@ -13,10 +13,20 @@ def build_web_app(settings: Settings):
     """The WSGI application: the Bolt app on the configured database, wrapped with our routes."""
     from bot.app import create_app
     from bot.db import Database
+    from bot.stripe_gateway import StripeGateway
     from bot.web import WebApp
+    from bot.webhooks import StripeWebhooks
 
     db = Database(settings.database_url)
-    return WebApp(create_app(settings, db), db)
+    gateway = None
+    if settings.stripe_api_key:
+        gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    webhooks = (
+        StripeWebhooks(db, gateway, settings.stripe_webhook_secret)
+        if gateway and settings.stripe_webhook_secret
+        else None
+    )
+    return WebApp(create_app(settings, db, gateway=gateway), db, webhooks)
 
 
 class _Gunicorn(BaseApplication):

@@ -576,3 +576,33 @@ class StripeGateway:
         page = self._call("customer list", "customer", lambda: self._client.v1.customers.list(params=params))
         rows = [(c["id"], _as_dict(c).get("email") or None) for c in page.data]
         return rows, (rows[-1][0] if page.has_more and rows else None)
+
+    _SERVICES = {
+        "customer": "customers",
+        "payment_method": "payment_methods",
+        "subscription": "subscriptions",
+        "product": "products",
+        "payment_intent": "payment_intents",
+        "charge": "charges",
+        "invoice": "invoices",
+        "refund": "refunds",
+    }
+
+    def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
+        """An object as Stripe has it now, as a plain dict (webhooks re-read what their event names)."""
+        service = getattr(self._client.v1, self._SERVICES[kind])
+        return _as_dict(
+            self._call(f"{kind} lookup", kind.replace("_", " "), lambda: service.retrieve(object_id))
+        )
+
+    def list_page(
+        self, kind: str, *, starting_after: str | None = None, **params: Any
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of 100 objects, oldest cursor first as Stripe lists them, and the cursor for the next page."""
+        service = getattr(self._client.v1, self._SERVICES[kind])
+        query: dict[str, Any] = {"limit": 100, **params}
+        if starting_after:
+            query["starting_after"] = starting_after
+        page = self._call(f"{kind} list", kind.replace("_", " "), lambda: service.list(params=query))
+        rows = [_as_dict(item) for item in page.data]
+        return rows, (rows[-1]["id"] if page.has_more and rows else None)

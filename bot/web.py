@@ -1,4 +1,5 @@
-"""The HTTP front: Slack's requests at /slack/events, a health check at /healthz, as one WSGI application."""
+"""The HTTP front: Slack's requests at /slack/events, Stripe's webhooks at /stripe/webhook, a health check at
+/healthz, as one WSGI application."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy import text
 
 from bot.db import Database
+from bot.webhooks import StripeWebhooks
 
 StartResponse = Callable[..., object]
 
@@ -17,9 +19,10 @@ StartResponse = Callable[..., object]
 class WebApp:
     """Routes requests to the Bolt app or answers them itself."""
 
-    def __init__(self, app: App, db: Database) -> None:
+    def __init__(self, app: App, db: Database, webhooks: StripeWebhooks | None = None) -> None:
         self.slack = SlackRequestHandler(app, path="/slack/events")
         self.db = db
+        self.webhooks = webhooks
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
@@ -27,9 +30,22 @@ class WebApp:
             if method != "POST":
                 return _answer(start_response, "405 Method Not Allowed", {"error": "use POST"})
             return self.slack(environ, start_response)
+        if path == "/stripe/webhook":
+            if method != "POST":
+                return _answer(start_response, "405 Method Not Allowed", {"error": "use POST"})
+            return self._stripe(environ, start_response)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return self._health(start_response)
         return _answer(start_response, "404 Not Found", {"error": "not found"})
+
+    def _stripe(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if self.webhooks is None:
+            body = {"error": "Stripe webhooks are not configured (STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET)"}
+            return _answer(start_response, "503 Service Unavailable", body)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        payload = environ["wsgi.input"].read(length) if length else b""
+        status, body = self.webhooks.handle(payload, environ.get("HTTP_STRIPE_SIGNATURE"))
+        return _answer(start_response, _STATUS_LINES[status], body)
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
         try:
@@ -40,6 +56,9 @@ class WebApp:
                 start_response, "503 Service Unavailable", {"ok": False, "database": type(error).__name__}
             )
         return _answer(start_response, "200 OK", {"ok": True})
+
+
+_STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 503: "503 Service Unavailable"}
 
 
 def _answer(start_response: StartResponse, status: str, body: dict) -> list[bytes]:

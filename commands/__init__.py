@@ -21,8 +21,9 @@ class Services:
 
 
 def register(app: App, services: Services) -> None:
-    from commands import actions, customer, records
+    from commands import actions, customer, email_sync, records
 
     customer.register(app, services)
     records.register(app, services)
     actions.register(app, services)
+    email_sync.register(app, services)

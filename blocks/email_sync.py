@@ -1,0 +1,225 @@
+"""The email-sync report the scheduler posts: who differs where, with a "Push our email" button per customer.
+
+The message carries what it needs to redraw itself after a push: each button's value holds its customer's row
+of the report, and the header's block_id holds how many customers were compared, how many more differ than are
+listed, and the CRMs connected. So a click never has to run the whole check again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import Block, ConfirmObject, HeaderBlock, PlainTextObject
+
+from blocks import ids
+from blocks.elements import button, context, notice, section
+from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT
+from blocks.message import Message
+from blocks.text import escape, one_line, plural, truncate
+from bot.email_sync import Difference
+
+PUSH_EMAIL = "push_email"
+MOST_LISTED = 20  # customers listed in one message; the rest are counted ("and N more")
+# Block text the customer sections may use, leaving room under Slack's limit for the header, notices and
+# problems. Long names or addresses list fewer than MOST_LISTED customers rather than overflow.
+SECTIONS_TEXT = MESSAGE_BLOCK_TEXT - 2_500
+BUTTON_VALUE = 2000  # Slack's limit on a button's value
+
+_HEADER = "email_sync:"  # block_id prefix of the header; the rest is JSON [checked, hidden, crms]
+PROBLEMS = "email_sync_problems"  # block_id of the problems line, kept as is when the report is redrawn
+_SHOWN_EMAIL = 120
+_SHOWN_NAME = 120
+
+
+def email_sync_report(
+    differences: Sequence[Difference],
+    checked: int,
+    *,
+    crms: Sequence[str] = (),
+    problems: Sequence[str] = (),
+    hidden: int = 0,
+    notice_text: str | None = None,
+) -> Message:
+    """The report: a header, one section per customer who differs (at most MOST_LISTED, then "and N more"),
+    or an all-clear. `hidden` counts customers who differ but are not in `differences` (a redraw after a
+    push); `notice_text` goes on top (who pushed what)."""
+    listed: list[Block] = []
+    size = 0
+    for difference in differences[:MOST_LISTED]:
+        block = _customer(difference)
+        block_size = sum(len(t) for t in _texts(block.to_dict()))
+        if size + block_size > SECTIONS_TEXT:
+            break
+        listed.append(block)
+        size += block_size
+    more = hidden + len(differences) - len(listed)
+    total = len(differences) + hidden
+    header_id = _HEADER + json.dumps([checked, more, list(crms)], separators=(",", ":"))
+
+    blocks: list[Block] = []
+    if notice_text:
+        blocks.append(notice(notice_text))
+    if total:
+        title = f"Email check: {plural(total, 'customer')} {'differs' if total == 1 else 'differ'}"
+        text = f"{title} from our records"
+        blocks.append(
+            HeaderBlock(block_id=header_id[:255], text=PlainTextObject(text=truncate(title, HEADER_TEXT)))
+        )
+        blocks.append(
+            context(
+                _compared(checked, crms)
+                + " Our records are the source of truth: *Push our email* puts ours everywhere else."
+            )
+        )
+        blocks.extend(listed)
+        if more:
+            blocks.append(
+                context(
+                    f"…and {plural(more, 'more customer')} not listed here; the next check lists them once these are fixed."
+                )
+            )
+    else:
+        title = "Email check: all clear" if not problems else "Email check: no differences found"
+        if problems and not checked:
+            title, line = (
+                "Email check: nothing compared",
+                "No customer's email could be compared with Stripe.",
+            )
+        elif problems:
+            line = f"No differences among the {plural(checked, 'customer')} compared with Stripe."
+        elif checked == 1:
+            line = ":white_check_mark: The 1 customer's email matches Stripe."
+        else:
+            line = f":white_check_mark: All {plural(checked, 'customer')}' emails match Stripe."
+        text = f"{title}. {line}"
+        blocks.append(HeaderBlock(block_id=header_id[:255], text=PlainTextObject(text=title)))
+        blocks.append(section(line))
+        blocks.append(context(_crms_line(crms)))
+    if problems:
+        lines = "\n".join(f":warning: {escape(one_line(p), 600)}" for p in problems[:5])
+        blocks.append(_with_id(context(lines), PROBLEMS))
+    return Message.of(text, blocks)
+
+
+def report_after_push(blocks: list[dict[str, Any]], customer_id: int, notice_text: str) -> Message:
+    """The report in `blocks` (as Slack sent it back) redrawn without this customer, with a notice on top."""
+    checked, hidden, crms = 0, 0, []
+    for block in blocks:
+        block_id = block.get("block_id", "")
+        if block.get("type") == "header" and block_id.startswith(_HEADER):
+            checked, hidden, crms = json.loads(block_id[len(_HEADER) :])
+    remaining = [d for d in listed_differences(blocks) if d.customer_id != customer_id]
+    problems_block = next((b for b in blocks if b.get("block_id") == PROBLEMS), None)
+    message = email_sync_report(remaining, checked, crms=crms, hidden=hidden, notice_text=notice_text)
+    if problems_block is not None and not any(b.get("block_id") == PROBLEMS for b in message.blocks):
+        return Message(message.text, [*message.blocks, problems_block])
+    return message
+
+
+def listed_differences(blocks: list[dict[str, Any]]) -> list[Difference]:
+    """The customers a report lists, read back from its buttons."""
+    return [
+        parse_push_value(element["value"])
+        for element in _buttons(blocks)
+        if element.get("action_id", "").startswith(PUSH_EMAIL + "-")
+    ]
+
+
+def push_value(difference: Difference) -> str:
+    """A button's value: the customer's row of the report (what a push needs, and what a redraw shows)."""
+    crms = [[crm, (email or "")[:254] or None] for crm, email in difference.crm_differences]
+    row = {
+        "c": difference.customer_id,
+        "n": difference.name[:100],
+        "e": difference.our_email[:254],
+        "s": None if difference.stripe_email is None else difference.stripe_email[:254],
+        "k": crms,
+    }
+    value = json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+    while len(value) > BUTTON_VALUE and row["k"]:
+        row["k"] = row["k"][:-1]
+        value = json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
+def parse_push_value(value: str) -> Difference:
+    row = json.loads(value)
+    crms = [(str(crm), email) for crm, email in row.get("k") or []]
+    return Difference(int(row["c"]), row.get("n") or "", row.get("e") or "", row.get("s"), crms)
+
+
+def _customer(difference: Difference) -> Block:
+    lines = [f"*{escape(one_line(difference.name), _SHOWN_NAME)}*", f"Ours: {_email(difference.our_email)}"]
+    if difference.stripe_email is not None:
+        lines.append(
+            f"Stripe: {_email(difference.stripe_email) if difference.stripe_email else '_no email_'}"
+        )
+    for crm, email in difference.crm_differences:
+        lines.append(f"{escape(crm, 40)}: {_email(email) if email else '_no contact under either address_'}")
+    elsewhere = (["Stripe"] if difference.stripe_email is not None else []) + [
+        crm for crm, email in difference.crm_differences if email
+    ]
+    push = button("Push our email", ids.per_item(PUSH_EMAIL, difference.customer_id), push_value(difference))
+    where = ", ".join(elsewhere) if elsewhere else "the other systems"
+    push.confirm = ConfirmObject(
+        title=PlainTextObject(text="Push our email?"),
+        text=PlainTextObject(
+            text=truncate(
+                f"Put {one_line(difference.our_email)} for {one_line(difference.name)} into {where}?", 300
+            )
+        ),
+        confirm=PlainTextObject(text="Push"),
+        deny=PlainTextObject(text="Cancel"),
+    )
+    return _with_id(
+        section("\n".join(lines), accessory=push), f"email_sync_customer-{difference.customer_id}"
+    )
+
+
+def _email(email: str) -> str:
+    shown = escape(one_line(email), _SHOWN_EMAIL).replace("`", "'")
+    return f"`{shown}`"
+
+
+def _compared(checked: int, crms: Sequence[str]) -> str:
+    line = f"Compared {plural(checked, 'customer')} with Stripe"
+    if crms:
+        line += f", and looked up those who differ in {escape(', '.join(crms), 200)}"
+    return line + "."
+
+
+def _crms_line(crms: Sequence[str]) -> str:
+    if not crms:
+        return "No CRMs are connected, so only Stripe was compared."
+    return f"CRMs connected: {escape(', '.join(crms), 200)} (looked up for customers whose Stripe email differs)."
+
+
+def _with_id(block: Block, block_id: str) -> Block:
+    block.block_id = block_id
+    return block
+
+
+def _buttons(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if node.get("type") == "button":
+            yield node
+        for value in node.values():
+            yield from _buttons(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _buttons(item)
+
+
+def _texts(node: Any) -> Iterator[str]:
+    """Every text string in a block, as Slack counts them towards a message's size."""
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            if not isinstance(value, str):
+                yield from _texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _texts(item)

@@ -1,0 +1,148 @@
+"""Stripe webhooks: verified on the raw body, each event processed once, the object it names re-read from Stripe.
+
+Re-reading makes late, repeated and out-of-order deliveries harmless: whatever order events arrive in, the record
+ends as Stripe has it now. The event id is stored in the same transaction as the changes, so an event that fails
+half-way is not marked done and Stripe's retry processes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot import stripe_sync
+from bot.db import Database
+from bot.models import Customer, StripeEvent
+from bot.stripe_gateway import StripeFailure, StripeGateway
+
+logger = logging.getLogger("customer_bot.webhooks")
+
+HANDLED = frozenset(
+    {
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+        "payment_method.attached",
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "charge.refunded",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
+)
+TOLERANCE_SECONDS = 300
+
+
+class StripeWebhooks:
+    def __init__(
+        self,
+        db: Database,
+        gateway: StripeGateway,
+        secret: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.secret = secret
+        self.clock = clock
+
+    def handle(self, payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) for one delivery."""
+        try:
+            event = stripe.Webhook.construct_event(payload, signature or "", self.secret, TOLERANCE_SECONDS)
+        except (ValueError, stripe.SignatureVerificationError) as error:
+            logger.warning("refused a Stripe webhook: %s", error)
+            return 400, {"error": "bad signature or payload"}
+        event_id, event_type = event["id"], event["type"]
+        if event_type not in HANDLED:
+            return 200, {"ignored": event_type}
+        for _attempt in range(3):
+            try:
+                with self.db.session() as session:
+                    if session.get(StripeEvent, event_id) is not None:
+                        return 200, {"duplicate": event_id}
+                    session.add(StripeEvent(id=event_id, type=event_type, received_at=self.clock()))
+                    session.flush()
+                    finished_plan = self._apply(session, event_type, event["data"]["object"].to_dict())
+                break
+            except IntegrityError:
+                # Either this very event was processed at the same moment (then it is done), or another event
+                # created the same customer or subscription first: then go again, and find it this time.
+                with self.db.session() as session:
+                    if session.get(StripeEvent, event_id) is not None:
+                        return 200, {"duplicate": event_id}
+            except StripeFailure as failure:
+                logger.warning(
+                    "could not re-read the object of %s %s: %s", event_type, event_id, failure.user_message
+                )
+                return 503, {"error": "Stripe did not answer; deliver again later"}
+        else:
+            logger.error(
+                "event %s (%s) kept colliding with others; Stripe will deliver it again", event_id, event_type
+            )
+            return 503, {"error": "busy; deliver again later"}
+        if finished_plan:
+            self._end_plan(finished_plan)
+        return 200, {"processed": event_id}
+
+    def _apply(self, session, event_type: str, obj: dict[str, Any]) -> str | None:
+        """Bring the event's object in; returns the Stripe id of a payment plan whose last instalment was paid."""
+        fetch = self._fetcher()
+        kind = event_type.rsplit(".", 1)[0]
+        if event_type == "customer.deleted":
+            customer = session.scalar(select(Customer).where(Customer.stripe_customer_id == obj["id"]))
+            if customer is not None:
+                customer.stripe_customer_id = (
+                    None  # our record and its history stay; it is no longer in Stripe
+                )
+                customer.default_payment_method_id = None
+        elif kind == "customer":
+            stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
+        elif kind == "payment_method":
+            if obj.get("customer"):
+                stripe_sync.sync_customer(session, fetch("customer", stripe_sync._id(obj["customer"])), fetch)
+        elif event_type == "payment_intent.succeeded":
+            stripe_sync.sync_payment_intent(session, fetch("payment_intent", obj["id"]), fetch)
+        elif event_type == "charge.refunded":
+            charge = fetch("charge", obj["id"])
+            refunds, _ = self.gateway.list_page("refund", charge=obj["id"])
+            stripe_sync.sync_refunds(session, {**charge, "refunds": {"data": refunds}})
+        elif kind == "invoice":
+            return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
+        elif kind == "customer.subscription":
+            stripe_sync.sync_subscription(session, fetch("subscription", obj["id"]), fetch)
+        # payment_intent.payment_failed: a failed one-off payment leaves nothing to record; invoice failures
+        # arrive as invoice.payment_failed.
+        return None
+
+    def _fetcher(self) -> stripe_sync.Fetch:
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def fetch(kind: str, object_id: str) -> dict[str, Any]:
+            if (kind, object_id) not in seen:
+                seen[kind, object_id] = self.gateway.retrieve(kind, object_id)
+            return seen[kind, object_id]
+
+        return fetch
+
+    def _end_plan(self, subscription_id: str) -> None:
+        """A payment plan is a subscription that the bot ends after its last instalment."""
+        try:
+            self.gateway.cancel_subscription(
+                subscription_id, at_period_end=False, idempotency_key=f"plan-complete:{subscription_id}"
+            )
+        except StripeFailure as failure:
+            logger.error(
+                "could not end the finished payment plan %s: %s", subscription_id, failure.user_message
+            )

@@ -1,0 +1,50 @@
+"""The "Push our email" button on the email-sync report.
+
+The click is answered at once; a lazy listener then pushes (Stripe and CRMs can take seconds, retries more),
+redraws the report without that customer, with who did what on top, and tells the person who clicked.
+Anything that goes wrong (not a payment admin, Stripe or a CRM refusing) is told to that person only, and the
+report stays as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App, Respond
+
+from blocks import ids
+from blocks.elements import section
+from blocks.email_sync import PUSH_EMAIL, parse_push_value, report_after_push
+from blocks.message import Message
+from bot.crm import crms_from_settings
+from bot.email_sync import push_email
+from commands import Services
+from commands.replies import ephemeral, telling_the_user
+
+
+def register(app: App, services: Services) -> None:
+    crms = crms_from_settings(services.settings)
+
+    def answer_now(ack: Ack) -> None:
+        ack()
+
+    def push(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
+        # Slack was answered by answer_now. This listener's own Ack sends nothing; calling it tells
+        # telling_the_user to reply through the response URL, privately, as it does after any ack.
+        ack()
+        with telling_the_user(ack, respond, logger):
+            shown = parse_push_value(action["value"])
+            actor = body["user"]["id"]
+            summary = push_email(
+                services.actions, crms, actor, shown.customer_id, old_emails=shown.old_emails()
+            )
+            said = f"<@{actor}> {summary}."
+            blocks = (body.get("message") or {}).get("blocks")
+            if blocks:
+                report = report_after_push(blocks, shown.customer_id, said)
+                respond(replace_original=True, text=report.text, blocks=report.blocks)
+            respond(
+                replace_original=False, **ephemeral(Message.of(said, [section(f":white_check_mark: {said}")]))
+            )
+
+    app.action(ids.pattern(PUSH_EMAIL))(ack=answer_now, lazy=[push])
