@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scheduler", help="the clock process: missed-payment alerts and the daily email check")
     job = sub.add_parser("run-job", help="run one scheduled job now")
     job.add_argument("job", choices=["missed-payments", "email-sync"])
+    sub.add_parser(
+        "import-stripe", help="backfill customers, subscriptions, payments and refunds from Stripe"
+    )
     seed = sub.add_parser("seed", help="write deterministic demo data into an empty database")
     seed.add_argument("--customers", type=int, required=True, metavar="N")
     seed.add_argument(
@@ -82,6 +85,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         db.upgrade()
         print("Database is up to date.")
         return 0
+    if args.command == "import-stripe":
+        return _import(settings, db)
     if args.command == "seed":
         from bot.seed import seed
 
@@ -99,6 +104,28 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # argparse only admits the commands above
+
+
+def _import(settings: Settings, db) -> int:
+    from bot.importer import import_stripe
+    from bot.stripe_gateway import StripeGateway
+
+    if not settings.stripe_api_key:
+        raise MissingSetting("STRIPE_API_KEY", "the key of the Stripe account to import from")
+    db.upgrade()
+    gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
+
+    def show(step: str, done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {step}: {done:,} from Stripe   ", end="", file=sys.stderr, flush=True)
+
+    summary = import_stripe(db, gateway, progress=show)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print("Imported from Stripe:")
+    for line in summary.lines():
+        print(f"  {line}")
+    return 0
 
 
 def _progress(total: int):

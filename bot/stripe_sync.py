@@ -51,7 +51,7 @@ class SyncCounts:
         target[kind] = target.get(kind, 0) + 1
 
 
-def _id(value: Any) -> str | None:
+def ref_id(value: Any) -> str | None:
     """An id whether Stripe sent the id or the expanded object."""
     if isinstance(value, dict):
         return value.get("id")
@@ -78,11 +78,13 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     renamed = (customer.name, customer.email) != (obj.get("name") or "", obj.get("email") or "")
     customer.name = obj.get("name") or ""
     customer.email = obj.get("email") or ""
-    method_id = _id((obj.get("invoice_settings") or {}).get("default_payment_method")) or _id(
-        obj.get("default_source")
-    )
+    method = (obj.get("invoice_settings") or {}).get("default_payment_method") or obj.get("default_source")
+    method_id = ref_id(method)
     if method_id != customer.default_payment_method_id:
-        card = _card(fetch, method_id) if method_id else {}
+        if isinstance(method, dict) and method.get("card"):
+            card = method["card"]  # expanded by the list call: no lookup needed
+        else:
+            card = _card(fetch, method_id) if method_id else {}
         customer.default_payment_method_id = method_id if card else None
         customer.card_brand = card.get("brand")
         customer.card_last4 = card.get("last4")
@@ -125,7 +127,7 @@ _STATUSES = {
 def sync_subscription(
     session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts | None = None
 ) -> Recurring:
-    customer = customer_for(session, _id(obj["customer"]), fetch, counts)  # type: ignore[arg-type]
+    customer = customer_for(session, ref_id(obj["customer"]), fetch, counts)  # type: ignore[arg-type]
     recurring = session.scalar(select(Recurring).where(Recurring.stripe_subscription_id == obj["id"]))
     created = recurring is None
     installments = (obj.get("metadata") or {}).get(PLAN_METADATA)
@@ -269,20 +271,28 @@ def _invoice_subscription(obj: Obj) -> str | None:
     parent = (obj.get("parent") or {}).get("subscription_details") or {}
     lines = (obj.get("lines") or {}).get("data") or [{}]
     return (
-        _id(obj.get("subscription")) or _id(parent.get("subscription")) or _id(lines[0].get("subscription"))
+        ref_id(obj.get("subscription"))
+        or ref_id(parent.get("subscription"))
+        or ref_id(lines[0].get("subscription"))
     )
 
 
 def _invoice_charge(obj: Obj, fetch: Fetch) -> tuple[Obj, Obj]:
-    """(charge, payment intent) of an invoice, whichever shape the API version gives."""
+    """(charge, payment intent) of an invoice, whichever shape the API version gives; objects already embedded
+    in the invoice are used as they are, and the payment intent is looked up only for a failure reason."""
     charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else {}
-    intent_id = _id(obj.get("payment_intent")) or charge.get("payment_intent")
+    intent = obj.get("payment_intent") if isinstance(obj.get("payment_intent"), dict) else {}
+    intent_id = intent.get("id") or ref_id(obj.get("payment_intent")) or charge.get("payment_intent")
     for payment in (obj.get("payments") or {}).get("data") or []:
-        intent_id = intent_id or _id((payment.get("payment") or {}).get("payment_intent"))
-    intent = fetch("payment_intent", intent_id) if intent_id else {}
+        intent_id = intent_id or ref_id((payment.get("payment") or {}).get("payment_intent"))
+    if intent_id and not intent and (not charge or obj.get("status") != "paid"):
+        intent = fetch("payment_intent", intent_id)
+    if not intent and intent_id:
+        intent = {"id": intent_id}
     if not charge:
-        charge_id = _id(obj.get("charge")) or _id(intent.get("latest_charge"))
-        charge = fetch("charge", charge_id) if charge_id else {}
+        latest = intent.get("latest_charge")
+        charge_id = ref_id(obj.get("charge")) or ref_id(latest)
+        charge = latest if isinstance(latest, dict) else (fetch("charge", charge_id) if charge_id else {})
     return charge, intent
 
 
@@ -301,12 +311,12 @@ def sync_payment_intent(
     invoice payments arrive through their invoice."""
     if obj.get("status") != "succeeded" or BOT_METADATA in (obj.get("metadata") or {}) or obj.get("invoice"):
         return None
-    customer_id = _id(obj.get("customer"))
+    customer_id = ref_id(obj.get("customer"))
     if not customer_id:
         return None
     customer = customer_for(session, customer_id, fetch, counts)
-    charge_id = _id(obj.get("latest_charge"))
-    charge = fetch("charge", charge_id) if charge_id else {}
+    latest = obj.get("latest_charge")
+    charge = latest if isinstance(latest, dict) else (fetch("charge", ref_id(latest)) if latest else {})
     if charge.get("invoice"):
         return None
     return _order_for_payment(session, customer.id, obj, charge, obj, OrderSource.CHECKOUT, fetch, counts)
@@ -335,8 +345,8 @@ def _order_for_payment(
     )
     currency = source_obj.get("currency") or "usd"
     card = (charge.get("payment_method_details") or {}).get("card") or {}
-    if not card and _id(charge.get("payment_method")):
-        card = _card(fetch, _id(charge.get("payment_method")))  # type: ignore[arg-type]
+    if not card and ref_id(charge.get("payment_method")):
+        card = _card(fetch, ref_id(charge.get("payment_method")))  # type: ignore[arg-type]
     billing = charge.get("billing_details") or {}
     address = billing.get("address") or {}
     order = Order(
@@ -400,13 +410,28 @@ def _order_for_payment(
 # Refunds ----------------------------------------------------------------------------------------------------
 
 
-def sync_refunds(session: Session, charge: Obj, counts: SyncCounts | None = None) -> Order | None:
+def sync_refund(session: Session, refund: Obj, counts: SyncCounts | None = None) -> Order | None:
+    """Record one refund of an order we have, unless it is recorded already (or the bot made it)."""
+    order = _order_paid_by(session, ref_id(refund.get("charge")), ref_id(refund.get("payment_intent")))
+    if order is None:
+        return None
+    return sync_refunds(
+        session, {"id": order.stripe_charge_id, "refunds": {"data": [refund]}}, counts, order=order
+    )
+
+
+def _order_paid_by(session: Session, charge_id: str | None, intent_id: str | None) -> Order | None:
+    order = session.scalar(select(Order).where(Order.stripe_charge_id == charge_id)) if charge_id else None
+    if order is None and intent_id:
+        order = session.scalar(select(Order).where(Order.stripe_payment_intent_id == intent_id))
+    return order
+
+
+def sync_refunds(
+    session: Session, charge: Obj, counts: SyncCounts | None = None, *, order: Order | None = None
+) -> Order | None:
     """Record each refund of a charge we have not recorded yet. Refunds the bot makes it records itself."""
-    order = session.scalar(select(Order).where(Order.stripe_charge_id == charge.get("id")))
-    if order is None and charge.get("payment_intent"):
-        order = session.scalar(
-            select(Order).where(Order.stripe_payment_intent_id == _id(charge["payment_intent"]))
-        )
+    order = order or _order_paid_by(session, charge.get("id"), ref_id(charge.get("payment_intent")))
     if order is None:
         return None
     known = set(session.scalars(select(Refund.stripe_refund_id).where(Refund.order_id == order.id)))
@@ -428,13 +453,11 @@ def sync_refunds(session: Session, charge: Obj, counts: SyncCounts | None = None
                 created_at=_time(refund.get("created")) or _now(),
             )
         )
+        known.add(refund["id"])
         order.amount_refunded += amount
         if counts is not None:
             counts.count("refunds", True)
     if order.amount_refunded:
-        order.status = (
-            OrderStatus.REFUNDED.value
-            if order.amount_refunded >= order.total
-            else OrderStatus.PARTIALLY_REFUNDED.value
-        )
+        full = order.amount_refunded >= order.total
+        order.status = OrderStatus.REFUNDED.value if full else OrderStatus.PARTIALLY_REFUNDED.value
     return order

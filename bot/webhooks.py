@@ -111,7 +111,9 @@ class StripeWebhooks:
             stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
         elif kind == "payment_method":
             if obj.get("customer"):
-                stripe_sync.sync_customer(session, fetch("customer", stripe_sync._id(obj["customer"])), fetch)
+                stripe_sync.sync_customer(
+                    session, fetch("customer", stripe_sync.ref_id(obj["customer"])), fetch
+                )
         elif event_type == "payment_intent.succeeded":
             stripe_sync.sync_payment_intent(session, fetch("payment_intent", obj["id"]), fetch)
         elif event_type == "charge.refunded":

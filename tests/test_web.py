@@ -76,6 +76,7 @@ def test_health_says_ok_when_the_database_answers(harness):
     assert call(harness.web, "GET", "/healthz") == ("200 OK", {"ok": True})
     assert call(harness.web, "GET", "/nowhere")[0] == "404 Not Found"
     assert call(harness.web, "GET", "/slack/events")[0] == "405 Method Not Allowed"
+    assert call(harness.web, "GET", "/stripe/webhook")[0] == "405 Method Not Allowed"
 
 
 UNREACHABLE = ["postgresql://postgres@127.0.0.1:9/none", "sqlite:////nonexistent-dir/records.db"]
@@ -197,3 +198,17 @@ def _wait_until_listening(port: int, server: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.05)  # polling a port that is not open yet; the connect itself is the synchronisation
     raise AssertionError("customer-bot web did not start listening within 30 s")
+
+
+def test_stripe_webhooks_without_a_secret_are_refused_plainly(harness):
+    import io
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/stripe/webhook",
+        "CONTENT_LENGTH": "2",
+        "wsgi.input": io.BytesIO(b"{}"),
+    }
+    seen: list[str] = []
+    body = json.loads(b"".join(harness.web(environ, lambda status, headers: seen.append(status))))
+    assert seen == ["503 Service Unavailable"] and "STRIPE_WEBHOOK_SECRET" in body["error"]

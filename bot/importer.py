@@ -1,0 +1,111 @@
+"""`customer-bot import-stripe`: backfill our records from an existing Stripe account.
+
+Customers (with their default card), subscriptions and payment plans, invoices (payments, and the orders paid
+ones produced), one-off payments (orders) and refunds are listed 100 at a time with Stripe's cursors, in that
+order so each object finds what it belongs to. After every page the cursor is saved with the page's rows, so an
+interrupted import carries on where it stopped; every row is an upsert on Stripe's id, so running it again
+duplicates nothing. Objects the list calls can embed are expanded, so the calls grow with pages, not objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import stripe_sync
+from bot.db import Database
+from bot.models import ImportProgress
+from bot.stripe_gateway import StripeGateway
+
+STEPS: list[tuple[str, str, dict[str, Any]]] = [
+    ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method"]}),
+    ("subscriptions", "subscription", {"status": "all"}),
+    ("invoices", "invoice", {}),
+    ("payments", "payment_intent", {"expand": ["data.latest_charge"]}),
+    ("refunds", "refund", {}),
+]
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    counts: stripe_sync.SyncCounts
+    pages: int
+    lookups: int  # single-object calls (cards, products, failure reasons) beyond the list calls
+    resumed: bool
+
+    def lines(self) -> list[str]:
+        kinds = sorted(set(self.counts.created) | set(self.counts.updated))
+        rows = [
+            f"{kind}: {self.counts.created.get(kind, 0):,} created, {self.counts.updated.get(kind, 0):,} updated"
+            for kind in kinds
+        ]
+        calls = f"{self.pages:,} list pages and {self.lookups:,} lookups from Stripe"
+        return [*rows, calls + (" (carried on from an interrupted import)" if self.resumed else "")]
+
+
+def import_stripe(
+    db: Database,
+    gateway: StripeGateway,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> ImportSummary:
+    """Bring every object of the Stripe account into our records; `progress(step, objects so far)` per page."""
+    counts = stripe_sync.SyncCounts()
+    resumed = _start(db, clock())
+    pages = 0
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    lookups = 0
+
+    def fetch(kind: str, object_id: str) -> dict[str, Any]:
+        nonlocal lookups
+        if (kind, object_id) not in cache:
+            lookups += 1
+            cache[kind, object_id] = gateway.retrieve(kind, object_id)
+        return cache[kind, object_id]
+
+    for step, kind, params in STEPS:
+        with db.session() as session:
+            state = session.get(ImportProgress, step)
+            cursor, finished = (state.cursor, state.finished) if state else (None, False)
+        done = 0
+        while not finished:
+            rows, next_cursor = gateway.list_page(kind, starting_after=cursor, **params)
+            pages += 1
+            with db.session() as session:
+                for obj in rows:
+                    _apply(session, kind, obj, fetch, counts)
+                cursor = rows[-1]["id"] if rows else cursor
+                finished = next_cursor is None
+                session.merge(ImportProgress(kind=step, cursor=cursor, finished=finished, updated_at=clock()))
+            done += len(rows)
+            if progress is not None:
+                progress(step, done)
+    return ImportSummary(counts, pages, lookups, resumed)
+
+
+def _start(db: Database, now: datetime) -> bool:
+    """Carry on an interrupted import, or start a new one from the first page; True when carrying on."""
+    with db.session() as session:
+        states = {state.kind: state for state in session.query(ImportProgress)}
+        if states and not all(states.get(step) and states[step].finished for step, _, _ in STEPS):
+            return True
+        for state in states.values():
+            session.delete(state)
+    return False
+
+
+def _apply(session, kind: str, obj: dict[str, Any], fetch: stripe_sync.Fetch, counts) -> None:
+    if kind == "customer":
+        if not obj.get("deleted"):
+            stripe_sync.sync_customer(session, obj, fetch, counts)
+    elif kind == "subscription":
+        stripe_sync.sync_subscription(session, obj, fetch, counts)
+    elif kind == "invoice":
+        stripe_sync.sync_invoice(session, obj, fetch, counts)
+    elif kind == "payment_intent":
+        stripe_sync.sync_payment_intent(session, obj, fetch, counts)
+    elif kind == "refund":
+        stripe_sync.sync_refund(session, obj, counts)

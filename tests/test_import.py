@@ -1,0 +1,125 @@
+"""`customer-bot import-stripe` against a localstripe holding customers with cards, one-off charges, refunds, an
+active subscription, a payment plan and a subscription whose first payment failed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import records
+from bot.importer import import_stripe
+from bot.local_stripe import LocalStripe
+from bot.models import Customer, Order, Payment, Recurring, Refund
+from bot.stripe_gateway import StripeFailure, StripeGateway
+from bot.viewmodels import CardState
+from tests.stripe_support import (
+    CARD_DECLINES_AFTER_ATTACH,
+    local_stripe_client,
+    paid_payment_intent,
+    stripe_customer_with_card,
+    stripe_subscription,
+)
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[dict]:
+    """A Stripe account of this module's own, filled once."""
+    with LocalStripe() as server:
+        client = local_stripe_client(server)
+        jane, jane_card = stripe_customer_with_card(client, "jane@example.com", name="Jane Doe")
+        paid = paid_payment_intent(client, jane, jane_card, 5000)
+        paid_payment_intent(client, jane, jane_card, 2500, "eur")
+        client.v1.refunds.create(params={"payment_intent": paid, "amount": 1500})
+        stripe_subscription(client, jane, 2900, "usd", "month", product_name="Pro Membership")
+        stripe_subscription(
+            client,
+            jane,
+            15000,
+            "usd",
+            "month",
+            {"payment_plan_installments": "6"},
+            product_name="Teacher Training",
+        )
+        late, _ = stripe_customer_with_card(
+            client, "late@example.com", CARD_DECLINES_AFTER_ATTACH, name="Late Payer"
+        )
+        with contextlib.suppress(Exception):  # localstripe answers with the decline; it stays incomplete
+            stripe_subscription(client, late, 1900, "usd", "month", product_name="Community")
+        for i in range(3):
+            stripe_customer_with_card(client, f"quiet{i}@example.com", name=f"Quiet Customer {i}")
+        yield {"server": server, "jane": jane, "late": late}
+
+
+def gateway_for(account) -> StripeGateway:
+    return StripeGateway.connect(account["server"].api_key, api_base=account["server"].url)
+
+
+def table_counts(db) -> dict[str, int]:
+    with db.session() as s:
+        return {
+            model.__tablename__: s.scalar(select(func.count()).select_from(model))
+            for model in (Customer, Recurring, Payment, Order, Refund)
+        }
+
+
+def card_of(db, stripe_id: str):
+    with db.session() as s:
+        customer_id = s.scalar(select(Customer.id).where(Customer.stripe_customer_id == stripe_id))
+        return records.customer_card(s, CardState(customer_id), recurring_page_size=5, orders_page_size=10)
+
+
+def test_the_import_builds_complete_records(db, account):
+    summary = import_stripe(db, gateway_for(account))
+
+    jane = card_of(db, account["jane"])
+    assert (jane.name, jane.email, jane.card.last4) == ("Jane Doe", "jane@example.com", "4242")
+    assert jane.stats.orders == 4, "two one-off payments, the subscription's and the plan's first payments"
+    assert {m.currency: m.amount for m in jane.stats.lifetime_value} == {
+        "usd": 5000 - 1500 + 2900 + 15000,
+        "eur": 2500,
+    }
+    assert (jane.stats.active_subscriptions, jane.stats.active_plans) == (1, 1)
+    assert jane.plans.items[0].installments_paid == 1 and jane.plans.items[0].installments_total == 6
+    late = card_of(db, account["late"])
+    assert late.stats.subscriptions_missing_payment == 1, "the failed first payment shows as missed"
+    assert table_counts(db)["customers"] == 5
+    assert summary.counts.created["customers"] == 5
+    assert summary.pages == 5, "one page per kind of object for an account this small"
+
+
+def test_importing_again_duplicates_nothing(db, account):
+    import_stripe(db, gateway_for(account))
+    before = table_counts(db)
+
+    again = import_stripe(db, gateway_for(account))
+
+    assert table_counts(db) == before
+    assert not again.counts.created.get("orders") and not again.counts.created.get("refunds")
+
+
+class Interrupted(StripeGateway):
+    """A gateway whose connection drops after a number of list pages."""
+
+    def __init__(self, inner: StripeGateway, pages: int) -> None:
+        super().__init__(inner._client)
+        self.left = pages
+
+    def list_page(self, kind, **kwargs):
+        if self.left == 0:
+            raise StripeFailure("Stripe could not be reached.", outcome_unknown=True)
+        self.left -= 1
+        return super().list_page(kind, **kwargs)
+
+
+def test_an_interrupted_import_carries_on_where_it_stopped(db, account):
+    with pytest.raises(StripeFailure):
+        import_stripe(db, Interrupted(gateway_for(account), pages=2))
+    assert table_counts(db)["customers"] == 5, "the finished pages are kept"
+
+    summary = import_stripe(db, gateway_for(account))
+
+    assert summary.resumed and summary.pages == 3, "customers and subscriptions are not listed again"
+    assert table_counts(db)["orders"] == 4
