@@ -4,9 +4,8 @@ localstripe is GPL and a dev dependency (`pip install -e '.[dev]'`), never a run
 nothing from it and only runs it as a separate process.
 
 localstripe keeps its state in one fixed file, /tmp/localstripe.pickle, shared by every instance on the machine
-and rewritten after each write request. That is why we always start it with `--from-scratch` (it then ignores the
-file on start-up) and why one instance must never be shared between concurrent runs: state only lives in the
-memory of the process we started, for as long as it runs.
+and rewritten after each write request. We start it with `--from-scratch` (it then ignores the file on start-up)
+and with those writes turned off, so each instance's state lives only in the memory of the process we started.
 """
 
 from __future__ import annotations
@@ -26,7 +25,15 @@ from types import TracebackType
 from typing import IO
 from urllib.parse import urlencode
 
-API_KEY = "sk_test_local"  # localstripe accepts any key that starts with sk_
+API_KEY = "sk_test_local"
+# localstripe rewrites its whole state to /tmp/localstripe.pickle after every write: quadratic as the state
+# grows, and shared by every instance on the machine. Started --from-scratch it never reads that file back, so
+# it runs here with the write turned off: state lives only in the process we started.
+_IN_MEMORY = (
+    "import localstripe.resources as resources; "
+    "resources.Store.dump_to_disk = lambda self: None; "
+    "from localstripe.server import start; start()"
+)  # localstripe accepts any key that starts with sk_
 STARTUP_TIMEOUT = 20.0  # seconds
 
 
@@ -81,7 +88,7 @@ class LocalStripe:
             self.port = chosen_port if chosen_port is not None else _free_port()
             self._log = tempfile.NamedTemporaryFile(prefix="localstripe-", suffix=".log")  # noqa: SIM115
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "localstripe", "--port", str(self.port), "--from-scratch"],
+                [sys.executable, "-c", _IN_MEMORY, "--port", str(self.port), "--from-scratch"],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
