@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import Block, ConfirmObject, HeaderBlock, PlainText
 
 from blocks import ids
 from blocks.elements import button, context, notice, section
-from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT
+from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
 from blocks.text import escape, one_line, plural, truncate
 from bot.email_sync import Difference
@@ -49,7 +49,7 @@ def email_sync_report(
     size = 0
     for difference in differences[:MOST_LISTED]:
         block = _customer(difference)
-        block_size = sum(len(t) for t in _texts(block.to_dict()))
+        block_size = sum(len(t) for t in block_texts(block.to_dict()))
         if size + block_size > SECTIONS_TEXT:
             break
         listed.append(block)
@@ -210,16 +210,3 @@ def _buttons(node: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for item in node:
             yield from _buttons(item)
-
-
-def _texts(node: Any) -> Iterator[str]:
-    """Every text string in a block, as Slack counts them towards a message's size."""
-    if isinstance(node, dict):
-        if isinstance(node.get("text"), str):
-            yield node["text"]
-        for value in node.values():
-            if not isinstance(value, str):
-                yield from _texts(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _texts(item)

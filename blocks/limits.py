@@ -37,7 +37,7 @@ def message_problems(
         problems.extend(f"block {index}: {p}" for p in _block_problems(raw))
     problems.extend(_duplicates("block_id", [b["block_id"] for b in blocks if "block_id" in b]))
     problems.extend(_duplicates("action_id", list(_action_ids(blocks))))
-    size = sum(len(t) for t in _texts(blocks))
+    size = sum(len(t) for t in block_texts(blocks))
     if not view and size > MESSAGE_BLOCK_TEXT:
         problems.append(f"{size} characters of block text, more than {MESSAGE_BLOCK_TEXT}")
     if text is not None and len(text) > MESSAGE_TEXT:
@@ -84,13 +84,14 @@ def _action_ids(node: Any) -> Iterator[str]:
             yield from _action_ids(item)
 
 
-def _texts(node: Any) -> Iterator[str]:
+def block_texts(node: Any) -> Iterator[str]:
+    """Every text string in blocks, as Slack counts them towards a message's size."""
     if isinstance(node, dict):
         if isinstance(node.get("text"), str):
             yield node["text"]
         for value in node.values():
             if not isinstance(value, str):
-                yield from _texts(value)
+                yield from block_texts(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _texts(item)
+            yield from block_texts(item)

@@ -42,21 +42,22 @@ def to_announce(db: Database, *, limit: int, now: datetime) -> list[MissedPaymen
             .order_by(Payment.due_at, Payment.id)
             .limit(limit)
         ).all()
-        return [
-            MissedPayment(
-                payment_id=payment.id,
-                customer_id=customer.id,
-                customer_name=shown_name(customer.name, customer.email),
-                recurring_id=recurring.id,
-                kind=recurring.kind,
-                product=recurring.product,
-                amount=Money(payment.amount, payment.currency),
-                reason=payment.failure_reason,
-                failed_at=payment.failed_at or payment.due_at,
-                payments_paused=recurring.payments_paused,
-            )
-            for payment, recurring, customer in rows
-        ]
+        return [_missed(payment, recurring, customer) for payment, recurring, customer in rows]
+
+
+def _missed(payment: Payment, recurring: Recurring, customer: Customer) -> MissedPayment:
+    return MissedPayment(
+        payment_id=payment.id,
+        customer_id=customer.id,
+        customer_name=shown_name(customer.name, customer.email),
+        recurring_id=recurring.id,
+        kind=recurring.kind,
+        product=recurring.product,
+        amount=Money(payment.amount, payment.currency),
+        reason=payment.failure_reason,
+        failed_at=payment.failed_at or payment.due_at,
+        payments_paused=recurring.payments_paused,
+    )
 
 
 def claim(db: Database, payment_id: int, channel: str, *, now: datetime) -> bool:
@@ -127,18 +128,7 @@ def paid_since(db: Database, *, limit: int) -> list[PaidSince]:
                 alert.payment_id,
                 alert.channel,
                 alert.message_ts,  # type: ignore[arg-type]
-                MissedPayment(
-                    payment_id=payment.id,
-                    customer_id=customer.id,
-                    customer_name=shown_name(customer.name, customer.email),
-                    recurring_id=recurring.id,
-                    kind=recurring.kind,
-                    product=recurring.product,
-                    amount=Money(payment.amount, payment.currency),
-                    reason=payment.failure_reason,
-                    failed_at=payment.failed_at or payment.due_at,
-                    payments_paused=recurring.payments_paused,
-                ),
+                _missed(payment, recurring, customer),
             )
             for alert, payment, recurring, customer in rows
         ]
