@@ -282,3 +282,37 @@ def test_a_failed_first_payment_is_a_missed_payment(db, web, own_stripe):
         )
         payment = s.scalar(select(Payment).where(Payment.recurring_id == plan.id))
         assert payment.status == "failed" and payment.failure_reason
+
+
+def test_a_refund_made_in_stripe_is_recorded_once(db, web, own_stripe):
+    client = local_stripe_client(own_stripe)
+    customer_id, method = stripe_customer_with_card(client, "refunded@example.com", name="Re Funded")
+    intent = paid_payment_intent(client, customer_id, method, 8000)
+    post(
+        web,
+        *signed(event("evt_paid_r", "payment_intent.succeeded", {"id": intent, "object": "payment_intent"})),
+    )
+    refund = client.v1.refunds.create(params={"payment_intent": intent, "amount": 3000})
+    charge_id = refund.charge
+
+    for delivery in ("evt_refund_1", "evt_refund_2"):  # two events naming the same refund
+        post(web, *signed(event(delivery, "charge.refunded", {"id": charge_id, "object": "charge"})))
+
+    with db.session() as s:
+        order = s.scalar(select(Order).where(Order.stripe_payment_intent_id == intent))
+        assert (order.amount_refunded, order.status) == (3000, "partially_refunded")
+        assert s.scalar(select(func.count()).select_from(Refund).where(Refund.order_id == order.id)) == 1
+
+
+def test_a_subscription_canceled_in_stripe_shows_as_canceled(db, web, own_stripe):
+    client = local_stripe_client(own_stripe)
+    customer_id, _ = stripe_customer_with_card(client, "leaving@example.com", name="Lea Ving")
+    subscription_id = stripe_subscription(client, customer_id, 900, "usd", "month", product_name="Community")
+    post(web, *signed(event("evt_sub_c", "customer.subscription.created", {"id": subscription_id})))
+    client.v1.subscriptions.cancel(subscription_id)
+
+    post(web, *signed(event("evt_sub_d", "customer.subscription.deleted", {"id": subscription_id})))
+
+    with db.session() as s:
+        sub = s.scalar(select(Recurring).where(Recurring.stripe_subscription_id == subscription_id))
+        assert (sub.status, sub.next_bill_at) == ("canceled", None) and sub.canceled_at is not None
