@@ -42,7 +42,14 @@ from bot.models import (
 from bot.money import Money
 from bot.records import RecordNotFound, recurring_fingerprint, shown_name
 from bot.search import index_customer
-from bot.stripe_gateway import ChargeResult, StripeFailure, StripeGateway, SubscriptionResult
+from bot.stripe_gateway import (
+    ACTION_KEY,
+    ChargeResult,
+    RefundResult,
+    StripeFailure,
+    StripeGateway,
+    SubscriptionResult,
+)
 from bot.viewmodels import RefundQuote
 
 REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
@@ -213,17 +220,17 @@ class Actions:
                 .values(amount_refund_pending=Order.amount_refund_pending - amount)
             )
 
-        def call(stripe_key: str) -> tuple[str, str]:
+        def call(stripe_key: str) -> tuple[RefundResult, str]:
             result = self._stripe().refund(
                 payment_intent,  # type: ignore[arg-type]
                 amount,
                 reason=reason,
-                metadata={"order_number": quote.order_number, "requested_by": actor},
+                metadata={"order_number": quote.order_number, "requested_by": actor, ACTION_KEY: key},
                 idempotency_key=stripe_key,
             )
-            return result.id, result.id
+            return result, result.id
 
-        def record(session: Session, refund_id: str) -> None:
+        def record(session: Session, refund: RefundResult) -> None:
             order = session.get(Order, order_id, with_for_update=True)
             assert order is not None
             order.amount_refund_pending -= amount
@@ -240,7 +247,7 @@ class Actions:
                     currency=order.currency,
                     reason=reason,
                     note=note or None,
-                    stripe_refund_id=refund_id,
+                    stripe_refund_id=refund.id,
                     requested_by=actor,
                     created_at=self.clock(),
                 )
@@ -258,6 +265,7 @@ class Actions:
             release=release,
             call=call,
             record=record,
+            find_earlier=lambda: _found(self._stripe().find_refund(payment_intent, key)),  # type: ignore[arg-type]
         )
 
     # Subscriptions and payment plans --------------------------------------------------------------------------
@@ -473,7 +481,12 @@ class Actions:
                 payment_method,  # type: ignore[arg-type]
                 total,
                 currency,
-                metadata={"description": description[:500], "quantity": str(quantity), "requested_by": actor},
+                metadata={
+                    "description": description[:500],
+                    "quantity": str(quantity),
+                    "requested_by": actor,
+                    ACTION_KEY: key,
+                },
                 idempotency_key=stripe_key,
             )
             return charge, charge.payment_intent_id
@@ -516,6 +529,7 @@ class Actions:
             customer_id=customer_id,
             call=call,
             record=record,
+            find_earlier=lambda: _found(self._stripe().find_charge(stripe_customer, key)),  # type: ignore[arg-type]
         )
 
     # Email --------------------------------------------------------------------------------------------------
@@ -582,8 +596,13 @@ class Actions:
         record: Callable[[Session, object], tuple[str, int] | None],
         reserve: Callable[[Session], None] | None = None,
         release: Callable[[Session], None] | None = None,
+        find_earlier: Callable[[], tuple[object, str] | None] | None = None,
     ) -> Done:
-        """Claim the key, ask Stripe, then write the result; or tell what an earlier identical request did."""
+        """Claim the key, ask Stripe, then write the result; or tell what an earlier identical request did.
+
+        Retrying a request whose outcome never reached us: money-moving actions first ask Stripe whether the
+        earlier request went through (`find_earlier`), and record it if so. Otherwise the earlier request did
+        nothing, and a fresh idempotency key is used, because Stripe would only replay the earlier error."""
         target_type, target_id = target
         attempt_id, stripe_key, earlier = self._claim(actor, action, target, key, money, reserve)
         if earlier == AttemptStatus.SUCCEEDED:
@@ -595,8 +614,13 @@ class Actions:
             raise Invalid(
                 "Someone is doing exactly this right now. Open the record again in a moment to see it."
             )
+        found = None
         try:
-            result, stripe_id = call(stripe_key)
+            if earlier == AttemptStatus.PENDING:
+                found = find_earlier() if find_earlier else None
+                if found is None:
+                    stripe_key = self._fresh_key(attempt_id)  # type: ignore[arg-type]
+            result, stripe_id = found or call(stripe_key)
         except StripeFailure as failure:
             self._finish_failed(attempt_id, failure, release)  # type: ignore[arg-type]
             outcome = "unknown" if failure.outcome_unknown else "failed"
@@ -613,6 +637,15 @@ class Actions:
             attempt.finished_at = self.clock()
         self.audit(AuditEntry(actor, action, target_type, target_id, "succeeded", summary, money, stripe_id))
         return Done(summary, customer_id, shown)
+
+    def _fresh_key(self, attempt_id: int) -> str:
+        with self.db.session() as session:
+            attempt = session.get(ActionAttempt, attempt_id)
+            assert attempt is not None
+            tries = int((attempt.details or {}).get("tries", 1)) + 1
+            attempt.details = {**(attempt.details or {}), "tries": tries}
+            attempt.stripe_idempotency_key = f"{attempt.stripe_idempotency_key.split('~')[0]}~{tries}"
+            return attempt.stripe_idempotency_key
 
     def _already_done(
         self,
@@ -786,6 +819,13 @@ def apply_subscription(row: Recurring, result: SubscriptionResult, *, now: datet
         row.next_bill_at = result.trial_end
     elif result.current_period_end and result.status != "canceled":
         row.next_bill_at = result.current_period_end
+
+
+def _found(result: RefundResult | ChargeResult | None) -> tuple[object, str] | None:
+    """What an earlier request made in Stripe, shaped as a call's answer: (result, Stripe id)."""
+    if result is None:
+        return None
+    return result, result.id if isinstance(result, RefundResult) else result.payment_intent_id
 
 
 def _order(session: Session, order_id: int) -> Order:

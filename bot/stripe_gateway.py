@@ -38,6 +38,8 @@ API_VERSION = "2026-10-28.endive"
 # Retries stripe-python makes itself (connection errors, timeouts, 409, 5xx). A client made without this setting
 # does not retry at all.
 MAX_NETWORK_RETRIES = 3
+# Metadata naming the bot's action a payment or refund was made for, so a later retry can find it.
+ACTION_KEY = "action_key"
 
 # Our own retries of a rate-limited (429) request, and the pause before each one, in seconds (plus jitter).
 RATE_LIMIT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -606,3 +608,26 @@ class StripeGateway:
         page = self._call(f"{kind} list", kind.replace("_", " "), lambda: service.list(params=query))
         rows = [_as_dict(item) for item in page.data]
         return rows, (rows[-1]["id"] if page.has_more and rows else None)
+
+    # -- what an earlier attempt did, when its answer never reached us --
+
+    def find_refund(self, payment_intent_id: str, action_key: str) -> RefundResult | None:
+        """The refund of this payment made for `action_key` (kept in its metadata), if Stripe has one."""
+        refunds, _ = self.list_page("refund", payment_intent=payment_intent_id)
+        for refund in refunds:
+            if (refund.get("metadata") or {}).get(ACTION_KEY) == action_key and refund.get(
+                "status"
+            ) != "failed":
+                return RefundResult(refund["id"], refund["status"], refund["amount"], refund["currency"])
+        return None
+
+    def find_charge(self, customer_id: str, action_key: str) -> ChargeResult | None:
+        """The succeeded payment of this customer made for `action_key`, if Stripe has one."""
+        intents, _ = self.list_page("payment_intent", customer=customer_id)
+        for pi in intents:
+            if (pi.get("metadata") or {}).get(ACTION_KEY) == action_key and pi.get("status") == "succeeded":
+                charge_id, brand, last4 = _charge_id_and_card(pi)
+                return ChargeResult(
+                    pi["id"], charge_id, pi["status"], pi["amount"], pi["currency"], brand, last4
+                )
+        return None

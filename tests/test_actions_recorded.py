@@ -130,7 +130,7 @@ def test_plan_status_paused_then_active(acting, recorder):
         assert s.get(Recurring, plan_id).status == "paused"
 
 
-def test_an_unknown_stripe_outcome_keeps_the_refund_reserved_and_a_retry_is_safe(acting, recorder):
+def start_refund_that_stripe_never_answers(acting: Harness, recorder: RecordingHTTPClient):
     with acting.db.session() as s:
         jane = make.customer(s)
         order_id = make.order(s, jane, 5000, stripe_payment_intent_id="pi_123").id
@@ -141,30 +141,58 @@ def test_an_unknown_stripe_outcome_keeps_the_refund_reserved_and_a_retry_is_safe
     acting.person.submit(form, {"amount": "10.00"})
     confirm = acting.slack.views[form["id"]]
     recorder.fail_with_connection_error(times=1 + MAX_NETWORK_RETRIES)  # every try of this request
-
     acting.person.submit(confirm)
-
     assert "Stripe" in result_text(acting, form["id"])
     with acting.db.session() as s:
         order = s.get(Order, order_id)
         assert (order.amount_refunded, order.amount_refund_pending) == (0, 1000), (
             "held until Stripe's answer is known"
         )
-        attempt = s.scalar(select(ActionAttempt))
-        first_key = attempt.stripe_idempotency_key
-    sent = {r.header("Idempotency-Key") for r in recorder.requests}
-    assert sent == {first_key}
+    acting.slack.replace_view(form["id"], confirm)
+    return order_id, form, confirm
 
+
+def refunds_sent(recorder: RecordingHTTPClient) -> list:
+    return [r for r in recorder.requests if r.method == "POST" and r.path == "/v1/refunds"]
+
+
+def test_after_an_unknown_outcome_a_retry_asks_stripe_first_and_refunds_once(acting, recorder):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    first_key = refunds_sent(recorder)[0].header("Idempotency-Key")
+    recorder.respond({"object": "list", "data": [], "has_more": False})  # Stripe has no such refund
     recorder.respond(
         {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
     )
-    acting.slack.replace_view(form["id"], confirm)
+
     acting.person.submit(confirm)
 
     assert "Refunded $10.00" in result_text(acting, form["id"])
-    assert recorder.last.header("Idempotency-Key") == first_key, (
-        "the retry reuses the key, so Stripe acts once"
+    lookup = [r for r in recorder.requests if r.method == "GET" and r.path == "/v1/refunds"]
+    assert lookup and lookup[0].params["payment_intent"] == "pi_123"
+    retry_key = refunds_sent(recorder)[-1].header("Idempotency-Key")
+    assert retry_key != first_key, "a fresh key: Stripe would only replay the first request's failure"
+    assert (
+        refunds_sent(recorder)[-1].params["metadata[action_key]"]
+        == refunds_sent(recorder)[0].params["metadata[action_key]"]
     )
     with acting.db.session() as s:
         order = s.get(Order, order_id)
         assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
+
+
+def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, recorder):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    marker = refunds_sent(recorder)[0].params["metadata[action_key]"]
+    sent_before = len(refunds_sent(recorder))
+    made = {"id": "re_seen", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
+    recorder.respond(
+        {"object": "list", "data": [{**made, "metadata": {"action_key": marker}}], "has_more": False}
+    )
+
+    acting.person.submit(confirm)
+
+    assert "Refunded $10.00" in result_text(acting, form["id"])
+    assert len(refunds_sent(recorder)) == sent_before, "no second refund was asked for"
+    with acting.db.session() as s:
+        assert s.get(Order, order_id).amount_refunded == 1000
+        assert s.scalar(select(ActionAttempt.stripe_id)) == "re_seen"

@@ -649,3 +649,53 @@ def test_local_stripe_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_stripe_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LocalStripeUnavailable, match=r"pip install -e '\.\[dev\]'"):
         LocalStripe().start()
+
+
+def test_finding_a_refund_an_earlier_attempt_made(stripe_gateway, stripe_client) -> None:
+    """After an unknown outcome the bot asks Stripe what the earlier request made, by the action key in metadata."""
+    customer, method = stripe_customer_with_card(stripe_client, "found@example.com")
+    charge = stripe_gateway.charge_off_session(
+        customer, method, 4200, "usd", metadata={"action_key": "new_order:7"}, idempotency_key="k-find-1"
+    )
+    refund = stripe_gateway.refund(
+        charge.payment_intent_id,
+        1200,
+        reason=None,
+        metadata={"action_key": "refund:9"},
+        idempotency_key="k-find-2",
+    )
+
+    assert stripe_gateway.find_refund(charge.payment_intent_id, "refund:9") == refund
+    assert stripe_gateway.find_refund(charge.payment_intent_id, "refund:10") is None
+
+
+def test_finding_a_payment_an_earlier_attempt_made() -> None:
+    """localstripe cannot list payment intents by customer, which Stripe can: checked against recorded answers."""
+    made = {
+        "id": "pi_made",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "amount": 4200,
+        "currency": "usd",
+        "metadata": {"action_key": "new_order:7"},
+        "latest_charge": "ch_made",
+        "payment_method": {
+            "id": "pm_1",
+            "object": "payment_method",
+            "card": {"brand": "visa", "last4": "4242"},
+        },
+    }
+    recorder = RecordingHTTPClient(
+        {"object": "list", "data": [made], "has_more": False, "url": "/v1/payment_intents"}
+    )
+    gateway = recording_gateway(recorder)
+
+    found = gateway.find_charge("cus_1", "new_order:7")
+
+    assert (found.payment_intent_id, found.charge_id, found.card_last4) == ("pi_made", "ch_made", "4242")
+    assert gateway.find_charge("cus_1", "new_order:8") is None
+    assert (recorder.last.method, recorder.last.path, recorder.last.params["customer"]) == (
+        "GET",
+        "/v1/payment_intents",
+        "cus_1",
+    )
