@@ -9,6 +9,7 @@ duplicates nothing. Objects the list calls can embed are expanded, so the calls 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ class ImportSummary:
     pages: int
     lookups: int  # single-object calls (cards, products, failure reasons) beyond the list calls
     resumed: bool
+    seconds: float
+    stripe_seconds: float  # of which waiting for Stripe
 
     def lines(self) -> list[str]:
         kinds = sorted(set(self.counts.created) | set(self.counts.updated))
@@ -58,12 +61,22 @@ def import_stripe(
     pages = 0
     cache: dict[tuple[str, str], dict[str, Any]] = {}
     lookups = 0
+    started = time.perf_counter()
+    waiting = 0.0
+
+    def timed(call, *args, **kwargs):
+        nonlocal waiting
+        before = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            waiting += time.perf_counter() - before
 
     def fetch(kind: str, object_id: str) -> dict[str, Any]:
         nonlocal lookups
         if (kind, object_id) not in cache:
             lookups += 1
-            cache[kind, object_id] = gateway.retrieve(kind, object_id)
+            cache[kind, object_id] = timed(gateway.retrieve, kind, object_id)
         return cache[kind, object_id]
 
     for step, kind, params in STEPS:
@@ -72,7 +85,7 @@ def import_stripe(
             cursor, finished = (state.cursor, state.finished) if state else (None, False)
         done = 0
         while not finished:
-            rows, next_cursor = gateway.list_page(kind, starting_after=cursor, **params)
+            rows, next_cursor = timed(gateway.list_page, kind, starting_after=cursor, **params)
             pages += 1
             with db.session() as session:
                 for obj in rows:
@@ -83,7 +96,7 @@ def import_stripe(
             done += len(rows)
             if progress is not None:
                 progress(step, done)
-    return ImportSummary(counts, pages, lookups, resumed)
+    return ImportSummary(counts, pages, lookups, resumed, time.perf_counter() - started, waiting)
 
 
 def _start(db: Database, now: datetime) -> bool:
