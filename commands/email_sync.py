@@ -16,14 +16,13 @@ from blocks import ids
 from blocks.elements import section
 from blocks.email_sync import PUSH_EMAIL, parse_push_value, report_after_push
 from blocks.message import Message
-from bot.crm import crms_from_settings
 from bot.email_sync import push_email
 from commands import Services
 from commands.replies import ephemeral, telling_the_user
 
 
 def register(app: App, services: Services) -> None:
-    crms = crms_from_settings(services.settings)
+    crms = services.actions.crms
 
     def answer_now(ack: Ack) -> None:
         ack()
