@@ -659,9 +659,11 @@ class Actions:
     ) -> Done | None:
         """The answer to a repeat of a request that already succeeded (a double submit, a retry)."""
         with self.db.session() as session:
-            earlier = session.scalar(select(ActionAttempt.status).where(ActionAttempt.key == key))
-        if earlier != AttemptStatus.SUCCEEDED.value:
+            earlier = session.scalar(select(ActionAttempt).where(ActionAttempt.key == key))
+        if earlier is None or earlier.status != AttemptStatus.SUCCEEDED.value:
             return None
+        if money is not None and earlier.amount != money.amount:
+            return None  # not a repeat: a stale form asking for something else, which validation turns down
         self.require_admin(actor, action, *target)
         return self._done_before(actor, action, target, money, summary, customer_id)
 

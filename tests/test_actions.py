@@ -435,3 +435,22 @@ def test_with_no_payment_admins_nobody_may_act(db, slack, local_stripe):
 
     assert "No one is a payment admin yet" in text_of(person.visible()[-1])
     assert slack.opened == []
+
+
+def test_a_stale_confirmation_for_another_amount_is_told_the_order_changed(acting, stripe_client):
+    _, order_id = jane_in_stripe(acting, stripe_client)
+    confirmations = []
+    for amount in ("10.00", "20.00"):  # two refunds reviewed on the same order before either is confirmed
+        record = open_order(acting, order_id)
+        acting.person.click(record, f"refund_order-{order_id}")
+        form = acting.slack.latest_view()
+        acting.person.submit(form, {"amount": amount, "reason": "other"})
+        confirmations.append(acting.slack.views[form["id"]])
+    acting.person.submit(confirmations[0])
+    finish(acting, confirmations[0]["id"])
+
+    acting.person.submit(confirmations[1])
+
+    assert "changed since you opened this form" in view_text(finish(acting, confirmations[1]["id"]))
+    with acting.db.session() as s:
+        assert s.scalar(select(Order.amount_refunded).where(Order.id == order_id)) == 1000
