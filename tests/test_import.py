@@ -123,3 +123,37 @@ def test_an_interrupted_import_carries_on_where_it_stopped(db, account):
 
     assert summary.resumed and summary.pages == 3, "customers and subscriptions are not listed again"
     assert table_counts(db)["orders"] == 4
+
+
+def run_cli(db, tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "STRIPE_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "import-stripe"],
+        env={**base, "DATABASE_URL": db.url, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_import_command_prints_what_it_did(db, account, tmp_path):
+    server = account["server"]
+
+    result = run_cli(db, tmp_path, STRIPE_API_KEY=server.api_key, STRIPE_API_BASE=server.url)
+
+    assert result.returncode == 0, result.stderr
+    assert "Imported from Stripe:" in result.stdout
+    assert "customers: 5 created, 0 updated" in result.stdout
+    assert "list pages" in result.stdout
+
+
+def test_the_import_command_without_a_stripe_key_names_the_variable(db, tmp_path):
+    result = run_cli(db, tmp_path)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("customer-bot: STRIPE_API_KEY is not set")
