@@ -280,11 +280,9 @@ def test_all_clear_names_the_crms():
 # --- pushing, through Slack --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def report(db, slack, local_stripe, stripe_client, activecampaign, keap):
-    """Jane differs in Stripe and in ActiveCampaign (Keap has no contact for her), Bob differs in Stripe only;
-    the job has posted its report to the alerts channel of a workspace whose app is connected to them all."""
-    settings = settings_for(
+def connected(db, slack, local_stripe, activecampaign, keap):
+    """Settings of a workspace whose app is connected to Stripe and both CRMs, with ADMIN as payment admin."""
+    return settings_for(
         db,
         slack,
         payment_admins=frozenset({ADMIN}),
@@ -296,6 +294,13 @@ def report(db, slack, local_stripe, stripe_client, activecampaign, keap):
         keap_api_key=KEAP_KEY,
         alerts_channel=CHANNEL,
     )
+
+
+@pytest.fixture
+def report(db, slack, local_stripe, stripe_client, activecampaign, keap):
+    """Jane differs in Stripe and in ActiveCampaign (Keap has no contact for her), Bob differs in Stripe only;
+    the job has posted its report to the alerts channel of a workspace whose app is connected to them all."""
+    settings = connected(db, slack, local_stripe, activecampaign, keap)
     jane = in_stripe_and_ours(
         db, stripe_client, "Jane Doe", "jane.new@example.com", stripe_email="jane.old@example.com"
     )
@@ -460,17 +465,7 @@ def test_a_customer_not_in_stripe_is_pushed_to_the_crms_only(db, activecampaign)
 def test_changing_an_email_names_the_crms_that_still_hold_the_old_one(
     db, slack, local_stripe, stripe_client, activecampaign, keap
 ):
-    settings = settings_for(
-        db,
-        slack,
-        payment_admins=frozenset({ADMIN}),
-        stripe_api_key=local_stripe.api_key,
-        stripe_api_base=local_stripe.url,
-        activecampaign_url=activecampaign.url,
-        activecampaign_api_key=AC_TOKEN,
-        keap_api_url=keap.url,
-        keap_api_key=KEAP_KEY,
-    )
+    settings = connected(db, slack, local_stripe, activecampaign, keap)
     in_stripe_and_ours(db, stripe_client, "Jane Doe", "jane.old@example.com")
     activecampaign.add("jane.old@example.com")
     person = SlackPerson(
