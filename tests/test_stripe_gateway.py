@@ -651,6 +651,22 @@ def test_local_stripe_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
         LocalStripe().start()
 
 
+def test_local_stripe_lists_one_kind_in_the_order_made_and_forgets_what_is_deleted() -> None:
+    """Its store is indexed by kind of object (so it stays fast for the import benchmark); lists must not change."""
+    with LocalStripe() as server:
+        client = local_stripe_client(server)
+        made = [client.v1.customers.create(params={"email": f"kind{i}@example.com"}).id for i in range(5)]
+        client.v1.products.create(params={"name": "Not a customer"})
+        client.v1.customers.delete(made[1])
+
+        first = client.v1.customers.list(params={"limit": 2})
+        rest = client.v1.customers.list(params={"limit": 10, "starting_after": first.data[-1].id})
+
+        assert [c.id for c in first.data + rest.data] == [made[0], *made[2:]]
+        assert (first.has_more, rest.has_more) == (True, False)
+        assert [p.name for p in client.v1.products.list().data] == ["Not a customer"]
+
+
 def test_finding_a_refund_an_earlier_attempt_made(stripe_gateway, stripe_client) -> None:
     """After an unknown outcome the bot asks Stripe what the earlier request made, by the action key in metadata."""
     customer, method = stripe_customer_with_card(stripe_client, "found@example.com")
