@@ -27,6 +27,7 @@ from blocks.elements import notice as notice_block
 from blocks.limits import HEADER_TEXT, SECTION_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
+from bot.money import Money
 from bot.viewmodels import CardState, OrderRecord, PaymentLine, RecurringRecord, record_value
 
 PAYMENTS_SHOWN = 12
@@ -162,6 +163,11 @@ def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
         field("Total", money(record.total)),
         field("Refunded", money(record.refunded)),
         field("Still refundable", money(record.refundable)),
+        *(
+            [field("Refund awaiting Stripe", money(Money(record.refund_pending, record.total.currency)))]
+            if record.refund_pending
+            else []
+        ),
         field("Source", SOURCE_LABELS.get(record.source, record.source)),
         field("Card used", f":credit_card: {card_label(record.card)}" if record.card else "Not recorded"),
     ]

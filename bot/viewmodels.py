@@ -248,10 +248,12 @@ class OrderRecord:
     refunds: list[RefundLine]
     recurring: RecurringLink | None
     stripe_payment: bool = False  # paid through Stripe, so it can be refunded from here
+    refund_pending: int = 0  # asked of Stripe, answer not yet known: held back from what is refundable
 
     @property
     def refundable(self) -> Money:
-        return Money(self.total.amount - self.refunded.amount, self.total.currency)
+        left = self.total.amount - self.refunded.amount - self.refund_pending
+        return Money(max(0, left), self.total.currency)
 
 
 def record_value(record_id: int, back: CardState) -> str:
