@@ -58,6 +58,10 @@ MAX_AMOUNT = 99_999_999
 MAX_QUANTITY = 1000
 # A pending attempt this old was abandoned (its process died mid-request); retrying it with its key is safe.
 STALE_ATTEMPT = timedelta(minutes=2)
+# A refund or charge whose answer never reached us is settled from Stripe's side once this long has passed since
+# its last try: far longer than any request can still be on its way (stripe-python gives up within minutes).
+SETTLE_AFTER = timedelta(minutes=15)
+SETTLED_ACTIONS = ("refund", "new_order")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
@@ -231,27 +235,7 @@ class Actions:
             return result, result.id
 
         def record(session: Session, refund: RefundResult) -> None:
-            order = session.get(Order, order_id, with_for_update=True)
-            assert order is not None
-            order.amount_refund_pending -= amount
-            order.amount_refunded += amount
-            order.status = (
-                OrderStatus.REFUNDED.value
-                if order.amount_refunded == order.total
-                else OrderStatus.PARTIALLY_REFUNDED.value
-            )
-            session.add(
-                Refund(
-                    order_id=order_id,
-                    amount=amount,
-                    currency=order.currency,
-                    reason=reason,
-                    note=note or None,
-                    stripe_refund_id=refund.id,
-                    requested_by=actor,
-                    created_at=self.clock(),
-                )
-            )
+            _record_refund(session, order_id, amount, refund.id, reason, note, actor, self.clock())
 
         return self._once(
             actor,
@@ -266,6 +250,7 @@ class Actions:
             call=call,
             record=record,
             find_earlier=lambda: _found(self._stripe().find_refund(payment_intent, key)),  # type: ignore[arg-type]
+            request={"reason": reason, "note": note},
         )
 
     # Subscriptions and payment plans --------------------------------------------------------------------------
@@ -448,7 +433,6 @@ class Actions:
                 raise RecordNotFound("customer", customer_id)
             name = shown_name(customer.name, customer.email)
             stripe_customer, payment_method = customer.stripe_customer_id, customer.default_payment_method_id
-            card_brand, card_last4 = customer.card_brand, customer.card_last4
         try:
             if not description.strip():
                 raise Invalid("Say what is being sold: pick a product or describe it.", "description")
@@ -492,32 +476,7 @@ class Actions:
             return charge, charge.payment_intent_id
 
         def record(session: Session, charge: ChargeResult) -> None:
-            order = Order(
-                number=f"pending-{charge.payment_intent_id}",
-                customer_id=customer_id,
-                created_at=self.clock(),
-                currency=currency,
-                total=total,
-                amount_refunded=0,
-                status=OrderStatus.PAID.value,
-                source=OrderSource.INTERNAL.value,
-                stripe_payment_intent_id=charge.payment_intent_id,
-                stripe_charge_id=charge.charge_id,
-                card_brand=charge.card_brand or card_brand,
-                card_last4=charge.card_last4 or card_last4,
-            )
-            session.add(order)
-            session.flush()
-            order.number = order_number(order.id)
-            session.add(
-                OrderLine(
-                    order_id=order.id,
-                    position=0,
-                    description=description,
-                    quantity=quantity,
-                    unit_amount=unit_amount,
-                )
-            )
+            _record_new_order(session, customer_id, charge, description, unit_amount, quantity, self.clock())
 
         return self._once(
             actor,
@@ -530,6 +489,7 @@ class Actions:
             call=call,
             record=record,
             find_earlier=lambda: _found(self._stripe().find_charge(stripe_customer, key)),  # type: ignore[arg-type]
+            request={"description": description, "unit_amount": unit_amount, "quantity": quantity},
         )
 
     # Email --------------------------------------------------------------------------------------------------
@@ -597,14 +557,16 @@ class Actions:
         reserve: Callable[[Session], None] | None = None,
         release: Callable[[Session], None] | None = None,
         find_earlier: Callable[[], tuple[object, str] | None] | None = None,
+        request: dict | None = None,
     ) -> Done:
         """Claim the key, ask Stripe, then write the result; or tell what an earlier identical request did.
 
         Retrying a request whose outcome never reached us: money-moving actions first ask Stripe whether the
         earlier request went through (`find_earlier`), and record it if so. Otherwise the earlier request did
-        nothing, and a fresh idempotency key is used, because Stripe would only replay the earlier error."""
+        nothing, and a fresh idempotency key is used, because Stripe would only replay the earlier error.
+        `request` keeps what `settle_unanswered` needs to record the result if nobody retries."""
         target_type, target_id = target
-        attempt_id, stripe_key, earlier = self._claim(actor, action, target, key, money, reserve)
+        attempt_id, stripe_key, earlier = self._claim(actor, action, target, key, money, reserve, request)
         if earlier == AttemptStatus.SUCCEEDED:
             return self._done_before(actor, action, target, money, summary, customer_id)
         if earlier == AttemptStatus.PENDING and attempt_id is None:
@@ -619,7 +581,7 @@ class Actions:
             if earlier == AttemptStatus.PENDING:
                 found = find_earlier() if find_earlier else None
                 if found is None:
-                    stripe_key = self._fresh_key(attempt_id)  # type: ignore[arg-type]
+                    stripe_key = self._fresh_key(attempt_id, stripe_key)  # type: ignore[arg-type]
             result, stripe_id = found or call(stripe_key)
         except StripeFailure as failure:
             self._finish_failed(attempt_id, failure, release)  # type: ignore[arg-type]
@@ -629,23 +591,37 @@ class Actions:
             )
             raise Failed(failure.user_message) from failure
         with self.db.session() as session:
-            shown = record(session, result) or target
-            attempt = session.get(ActionAttempt, attempt_id)
-            assert attempt is not None
-            attempt.status = AttemptStatus.SUCCEEDED.value
-            attempt.stripe_id = stripe_id
-            attempt.finished_at = self.clock()
+            finished = _finish(session, attempt_id, stripe_id, self.clock())  # type: ignore[arg-type]
+            shown = (record(session, result) or target) if finished else target
+        if not finished:  # settle_unanswered found it in Stripe and recorded it meanwhile
+            return self._done_before(actor, action, target, money, summary, customer_id)
         self.audit(AuditEntry(actor, action, target_type, target_id, "succeeded", summary, money, stripe_id))
         return Done(summary, customer_id, shown)
 
-    def _fresh_key(self, attempt_id: int) -> str:
+    def _fresh_key(self, attempt_id: int, seen_key: str) -> str:
+        """A new idempotency key for another try, unless the attempt changed since `seen_key` was read (settled
+        by `settle_unanswered`, or taken over by another retry): the key is the attempt's version."""
         with self.db.session() as session:
             attempt = session.get(ActionAttempt, attempt_id)
             assert attempt is not None
             tries = int((attempt.details or {}).get("tries", 1)) + 1
-            attempt.details = {**(attempt.details or {}), "tries": tries}
-            attempt.stripe_idempotency_key = f"{attempt.stripe_idempotency_key.split('~')[0]}~{tries}"
-            return attempt.stripe_idempotency_key
+            fresh = f"{seen_key.split('~')[0]}~{tries}"
+            details = {**(attempt.details or {}), "tries": tries, "tried_at": self.clock().isoformat()}
+            taken = session.execute(
+                update(ActionAttempt)
+                .where(
+                    ActionAttempt.id == attempt_id,
+                    ActionAttempt.status == AttemptStatus.PENDING.value,
+                    ActionAttempt.stripe_idempotency_key == seen_key,
+                )
+                .values(stripe_idempotency_key=fresh, details=details)
+            )
+            if taken.rowcount != 1:
+                raise Invalid(
+                    "While you were trying again, the bot checked with Stripe and settled this request. "
+                    "Open the record again to see what happened."
+                )
+            return fresh
 
     def _already_done(
         self,
@@ -687,6 +663,7 @@ class Actions:
         key: str,
         money: Money | None,
         reserve: Callable[[Session], None] | None,
+        request: dict | None = None,
         tries: int = 0,
     ) -> tuple[int | None, str, str | None]:
         """(attempt id to carry on, Stripe idempotency key, status of an earlier attempt with this key)."""
@@ -703,6 +680,7 @@ class Actions:
                     amount=money.amount if money else None,
                     currency=money.currency if money else None,
                     created_at=self.clock(),
+                    details={"request": request} if request else None,
                 )
                 session.add(attempt)
                 session.flush()
@@ -719,7 +697,7 @@ class Actions:
             if (
                 earlier is None and tries < 3
             ):  # the other attempt failed and freed the key meanwhile: try afresh
-                return self._claim(actor, action, target, key, money, reserve, tries + 1)
+                return self._claim(actor, action, target, key, money, reserve, request, tries + 1)
             if earlier is None:
                 return None, "", AttemptStatus.PENDING.value
             if earlier.status == AttemptStatus.PENDING.value and self._outcome_unknown(earlier):
@@ -733,15 +711,30 @@ class Actions:
         with self.db.session() as session:
             attempt = session.get(ActionAttempt, attempt_id)
             assert attempt is not None
-            attempt.details = {"error": failure.user_message, "code": failure.code}
+            details = {**(attempt.details or {}), "error": failure.user_message, "code": failure.code}
+            still_pending = (
+                ActionAttempt.id == attempt_id,
+                ActionAttempt.status == AttemptStatus.PENDING.value,
+            )
             if failure.outcome_unknown:
-                # Keep the key and any reservation: a retry reuses the idempotency key and cannot act twice.
-                attempt.details = {**attempt.details, "outcome_unknown": True}
+                # Keep the key and any reservation: a retry, or settle_unanswered, finds out what Stripe did.
+                session.execute(
+                    update(ActionAttempt)
+                    .where(*still_pending)
+                    .values(details={**details, "outcome_unknown": True})
+                )
                 return
-            attempt.status = AttemptStatus.FAILED.value
-            attempt.finished_at = self.clock()
-            attempt.key = f"{attempt.key}!failed:{attempt.id}"  # frees the key for a fresh try
-            if release is not None:
+            failed = session.execute(
+                update(ActionAttempt)
+                .where(*still_pending)
+                .values(
+                    status=AttemptStatus.FAILED.value,
+                    finished_at=self.clock(),
+                    key=f"{attempt.key}!failed:{attempt.id}",  # frees the key for a fresh try
+                    details=details,
+                )
+            )
+            if failed.rowcount == 1 and release is not None:
                 release(session)
 
     def _crms_holding(self, old_email: str) -> str:
@@ -769,6 +762,117 @@ class Actions:
         if attempt.details and attempt.details.get("outcome_unknown"):
             return True
         return attempt.created_at < self.clock() - STALE_ATTEMPT
+
+    # Requests whose answer was lost ---------------------------------------------------------------------------
+
+    def settle_unanswered(self, limit: int = 100) -> Settled:
+        """Refunds and charges whose answer from Stripe never reached us, and that nobody retried: ask Stripe
+        what each made (by its action key). What Stripe made is recorded; what it never made is let go, so its
+        reserved amount can be refunded again. Safe beside a person retrying the same request at that moment."""
+        if self.gateway is None:
+            return Settled(0, 0, 0)
+        cutoff = self.clock() - SETTLE_AFTER
+        with self.db.session() as session:
+            waiting = session.scalars(
+                select(ActionAttempt)
+                .where(
+                    ActionAttempt.status == AttemptStatus.PENDING.value,
+                    ActionAttempt.action.in_(SETTLED_ACTIONS),
+                    ActionAttempt.created_at < cutoff,
+                )
+                .order_by(ActionAttempt.id)
+                .limit(limit)
+            ).all()
+            session.expunge_all()
+        recorded = let_go = unreachable = 0
+        for attempt in waiting:
+            if _last_try(attempt) >= cutoff:
+                continue
+            try:
+                outcome = self._settle(attempt)
+            except StripeFailure:
+                unreachable += 1  # the next run asks again
+                continue
+            recorded += outcome == "succeeded"
+            let_go += outcome == "failed"
+        return Settled(recorded, let_go, unreachable)
+
+    def _settle(self, attempt: ActionAttempt) -> str | None:
+        """Settle one attempt: "succeeded" (recorded), "failed" (let go), or None (someone else settled it)."""
+        with self.db.session() as session:
+            if attempt.action == "refund":
+                order = _order(session, attempt.target_id)
+                label = (
+                    f"refund {Money(attempt.amount or 0, order.currency).format()} of order #{order.number}"
+                )
+                customer_id, stripe_customer, payment_intent = (
+                    order.customer_id,
+                    None,
+                    order.stripe_payment_intent_id,
+                )
+            else:
+                customer_id, order, payment_intent = attempt.target_id, None, None
+                request = (attempt.details or {}).get("request", {})
+                label = f"charge {Money(attempt.amount or 0, attempt.currency or 'usd').format()} for " + (
+                    f"{request.get('quantity', 1)} × {request.get('description', 'a new order')}"
+                )
+            customer = session.get(Customer, customer_id)
+            assert customer is not None
+            name, stripe_customer = shown_name(customer.name, customer.email), customer.stripe_customer_id
+        stripe = self._stripe()
+        if attempt.action == "refund":
+            found = _found(stripe.find_refund(payment_intent, attempt.key) if payment_intent else None)
+        else:
+            found = _found(stripe.find_charge(stripe_customer, attempt.key) if stripe_customer else None)
+        money = Money(attempt.amount or 0, attempt.currency or "usd")
+        target = (attempt.target_type, attempt.target_id)
+        with self.db.session() as session:
+            if found is not None:
+                result, stripe_id = found
+                if not _finish(session, attempt.id, stripe_id, self.clock()):
+                    return None
+                self._record_settled(session, attempt, result)
+                outcome = "succeeded"
+                summary = (
+                    f"{label} ({name}) went through: Stripe made it, though its answer was lost at the time"
+                )
+            else:
+                stripe_id = None
+                if not _let_go(session, attempt, self.clock()):
+                    return None
+                if attempt.action == "refund":
+                    _release_refund(session, attempt.target_id, attempt.amount or 0)
+                outcome = "failed"
+                summary = (
+                    f"{label} ({name}) did not happen: its answer from Stripe was lost, and Stripe never made it. "
+                    "Nothing moved; it can be asked for again"
+                )
+        self.audit(AuditEntry(attempt.actor, attempt.action, *target, outcome, summary, money, stripe_id))
+        return outcome
+
+    def _record_settled(self, session: Session, attempt: ActionAttempt, result: object) -> None:
+        request = (attempt.details or {}).get("request", {})
+        if isinstance(result, RefundResult):
+            _record_refund(
+                session,
+                attempt.target_id,
+                attempt.amount or 0,
+                result.id,
+                request.get("reason"),
+                request.get("note"),
+                attempt.actor,
+                self.clock(),
+            )
+        elif isinstance(result, ChargeResult):
+            _record_new_order(
+                session,
+                attempt.target_id,
+                result,
+                request.get("description") or "New order",
+                int(request.get("unit_amount") or result.amount),
+                int(request.get("quantity") or 1),
+                self.clock(),
+            )
 
     # Audit ---------------------------------------------------------------------------------------------------
 
@@ -821,6 +925,128 @@ def apply_subscription(row: Recurring, result: SubscriptionResult, *, now: datet
         row.next_bill_at = result.trial_end
     elif result.current_period_end and result.status != "canceled":
         row.next_bill_at = result.current_period_end
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What one run of `settle_unanswered` did."""
+
+    recorded: int  # Stripe had made them: now in our records
+    let_go: int  # Stripe never made them: reservations released, keys freed
+    unreachable: int  # Stripe could not be asked; the next run tries again
+
+
+def _last_try(attempt: ActionAttempt) -> datetime:
+    tried_at = (attempt.details or {}).get("tried_at")
+    return datetime.fromisoformat(tried_at) if tried_at else attempt.created_at
+
+
+def _finish(session: Session, attempt_id: int, stripe_id: str | None, now: datetime) -> bool:
+    """Mark a pending attempt succeeded; False when another process finished or let go of it first."""
+    finished = session.execute(
+        update(ActionAttempt)
+        .where(ActionAttempt.id == attempt_id, ActionAttempt.status == AttemptStatus.PENDING.value)
+        .values(status=AttemptStatus.SUCCEEDED.value, stripe_id=stripe_id, finished_at=now)
+    )
+    return finished.rowcount == 1
+
+
+def _let_go(session: Session, attempt: ActionAttempt, now: datetime) -> bool:
+    """Mark a pending attempt failed and free its key, unless it changed since it was read (a retry took it)."""
+    details = {**(attempt.details or {}), "error": "Stripe never made it; its answer had been lost"}
+    let_go = session.execute(
+        update(ActionAttempt)
+        .where(
+            ActionAttempt.id == attempt.id,
+            ActionAttempt.status == AttemptStatus.PENDING.value,
+            ActionAttempt.stripe_idempotency_key == attempt.stripe_idempotency_key,
+        )
+        .values(
+            status=AttemptStatus.FAILED.value,
+            finished_at=now,
+            key=f"{attempt.key}!failed:{attempt.id}",
+            details=details,
+        )
+    )
+    return let_go.rowcount == 1
+
+
+def _release_refund(session: Session, order_id: int, amount: int) -> None:
+    session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(amount_refund_pending=Order.amount_refund_pending - amount)
+    )
+
+
+def _record_refund(
+    session: Session,
+    order_id: int,
+    amount: int,
+    stripe_refund_id: str,
+    reason: str | None,
+    note: str | None,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Move a reserved amount to refunded, and keep the refund."""
+    order = session.get(Order, order_id, with_for_update=True)
+    assert order is not None
+    order.amount_refund_pending -= amount
+    order.amount_refunded += amount
+    order.status = (
+        OrderStatus.REFUNDED.value
+        if order.amount_refunded == order.total
+        else OrderStatus.PARTIALLY_REFUNDED.value
+    )
+    session.add(
+        Refund(
+            order_id=order_id,
+            amount=amount,
+            currency=order.currency,
+            reason=reason,
+            note=note or None,
+            stripe_refund_id=stripe_refund_id,
+            requested_by=actor,
+            created_at=now,
+        )
+    )
+
+
+def _record_new_order(
+    session: Session,
+    customer_id: int,
+    charge: ChargeResult,
+    description: str,
+    unit_amount: int,
+    quantity: int,
+    now: datetime,
+) -> None:
+    """The order a charge on the card on file paid for."""
+    customer = session.get(Customer, customer_id)
+    assert customer is not None
+    order = Order(
+        number=f"pending-{charge.payment_intent_id}",
+        customer_id=customer_id,
+        created_at=now,
+        currency=charge.currency,
+        total=charge.amount,
+        amount_refunded=0,
+        status=OrderStatus.PAID.value,
+        source=OrderSource.INTERNAL.value,
+        stripe_payment_intent_id=charge.payment_intent_id,
+        stripe_charge_id=charge.charge_id,
+        card_brand=charge.card_brand or customer.card_brand,
+        card_last4=charge.card_last4 or customer.card_last4,
+    )
+    session.add(order)
+    session.flush()
+    order.number = order_number(order.id)
+    session.add(
+        OrderLine(
+            order_id=order.id, position=0, description=description, quantity=quantity, unit_amount=unit_amount
+        )
+    )
 
 
 def _found(result: RefundResult | ChargeResult | None) -> tuple[object, str] | None:

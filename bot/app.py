@@ -54,14 +54,14 @@ def create_app(
         db,
         gateway,
         settings.payment_admins,
-        on_audit=_audit_poster(client, settings.audit_channel),
+        on_audit=audit_poster(client, settings.audit_channel),
         crms=crms_from_settings(settings),
     )
     commands.register(app, commands.Services(settings=settings, db=db, actions=actions))
     return app
 
 
-def _audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry], None] | None:
+def audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry], None] | None:
     """Posts each audited action to the audit channel; a failure to post is logged, never raised."""
     if not channel:
         return None

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("socket", help="connect to Slack with Socket Mode (needs SLACK_APP_TOKEN)")
     sub.add_parser("scheduler", help="the clock process: missed-payment alerts and the daily email check")
     job = sub.add_parser("run-job", help="run one scheduled job now")
-    job.add_argument("job", choices=["missed-payments", "email-sync"])
+    job.add_argument("job", choices=["missed-payments", "email-sync", "settle-unanswered"])
     sub.add_parser(
         "import-stripe", help="backfill customers, subscriptions, payments and refunds from Stripe"
     )

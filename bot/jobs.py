@@ -14,8 +14,11 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from blocks import alerts as alert_blocks
 from bot import alerts
+from bot.actions import Actions, Settled
+from bot.app import audit_poster
 from bot.db import Database
 from bot.settings import Settings
+from bot.stripe_gateway import StripeGateway
 
 logger = logging.getLogger("customer_bot.jobs")
 
@@ -76,7 +79,6 @@ def run_email_sync(db: Database, client: WebClient, channel: str, settings: Sett
     from blocks.email_sync import email_sync_report
     from bot.crm import crms_from_settings
     from bot.email_sync import check_emails
-    from bot.stripe_gateway import StripeGateway
 
     gateway = (
         StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
@@ -90,6 +92,18 @@ def run_email_sync(db: Database, client: WebClient, channel: str, settings: Sett
     return len(check.differences)
 
 
+def run_settle_unanswered(actions: Actions) -> Settled:
+    """Settle the refunds and charges whose answer from Stripe was lost and that nobody retried."""
+    settled = actions.settle_unanswered()
+    logger.info(
+        "unanswered requests: %s found in Stripe and recorded, %s never made and let go, %s to ask again",
+        settled.recorded,
+        settled.let_go,
+        settled.unreachable,
+    )
+    return settled
+
+
 def scheduled_jobs(settings: Settings) -> dict[str, Callable[[], object]]:
     """Each job by name, with its parts built once from the settings."""
     settings.require_jobs()
@@ -99,7 +113,16 @@ def scheduled_jobs(settings: Settings) -> dict[str, Callable[[], object]]:
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     channel = settings.alerts_channel
     assert channel is not None  # require_jobs checked it
+    gateway = (
+        StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
+        if settings.stripe_api_key
+        else None
+    )
+    actions = Actions(
+        db, gateway, settings.payment_admins, on_audit=audit_poster(client, settings.audit_channel)
+    )
     return {
         "missed-payments": lambda: run_missed_payments(db, client, channel),
         "email-sync": lambda: run_email_sync(db, client, channel, settings),
+        "settle-unanswered": lambda: run_settle_unanswered(actions),
     }

@@ -33,6 +33,8 @@ API_KEY = "sk_test_local"  # localstripe accepts any key that starts with sk_
 # - every list call (and every charge's `refunds`, every customer's `subscriptions`) scanned every object it
 #   holds; the store now also keeps each kind of object apart, in the same insertion order, so a list of one
 #   kind reads only that kind. What it answers is unchanged.
+# And its list of payment intents takes the `customer` filter that Stripe's has (the bot looks up a charge whose
+# answer was lost among the customer's payment intents).
 _START_LOCALSTRIPE = """
 from collections import defaultdict
 import localstripe.resources as resources
@@ -59,11 +61,18 @@ def list_all(cls, url, limit=None, starting_after=None, **kwargs):
     listed._list = list(resources.store.kinds.get(cls.object, {}).values())
     return listed
 
+def list_payment_intents(cls, url, customer=None, limit=None, starting_after=None, **kwargs):
+    listed = list_all(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+    if customer is not None:
+        listed._list = [intent for intent in listed._list if intent.customer == customer]
+    return listed
+
 resources.Store.dump_to_disk = lambda self: None
 resources.Store.__setitem__ = set_item
 resources.Store.__delitem__ = del_item
 resources.Store.clear = clear
 resources.StripeObject._api_list_all = classmethod(list_all)
+resources.PaymentIntent._api_list_all = classmethod(list_payment_intents)
 resources.store.kinds = defaultdict(dict)
 for key, value in list(resources.store.items()):
     set_item(resources.store, key, value)

@@ -154,6 +154,34 @@ def stripe_subscription(
     return client.v1.subscriptions.create(params=params).id
 
 
+# --- a network that loses Stripe's answers ------------------------------------------------------------------------
+
+
+class AnswerLosingHTTPClient(stripe.RequestsClient):
+    """Talks to localstripe for real, but while `losing` is set every POST to `path` ends in a dropped connection:
+    after Stripe acted (`reaches_stripe`), or before the request reached it. Like Stripe, and unlike localstripe,
+    it acts once per idempotency key: stripe-python's retries of a request already sent are not sent again."""
+
+    def __init__(self, path: str, *, reaches_stripe: bool) -> None:
+        super().__init__()
+        self.path = path
+        self.reaches_stripe = reaches_stripe
+        self.losing = True
+        self.sent_keys: set[str] = set()
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None):
+        if not (self.losing and method.lower() == "post" and urlsplit(url).path == self.path):
+            return super().request(method, url, headers, post_data)
+        key = (headers or {}).get("Idempotency-Key", "")
+        if self.reaches_stripe and key not in self.sent_keys:
+            self.sent_keys.add(key)
+            super().request(method, url, headers, post_data)
+        raise stripe.APIConnectionError("Simulated: the connection dropped.", should_retry=True)
+
+    def _sleep_time_seconds(self, num_retries: int) -> float:
+        return 0.0
+
+
 # --- a fake Stripe that records requests --------------------------------------------------------------------------
 
 
