@@ -194,6 +194,23 @@ def test_a_request_still_young_is_left_to_its_retries(db, slack, local_stripe, s
         assert s.scalar(select(ActionAttempt.status)) == "pending"
 
 
+def test_a_request_retried_lately_is_left_to_that_retry(db, slack, local_stripe, stripe_client):
+    network = AnswerLosingHTTPClient("/v1/refunds", reaches_stripe=False)
+    acting = acting_through(db, slack, local_stripe, network)
+    _, order_id, _ = jane_in_stripe(acting, stripe_client)
+    form, confirm = refund_whose_answer_is_lost(acting, order_id, "10.00")
+    with db.session() as s:  # first asked long ago...
+        s.execute(update(ActionAttempt).values(created_at=datetime.now(UTC) - SETTLE_AFTER * 2))
+    acting.slack.replace_view(form["id"], confirm)
+    acting.person.submit(confirm)  # ...and tried again just now, its answer lost again
+    assert "Stripe" in result_text(acting, form["id"])
+
+    assert settle(acting, local_stripe, after=timedelta(minutes=1)) == Settled(0, 0, 0)
+    with db.session() as s:
+        assert s.get(Order, order_id).amount_refund_pending == 1000
+        assert s.scalar(select(ActionAttempt.status)) == "pending"
+
+
 def test_a_charge_stripe_made_becomes_an_order_on_the_record(db, slack, local_stripe, stripe_client):
     network = AnswerLosingHTTPClient("/v1/payment_intents", reaches_stripe=True)
     acting = acting_through(db, slack, local_stripe, network)
