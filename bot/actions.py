@@ -218,11 +218,7 @@ class Actions:
                 )
 
         def release(session: Session) -> None:
-            session.execute(
-                update(Order)
-                .where(Order.id == order_id)
-                .values(amount_refund_pending=Order.amount_refund_pending - amount)
-            )
+            _release_refund(session, order_id, amount)
 
         def call(stripe_key: str) -> tuple[RefundResult, str]:
             result = self._stripe().refund(
@@ -799,23 +795,17 @@ class Actions:
 
     def _settle(self, attempt: ActionAttempt) -> str | None:
         """Settle one attempt: "succeeded" (recorded), "failed" (let go), or None (someone else settled it)."""
+        request = (attempt.details or {}).get("request", {})
+        money = Money(attempt.amount or 0, attempt.currency or "usd")
         with self.db.session() as session:
             if attempt.action == "refund":
                 order = _order(session, attempt.target_id)
-                label = (
-                    f"refund {Money(attempt.amount or 0, order.currency).format()} of order #{order.number}"
-                )
-                customer_id, stripe_customer, payment_intent = (
-                    order.customer_id,
-                    None,
-                    order.stripe_payment_intent_id,
-                )
+                label = f"refund {money.format()} of order #{order.number}"
+                customer_id, payment_intent = order.customer_id, order.stripe_payment_intent_id
             else:
-                customer_id, order, payment_intent = attempt.target_id, None, None
-                request = (attempt.details or {}).get("request", {})
-                label = f"charge {Money(attempt.amount or 0, attempt.currency or 'usd').format()} for " + (
-                    f"{request.get('quantity', 1)} × {request.get('description', 'a new order')}"
-                )
+                what = f"{request.get('quantity', 1)} × {request.get('description', 'a new order')}"
+                label = f"charge {money.format()} for {what}"
+                customer_id, payment_intent = attempt.target_id, None
             customer = session.get(Customer, customer_id)
             assert customer is not None
             name, stripe_customer = shown_name(customer.name, customer.email), customer.stripe_customer_id
@@ -824,7 +814,6 @@ class Actions:
             found = _found(stripe.find_refund(payment_intent, attempt.key) if payment_intent else None)
         else:
             found = _found(stripe.find_charge(stripe_customer, attempt.key) if stripe_customer else None)
-        money = Money(attempt.amount or 0, attempt.currency or "usd")
         target = (attempt.target_type, attempt.target_id)
         with self.db.session() as session:
             if found is not None:
