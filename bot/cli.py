@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("shell", help="the bot in this terminal, on the embedded SQLite database with demo data")
     sub.add_parser("web", help="serve Slack over HTTP on $PORT (POST /slack/events, GET /healthz)")
     sub.add_parser("socket", help="connect to Slack with Socket Mode (needs SLACK_APP_TOKEN)")
-    sub.add_parser("scheduler", help="the clock process: missed-payment alerts and the daily email check")
+    sub.add_parser(
+        "scheduler",
+        help="the clock process: missed-payment alerts, settling lost Stripe answers, daily email check",
+    )
     job = sub.add_parser("run-job", help="run one scheduled job now")
     job.add_argument("job", choices=["missed-payments", "email-sync", "settle-unanswered"])
     sub.add_parser(
