@@ -493,20 +493,27 @@ class StripeGateway:
         self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
     ) -> SubscriptionResult:
         """Cancel now (no more bills), or at the end of the period already paid for."""
-        options = self._write_options(idempotency_key)
         if at_period_end:
-            params: dict[str, Any] = {"cancel_at_period_end": True}
-            sub = self._call(
-                "cancel at period end",
-                "subscription",
-                lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+            return self._update_subscription(
+                "cancel at period end", subscription_id, {"cancel_at_period_end": True}, idempotency_key
             )
-        else:
-            sub = self._call(
-                "cancel",
-                "subscription",
-                lambda: self._client.v1.subscriptions.cancel(subscription_id, options=options),
-            )
+        options = self._write_options(idempotency_key)
+        sub = self._call(
+            "cancel",
+            "subscription",
+            lambda: self._client.v1.subscriptions.cancel(subscription_id, options=options),
+        )
+        return _subscription_result(sub)
+
+    def _update_subscription(
+        self, what: str, subscription_id: str, params: dict[str, Any], idempotency_key: str
+    ) -> SubscriptionResult:
+        options = self._write_options(idempotency_key)
+        sub = self._call(
+            what,
+            "subscription",
+            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
+        )
         return _subscription_result(sub)
 
     def pause_payments(
@@ -518,24 +525,12 @@ class StripeGateway:
         if resumes_at is not None:
             pause["resumes_at"] = _unix(resumes_at)
         params: dict[str, Any] = {"pause_collection": pause}
-        options = self._write_options(idempotency_key)
-        sub = self._call(
-            "pause payments",
-            "subscription",
-            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
-        )
-        return _subscription_result(sub)
+        return self._update_subscription("pause payments", subscription_id, params, idempotency_key)
 
     def resume_payments(self, subscription_id: str, *, idempotency_key: str) -> SubscriptionResult:
         """Collect payments again. An empty string unsets `pause_collection` (stripe-python types it `Literal['']`)."""
         params: dict[str, Any] = {"pause_collection": ""}
-        options = self._write_options(idempotency_key)
-        sub = self._call(
-            "resume payments",
-            "subscription",
-            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
-        )
-        return _subscription_result(sub)
+        return self._update_subscription("resume payments", subscription_id, params, idempotency_key)
 
     def move_next_bill_date(
         self, subscription_id: str, when: datetime, *, idempotency_key: str
@@ -543,13 +538,7 @@ class StripeGateway:
         """Bill next on `when`, without charging for the days in between. Stripe does it with a trial until then,
         so the subscription shows `trialing` meanwhile: show it as "next bill date moved", not as a trial."""
         params: dict[str, Any] = {"trial_end": _unix(when), "proration_behavior": "none"}
-        options = self._write_options(idempotency_key)
-        sub = self._call(
-            "move next bill date",
-            "subscription",
-            lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
-        )
-        return _subscription_result(sub)
+        return self._update_subscription("move next bill date", subscription_id, params, idempotency_key)
 
     # -- customers --
 
