@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.db import Database  # noqa: E402
-from bot.jobs import run_missed_payments  # noqa: E402
-from bot.local_slack import LocalSlack  # noqa: E402
 from bot.models import MissedPaymentAlert, Payment, Recurring  # noqa: E402
+from devkit.local_slack import LocalSlack  # noqa: E402
+from runtime.jobs import run_missed_payments  # noqa: E402
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from bot.db import Database  # noqa: E402
 from bot.importer import import_stripe  # noqa: E402
-from bot.local_stripe import LocalStripe  # noqa: E402
 from bot.stripe_gateway import StripeGateway  # noqa: E402
+from devkit.local_stripe import LocalStripe  # noqa: E402
 from tests.stripe_support import (  # noqa: E402
     local_stripe_client,
     paid_payment_intent,

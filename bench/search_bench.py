@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.db import Database  # noqa: E402
-from bot.local_slack import LocalSlack, SlackPerson, http_transport  # noqa: E402
 from bot.models import Customer  # noqa: E402
-from bot.seed import seed  # noqa: E402
+from devkit.local_slack import LocalSlack, SlackPerson, http_transport  # noqa: E402
+from devkit.seed import seed  # noqa: E402
 
 SECRET = "bench-signing-secret"
 BIG_CUSTOMER_ORDERS = 5000
@@ -115,7 +115,7 @@ def _start_server(database_url: str, slack_api_url: str, port: int) -> subproces
         "WEB_CONCURRENCY": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "web"],
+        [sys.executable, "-m", "runtime.cli", "web"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

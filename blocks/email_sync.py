@@ -18,7 +18,7 @@ from blocks.elements import button, context, notice, section
 from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
 from blocks.text import escape, one_line, plural, truncate
-from bot.email_sync import Difference
+from bot.viewmodels import Difference
 
 PUSH_EMAIL = "push_email"
 MOST_LISTED = 20  # customers listed in one message; the rest are counted ("and N more")

@@ -25,31 +25,12 @@ from bot.db import Database
 from bot.models import Customer
 from bot.records import RecordNotFound, shown_name
 from bot.stripe_gateway import StripeFailure, StripeGateway
+from bot.viewmodels import Difference
 
 logger = logging.getLogger(__name__)
 
 CRM_LOOKUPS = 100  # customers looked up in the CRMs per run, at most (the report lists 20)
 NOT_CONNECTED = "Stripe is not connected to the bot (STRIPE_API_KEY is not set), so no emails were compared."
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One customer whose email differs somewhere.
-
-    `stripe_email` is Stripe's address when it differs from ours ("" when Stripe holds none), None when Stripe
-    agrees or the customer is not in Stripe. `crm_differences` lists each CRM that differs: (CRM name, the old
-    address it holds), or (CRM name, None) when it has no contact under either address."""
-
-    customer_id: int
-    name: str
-    our_email: str
-    stripe_email: str | None
-    crm_differences: list[tuple[str, str | None]] = field(default_factory=list)
-
-    def old_emails(self) -> list[str]:
-        """The addresses other systems still hold for this customer, to look up and replace when pushing."""
-        found = [self.stripe_email or ""] + [email or "" for _crm, email in self.crm_differences]
-        return _distinct(e for e in found if e and not same_email(e, self.our_email))
 
 
 @dataclass(frozen=True)
@@ -63,6 +44,12 @@ class EmailCheck:
 
     def __iter__(self) -> Iterator[object]:
         return iter((self.differences, self.checked))
+
+
+def old_emails(difference: Difference) -> list[str]:
+    """The addresses other systems still hold for this customer, to look up and replace when pushing."""
+    found = [difference.stripe_email or ""] + [email or "" for _crm, email in difference.crm_differences]
+    return _distinct(e for e in found if e and not same_email(e, difference.our_email))
 
 
 def check_emails(

@@ -295,3 +295,18 @@ class MissedPayment:
     reason: str | None
     failed_at: datetime
     payments_paused: bool
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One customer whose email differs somewhere (a row of the email-sync report).
+
+    `stripe_email` is Stripe's address when it differs from ours ("" when Stripe holds none), None when Stripe
+    agrees or the customer is not in Stripe. `crm_differences` lists each CRM that differs: (CRM name, the old
+    address it holds), or (CRM name, None) when it has no contact under either address."""
+
+    customer_id: int
+    name: str
+    our_email: str
+    stripe_email: str | None
+    crm_differences: list[tuple[str, str | None]] = field(default_factory=list)

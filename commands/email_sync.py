@@ -16,7 +16,7 @@ from blocks import ids
 from blocks.elements import section
 from blocks.email_sync import PUSH_EMAIL, parse_push_value, report_after_push
 from blocks.message import Message
-from bot.email_sync import push_email
+from bot.email_sync import old_emails, push_email
 from commands import Services
 from commands.replies import ephemeral, telling_the_user
 
@@ -35,7 +35,7 @@ def register(app: App, services: Services) -> None:
             shown = parse_push_value(action["value"])
             actor = body["user"]["id"]
             summary = push_email(
-                services.actions, crms, actor, shown.customer_id, old_emails=shown.old_emails()
+                services.actions, crms, actor, shown.customer_id, old_emails=old_emails(shown)
             )
             said = f"<@{actor}> {summary}."
             blocks = (body.get("message") or {}).get("blocks")

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import text
 
-from bot.app import create_app
 from bot.db import Database, make_engine
-from bot.local_slack import LocalSlack, SlackPerson, wsgi_transport
 from bot.models import Base
 from bot.settings import Settings
-from bot.web import WebApp
+from devkit.local_slack import LocalSlack, SlackPerson, wsgi_transport
+from runtime.app import create_app
+from runtime.web import WebApp
 
 pytest_plugins = ["tests.stripe_support"]
 

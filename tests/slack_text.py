@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.local_slack import SlackMessage
+from devkit.local_slack import SlackMessage
 
 
 def text_of(message: SlackMessage | None) -> str:

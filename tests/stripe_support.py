@@ -20,8 +20,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import stripe
 
-from bot.local_stripe import LocalStripe
 from bot.stripe_gateway import StripeGateway
+from devkit.local_stripe import LocalStripe
 
 # --- test cards, as localstripe 1.15 treats them (localstripe/resources.py, PaymentMethod) -----------------------
 # Real Stripe takes these numbers too, but only through its client-side tools; localstripe takes them on the API.

@@ -8,11 +8,11 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_app
-from bot.local_slack import SlackPerson, wsgi_transport
 from bot.models import ActionAttempt, AuditEvent, Customer, Order, Refund
 from bot.stripe_gateway import StripeGateway
-from bot.web import WebApp
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import create_app
+from runtime.web import WebApp
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.app import create_app
-from bot.local_slack import SlackPerson, wsgi_transport
 from bot.models import ActionAttempt, Order, Recurring
 from bot.stripe_gateway import MAX_NETWORK_RETRIES
-from bot.web import WebApp
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import create_app
+from runtime.web import WebApp
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of

@@ -14,9 +14,9 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select, update
 
-from bot.jobs import run_missed_payments
-from bot.local_slack import SlackPerson, wsgi_transport
 from bot.models import MissedPaymentAlert, Payment
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.jobs import run_missed_payments
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET
 from tests.slack_text import buttons, text_of
@@ -142,7 +142,7 @@ def cli_env(db, slack, **extra) -> dict[str, str]:
 
 def test_run_job_posts_now(db, slack, missed, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run-job", "missed-payments"],
+        [sys.executable, "-m", "runtime.cli", "run-job", "missed-payments"],
         env=cli_env(db, slack, ALERTS_CHANNEL=CHANNEL),
         cwd=tmp_path,
         capture_output=True,
@@ -155,7 +155,7 @@ def test_run_job_posts_now(db, slack, missed, tmp_path):
 
 def test_run_job_without_an_alerts_channel_says_which_variable(db, slack, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run-job", "missed-payments"],
+        [sys.executable, "-m", "runtime.cli", "run-job", "missed-payments"],
         env=cli_env(db, slack),
         cwd=tmp_path,
         capture_output=True,
@@ -170,7 +170,7 @@ def test_the_clock_process_runs_the_alerts_and_stops_cleanly_on_sigterm(db, slac
     log = tmp_path / "clock.log"
     with open(log, "w") as out:
         clock_process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "scheduler"],
+            [sys.executable, "-m", "runtime.cli", "scheduler"],
             env=cli_env(db, slack, ALERTS_CHANNEL=CHANNEL),
             cwd=tmp_path,
             stdout=out,

@@ -19,15 +19,16 @@ from sqlalchemy import select
 from blocks.email_sync import email_sync_report, listed_differences
 from blocks.limits import message_problems
 from bot.actions import Actions, Failed, NotAllowed
-from bot.app import create_app
 from bot.crm.activecampaign import ActiveCampaign
 from bot.crm.keap import Keap
-from bot.email_sync import Difference, check_emails, push_email
-from bot.jobs import run_email_sync
-from bot.local_slack import SlackPerson, wsgi_transport
+from bot.email_sync import check_emails, push_email
 from bot.models import AuditEvent, Customer
 from bot.stripe_gateway import StripeGateway
-from bot.web import WebApp
+from bot.viewmodels import Difference
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import create_app
+from runtime.jobs import run_email_sync
+from runtime.web import WebApp
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET, settings_for
 from tests.slack_text import action_ids, text_of

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from bot import records
 from bot.importer import import_stripe
-from bot.local_stripe import LocalStripe
 from bot.models import Customer, Order, Payment, Recurring, Refund
 from bot.stripe_gateway import StripeFailure, StripeGateway
 from bot.viewmodels import CardState
+from devkit.local_stripe import LocalStripe
 from tests.stripe_support import (
     CARD_DECLINES_AFTER_ATTACH,
     local_stripe_client,
@@ -132,7 +132,7 @@ def run_cli(db, tmp_path, **env):
 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "STRIPE_", "DATABASE_URL"))}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "import-stripe"],
+        [sys.executable, "-m", "runtime.cli", "import-stripe"],
         env={**base, "DATABASE_URL": db.url, **env},
         cwd=tmp_path,
         capture_output=True,

@@ -14,12 +14,12 @@ from slack_sdk import WebClient
 from sqlalchemy import func, select, update
 
 from bot.actions import SETTLE_AFTER, Actions, Settled
-from bot.app import audit_poster, create_app
-from bot.jobs import run_settle_unanswered
-from bot.local_slack import SlackPerson, wsgi_transport
 from bot.models import ActionAttempt, Order, OrderLine, Refund
 from bot.stripe_gateway import StripeGateway
-from bot.web import WebApp
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import audit_poster, create_app
+from runtime.jobs import run_settle_unanswered
+from runtime.web import WebApp
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of
@@ -260,7 +260,7 @@ def test_run_job_settles_from_the_command_line(db, slack, local_stripe, stripe_c
     }
 
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "run-job", "settle-unanswered"],
+        [sys.executable, "-m", "runtime.cli", "run-job", "settle-unanswered"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

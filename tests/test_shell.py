@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot.settings import Settings
-from bot.shell import run_shell
+from devkit.shell import run_shell
 
 
 def converse(tmp_path: Path, *lines: str) -> str:
@@ -50,7 +50,7 @@ def test_second_run_keeps_the_data_and_explains_odd_input(tmp_path):
 def test_customer_bot_shell_runs_on_the_embedded_default(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "STRIPE_", "DATABASE_URL"))}
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "shell"],
+        [sys.executable, "-m", "runtime.cli", "shell"],
         input="/customer jane doe\nquit\n",
         env=env,
         cwd=tmp_path,

@@ -26,7 +26,7 @@ from websockets.sync.server import ServerConnection, serve
 
 from blocks.limits import message_problems
 from bot.db import Database
-from bot.local_slack import APP_ID, TEAM_DOMAIN, TEAM_ID, LocalSlack, find_button
+from devkit.local_slack import APP_ID, TEAM_DOMAIN, TEAM_ID, LocalSlack, find_button
 from tests import factories as make
 from tests.slack_text import selected, text_of
 
@@ -195,7 +195,7 @@ def test_customer_bot_socket_serves_slack_over_socket_mode(tmp_path, slack):
     with SocketModeServer() as socket_mode, log.open("w") as output:
         slack.socket_mode_url = socket_mode.url
         bot = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "socket"],
+            [sys.executable, "-m", "runtime.cli", "socket"],
             env=env,
             cwd=tmp_path,
             stdout=output,

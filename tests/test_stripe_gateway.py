@@ -11,8 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import stripe
 
-import bot.local_stripe as local_stripe_module
-from bot.local_stripe import LocalStripe, LocalStripeUnavailable
+import devkit.local_stripe as local_stripe_module
 from bot.stripe_gateway import (
     API_VERSION,
     MAX_NETWORK_RETRIES,
@@ -25,6 +24,7 @@ from bot.stripe_gateway import (
     StripeRejected,
     StripeUnavailable,
 )
+from devkit.local_stripe import LocalStripe, LocalStripeUnavailable
 from tests.stripe_support import (
     CARD_AUTHENTICATION_REQUIRED,
     CARD_DECLINED,

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.terminal import Clickable, render_message, render_mrkdwn, render_view
+from devkit.terminal import Clickable, render_message, render_mrkdwn, render_view
 
 PARIS = ZoneInfo("Europe/Paris")
 # 2026-01-31 13:05:09 UTC, a Saturday: 14:05:09 in Paris.

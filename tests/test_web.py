@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.app import create_app
 from bot.db import Database
-from bot.local_slack import SlackPerson, sign, wsgi_transport
-from bot.web import WebApp
+from devkit.local_slack import SlackPerson, sign, wsgi_transport
+from runtime.app import create_app
+from runtime.web import WebApp
 from tests import factories as make
 from tests.conftest import SIGNING_SECRET, settings_for
 from tests.slack_text import text_of
@@ -112,7 +112,7 @@ def test_an_unreachable_database_on_a_button_click_is_a_message_too(harness, sla
 def run_cli(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "STRIPE_", "DATABASE_URL"))}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
+        [sys.executable, "-m", "runtime.cli", *args],
         env={**base, **env},
         cwd=cwd,
         capture_output=True,
@@ -159,7 +159,7 @@ def test_customer_bot_web_serves_slack_over_http(tmp_path, slack):
         "WEB_CONCURRENCY": "1",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "web"],
+        [sys.executable, "-m", "runtime.cli", "web"],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -172,7 +172,7 @@ def test_customer_bot_web_serves_slack_over_http(tmp_path, slack):
         with urllib.request.urlopen(base + "/healthz", timeout=5) as health:
             assert json.load(health) == {"ok": True}
 
-        from bot.local_slack import http_transport
+        from devkit.local_slack import http_transport
 
         person = SlackPerson(slack, http_transport(base), SIGNING_SECRET)
         card = person.command("jane")

@@ -14,12 +14,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_app
-from bot.local_stripe import LocalStripe
 from bot.models import Customer, Order, Payment, Recurring, Refund, StripeEvent
 from bot.stripe_gateway import StripeGateway
-from bot.web import WebApp
 from bot.webhooks import HANDLED, StripeWebhooks
+from devkit.local_stripe import LocalStripe
+from runtime.app import create_app
+from runtime.web import WebApp
 from tests.conftest import settings_for
 from tests.stripe_support import (
     local_stripe_client,

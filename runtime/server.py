@@ -11,11 +11,11 @@ from bot.settings import Settings
 
 def build_web_app(settings: Settings):
     """The WSGI application: the Bolt app on the configured database, wrapped with our routes."""
-    from bot.app import create_app
     from bot.db import Database
     from bot.stripe_gateway import StripeGateway
-    from bot.web import WebApp
     from bot.webhooks import StripeWebhooks
+    from runtime.app import create_app
+    from runtime.web import WebApp
 
     db = Database(settings.database_url)
     gateway = None

@@ -15,10 +15,10 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from blocks import alerts as alert_blocks
 from bot import alerts
 from bot.actions import Actions, Settled
-from bot.app import audit_poster
 from bot.db import Database
 from bot.settings import Settings
 from bot.stripe_gateway import StripeGateway
+from runtime.app import audit_poster
 
 logger = logging.getLogger("customer_bot.jobs")
 

@@ -17,13 +17,13 @@ from typing import TextIO
 
 from sqlalchemy import func, select
 
-from bot.app import create_app
 from bot.db import Database
-from bot.local_slack import LocalSlack, SlackMessage, SlackPerson, TrackedExecutor, wsgi_transport
 from bot.models import Customer
 from bot.settings import Settings
-from bot.terminal import Clickable, render_message, render_view
-from bot.web import WebApp
+from devkit.local_slack import LocalSlack, SlackMessage, SlackPerson, TrackedExecutor, wsgi_transport
+from devkit.terminal import Clickable, render_message, render_view
+from runtime.app import create_app
+from runtime.web import WebApp
 
 DEMO_CUSTOMERS = 300
 
@@ -253,7 +253,7 @@ def _with_local_stripe(
     settings: Settings, db: Database, stack: contextlib.ExitStack, out: TextIO
 ) -> Settings:
     """No Stripe account configured: run localstripe and give the demo's Jane Doe a life in it."""
-    from bot.local_stripe import LocalStripe, LocalStripeUnavailable, link_demo_customer
+    from devkit.local_stripe import LocalStripe, LocalStripeUnavailable, link_demo_customer
 
     try:
         server = stack.enter_context(LocalStripe())
@@ -272,7 +272,7 @@ def _seed_on_first_run(db: Database, out: TextIO) -> None:
     with db.session() as session:
         empty = not session.scalar(select(func.count()).select_from(Customer))
     if empty:
-        from bot.seed import seed
+        from devkit.seed import seed
 
         print(f"First run: writing {DEMO_CUSTOMERS} demo customers…", file=out, flush=True)
         seed(db, DEMO_CUSTOMERS)

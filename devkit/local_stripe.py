@@ -1,12 +1,8 @@
 """Start localstripe, a local Stripe emulator, for demos and tests: `with LocalStripe() as stripe_server: ...`.
 
 localstripe is GPL and a dev dependency (`pip install -e '.[dev]'`), never a runtime one: this module imports
-nothing from it and only runs it as a separate process.
-
-localstripe keeps its state in one fixed file, /tmp/localstripe.pickle, shared by every instance on the machine
-and rewritten after each write request. We start it with `--from-scratch` (it then ignores the file on start-up)
-and with those writes turned off, so each instance's state lives only in the memory of the process we started;
-and with its store indexed by kind of object, so it stays fast holding an account of 10,000 customers.
+nothing from it and only runs it as a separate process, through `devkit.localstripe_server` (which starts it
+with its state kept in memory only and its store indexed by kind; see there).
 """
 
 from __future__ import annotations
@@ -27,59 +23,6 @@ from typing import IO
 from urllib.parse import urlencode
 
 API_KEY = "sk_test_local"  # localstripe accepts any key that starts with sk_
-# Run in localstripe's own process before it starts, to fix two of its costs that grow with its state:
-# - it rewrites its whole state to /tmp/localstripe.pickle after every write (quadratic, and shared by every
-#   instance on the machine); started --from-scratch it never reads that file back, so the write is turned off;
-# - every list call (and every charge's `refunds`, every customer's `subscriptions`) scanned every object it
-#   holds; the store now also keeps each kind of object apart, in the same insertion order, so a list of one
-#   kind reads only that kind. What it answers is unchanged.
-# And its list of payment intents takes the `customer` filter that Stripe's has (the bot looks up a charge whose
-# answer was lost among the customer's payment intents).
-_START_LOCALSTRIPE = """
-from collections import defaultdict
-import localstripe.resources as resources
-
-def kind(key):
-    return key.split(":", 1)[0]
-
-def set_item(store, key, value):
-    dict.__setitem__(store, key, value)
-    store.kinds[kind(key)][key] = value
-
-def del_item(store, key):
-    dict.__delitem__(store, key)
-    store.kinds[kind(key)].pop(key, None)
-
-def clear(store):
-    dict.clear(store)
-    store.kinds = defaultdict(dict)
-
-def list_all(cls, url, limit=None, starting_after=None, **kwargs):
-    if kwargs:
-        raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
-    listed = resources.List(url, limit=limit, starting_after=starting_after)
-    listed._list = list(resources.store.kinds.get(cls.object, {}).values())
-    return listed
-
-def list_payment_intents(cls, url, customer=None, limit=None, starting_after=None, **kwargs):
-    listed = list_all(cls, url, limit=limit, starting_after=starting_after, **kwargs)
-    if customer is not None:
-        listed._list = [intent for intent in listed._list if intent.customer == customer]
-    return listed
-
-resources.Store.dump_to_disk = lambda self: None
-resources.Store.__setitem__ = set_item
-resources.Store.__delitem__ = del_item
-resources.Store.clear = clear
-resources.StripeObject._api_list_all = classmethod(list_all)
-resources.PaymentIntent._api_list_all = classmethod(list_payment_intents)
-resources.store.kinds = defaultdict(dict)
-for key, value in list(resources.store.items()):
-    set_item(resources.store, key, value)
-
-from localstripe.server import start
-start()
-"""
 STARTUP_TIMEOUT = 20.0  # seconds
 
 
@@ -134,7 +77,14 @@ class LocalStripe:
             self.port = chosen_port if chosen_port is not None else _free_port()
             self._log = tempfile.NamedTemporaryFile(prefix="localstripe-", suffix=".log")  # noqa: SIM115
             self._process = subprocess.Popen(
-                [sys.executable, "-c", _START_LOCALSTRIPE, "--port", str(self.port), "--from-scratch"],
+                [
+                    sys.executable,
+                    "-m",
+                    "devkit.localstripe_server",
+                    "--port",
+                    str(self.port),
+                    "--from-scratch",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,65 @@
+"""The `customer-bot` commands the dev tooling adds, `shell` and `seed`, offered to the command line through the
+`customer_bot.commands` entry points (see pyproject.toml), so the runtime never imports this package."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from bot.settings import Settings
+
+
+class Shell:
+    help = "the bot in this terminal, on the embedded SQLite database with demo data"
+    log_level = logging.WARNING  # the shell is a conversation: only warnings belong between its messages
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        pass
+
+    @staticmethod
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from devkit.shell import run_shell
+
+        return run_shell(settings)
+
+
+class Seed:
+    help = "write deterministic demo data into an empty database"
+    log_level = logging.INFO
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--customers", type=int, required=True, metavar="N")
+        parser.add_argument(
+            "--big-customer-orders", type=int, default=0, metavar="K", help="also one customer with K orders"
+        )
+
+    @staticmethod
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        from bot.db import Database
+        from devkit.seed import seed
+
+        db = Database(settings.database_url)
+        db.upgrade()
+        summary = seed(
+            db,
+            args.customers,
+            big_customer_orders=args.big_customer_orders,
+            progress=_progress(args.customers),
+        )
+        print(
+            f"\nSeeded {summary.customers:,} customers, {summary.orders:,} orders, "
+            f"{summary.subscriptions:,} subscriptions, {summary.payment_plans:,} payment plans, "
+            f"{summary.payments:,} payments and {summary.refunds:,} refunds in {summary.seconds:.1f} s."
+        )
+        return 0
+
+
+def _progress(total: int):
+    def show(done: int, _total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r  {done:,} of {total:,} customers", end="", file=sys.stderr, flush=True)
+
+    return show
