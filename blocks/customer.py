@@ -12,8 +12,7 @@ from slack_sdk.models.blocks import (
 )
 
 from blocks import ids
-from blocks.elements import button, context, section
-from blocks.elements import notice as notice_block
+from blocks.elements import action_notice, awaiting_stripe, button, context, section
 from blocks.limits import HEADER_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
@@ -21,6 +20,7 @@ from bot.viewmodels import (
     Card,
     CardState,
     CustomerCard,
+    Notice,
     OrderSummary,
     RecurringList,
     RecurringSummary,
@@ -103,15 +103,18 @@ def search_results(result: SearchResult) -> Message:
     return Message.of(f"{count} customers match", blocks)
 
 
-def customer_card(card: CustomerCard, *, shared_by: str | None = None, notice: str | None = None) -> Message:
+def customer_card(
+    card: CustomerCard, *, shared_by: str | None = None, notice: Notice | None = None
+) -> Message:
     """The record. Shared in a channel (`shared_by` set) it is a read-only snapshot with one Open button;
     `notice` says on top what an action just did."""
     interactive = shared_by is None
     state = card.state
-    blocks: list[Block] = [notice_block(notice)] if notice else []
+    blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
         HeaderBlock(text=truncate(one_line(card.name), HEADER_TEXT)),
         context(_subtitle(card, shared_by)),
+        *([awaiting_stripe(card.awaiting)] if card.awaiting and interactive else []),
         _stats(card),
         SectionBlock(
             fields=[

@@ -24,7 +24,15 @@ from blocks.limits import VIEW_TITLE
 from blocks.message import Message
 from blocks.text import date_token, escape, one_line, truncate
 from bot.money import Money, exponent
-from bot.viewmodels import RecurringSummary, RefundQuote
+from bot.viewmodels import (
+    EmailForm,
+    NewOrderForm,
+    NewOrderRequest,
+    RecurringRecord,
+    RecurringSummary,
+    RefundQuote,
+    RefundRequest,
+)
 
 # callback_ids of the modals, and the block / action ids of their inputs
 REFUND_FORM = "refund_form"
@@ -47,7 +55,6 @@ REASON_LABELS = {
     "fraudulent": "Fraudulent",
     "other": "Other (say why in the note)",
 }
-CURRENCIES = ("usd", "eur", "gbp", "cad", "aud", "jpy", "kwd", "chf", "sek", "nok", "dkk", "pln", "nzd")
 NOTE_LENGTH = 500
 MAX_OPTIONS = 100
 
@@ -151,16 +158,21 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
 
 
 def _quote_text(quote: RefundQuote) -> str:
+    awaiting = (
+        f"\n:hourglass_flowing_sand: {quote.awaiting.format()} asked of Stripe awaits its answer: it is held back "
+        "and confirmed on its own. Refund again only if a second refund is owed."
+        if quote.awaiting.amount
+        else ""
+    )
     return (
         f"*Order #{escape(quote.order_number, 32)}* · {escape(quote.customer_name, 120)}\n"
         f"Paid {quote.paid.format()} · refunded so far {quote.refunded.format()} · "
-        f"*{quote.refundable.format()} refundable*"
+        f"*{quote.refundable.format()} refundable*{awaiting}"
     )
 
 
-def refund_confirm(
-    quote: RefundQuote, amount: Money, reason: str | None, note: str | None, metadata: str
-) -> dict:
+def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) -> dict:
+    amount, reason, note = request.amount, request.reason, request.note
     to = f"*{escape(quote.customer_name, 120)}*" + (f"'s {escape(quote.card, 60)}" if quote.card else "")
     text = f"Refund *{amount.format()} {amount.currency.upper()}* of order #{escape(quote.order_number, 32)} to {to}?"
     blocks: list[Block] = [section(text)]
@@ -168,6 +180,13 @@ def refund_confirm(
     if note:
         details.append(f"Note: “{escape(one_line(note), 300)}”")
     blocks.append(context(" · ".join(details)))
+    if quote.awaiting.amount:
+        blocks.append(
+            context(
+                f":hourglass_flowing_sand: {quote.awaiting.format()} of earlier refunds still awaits Stripe's answer; "
+                "this is a refund of its own, on top of that."
+            )
+        )
     if reason == "fraudulent":
         blocks.append(
             section(
@@ -192,11 +211,11 @@ def _noun(item: RecurringSummary) -> str:
     return "payment plan" if item.kind == "payment_plan" else "subscription"
 
 
-def cancel_form(
-    item: RecurringSummary, customer_name: str, period_end_text: str | None, metadata: str
-) -> dict:
+def cancel_form(record: RecurringRecord, metadata: str) -> dict:
+    item, customer_name = record.summary, record.customer_name
+    period_end = record.current_period_end
     at_end = (
-        f"At the end of the period ({period_end_text})" if period_end_text else "At the end of the period"
+        f"At the end of the period ({period_end:%b %-d, %Y})" if period_end else "At the end of the period"
     )
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
@@ -221,7 +240,8 @@ def cancel_form(
     )
 
 
-def pause_form(item: RecurringSummary, customer_name: str, earliest: date, metadata: str) -> dict:
+def pause_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
+    item, customer_name = record.summary, record.customer_name
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
         _input(
@@ -248,7 +268,8 @@ def pause_form(item: RecurringSummary, customer_name: str, earliest: date, metad
     return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
 
 
-def next_bill_date_form(item: RecurringSummary, customer_name: str, earliest: date, metadata: str) -> dict:
+def next_bill_date_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
+    item, customer_name = record.summary, record.customer_name
     current = item.next_bill_at.date() if item.next_bill_at else earliest
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
@@ -272,8 +293,9 @@ PLAN_STATUSES = {
 }
 
 
-def plan_status_form(item: RecurringSummary, customer_name: str, metadata: str) -> dict:
-    current = "paused" if item.payments_paused else "active"
+def plan_status_form(record: RecurringRecord, metadata: str) -> dict:
+    item, customer_name = record.summary, record.customer_name
+    current = item.plan_status
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
         _input(
@@ -292,11 +314,10 @@ def plan_status_form(item: RecurringSummary, customer_name: str, metadata: str) 
 # New order ------------------------------------------------------------------------------------------------
 
 
-def new_order_form(
-    customer_name: str, card: str, products: list[tuple[int, str, Money]], currency: str, metadata: str
-) -> dict:
+def new_order_form(offered: NewOrderForm, metadata: str) -> dict:
+    products, currency = offered.products, offered.currency
     blocks: list[Block] = [
-        section(f"Charge *{escape(customer_name, 120)}*'s card on file ({escape(card, 60)}).")
+        section(f"Charge *{escape(offered.customer_name, 120)}*'s card on file ({escape(offered.card, 60)}).")
     ]
     if products:
         blocks.append(
@@ -307,8 +328,7 @@ def new_order_form(
                     action_id=PRODUCT,
                     placeholder="One of your products",
                     options=[
-                        _option(f"{name} · {price.format()}", str(pid))
-                        for pid, name, price in products[:MAX_OPTIONS]
+                        _option(f"{p.name} · {p.price.format()}", str(p.id)) for p in products[:MAX_OPTIONS]
                     ],
                 ),
                 hint="Or describe what you are selling below.",
@@ -336,7 +356,7 @@ def new_order_form(
             "Currency",
             StaticSelectElement(
                 action_id=CURRENCY,
-                options=[_option(c.upper(), c) for c in CURRENCIES],
+                options=[_option(c.upper(), c) for c in offered.currencies],
                 initial_option=_option(currency.upper(), currency),
             ),
         ),
@@ -347,12 +367,11 @@ def new_order_form(
     return _view(NEW_ORDER_FORM, "New order", blocks, metadata, submit="Review charge")
 
 
-def new_order_confirm(
-    customer_name: str, card: str, description: str, quantity: int, total: Money, metadata: str
-) -> dict:
+def new_order_confirm(offered: NewOrderForm, request: NewOrderRequest, metadata: str) -> dict:
+    total = request.total
     text = (
-        f"Charge *{total.format()} {total.currency.upper()}* to *{escape(customer_name, 120)}*'s "
-        f"{escape(card, 60)} for {quantity} × {escape(one_line(description), 250)}?"
+        f"Charge *{total.format()} {total.currency.upper()}* to *{escape(offered.customer_name, 120)}*'s "
+        f"{escape(offered.card, 60)} for {request.quantity} × {escape(one_line(request.description), 250)}?"
     )
     blocks: list[Block] = [
         section(text),
@@ -370,14 +389,14 @@ def new_order_confirm(
 # Email --------------------------------------------------------------------------------------------------------
 
 
-def change_email_form(customer_name: str, email: str, in_stripe: bool, metadata: str) -> dict:
-    where = "our records and in Stripe" if in_stripe else "our records"
+def change_email_form(offered: EmailForm, metadata: str) -> dict:
+    where = "our records and in Stripe" if offered.in_stripe else "our records"
     blocks: list[Block] = [
-        section(f"Change *{escape(customer_name, 120)}*'s email in {where}."),
+        section(f"Change *{escape(offered.customer_name, 120)}*'s email in {where}."),
         _input(
             EMAIL,
             "New email",
-            PlainTextInputElement(action_id=EMAIL, initial_value=email[:254], max_length=254),
+            PlainTextInputElement(action_id=EMAIL, initial_value=offered.email[:254], max_length=254),
         ),
     ]
     return _view(CHANGE_EMAIL_FORM, "Change email", blocks, metadata, submit="Change email")
@@ -388,6 +407,18 @@ def change_email_form(customer_name: str, email: str, in_stripe: bool, metadata:
 
 def working(title: str, text: str) -> dict[str, Any]:
     return _view("working", title, [section(f":hourglass: {text}")], "", close="Close")
+
+
+def pending(title: str, asked: str, why: str) -> dict[str, Any]:
+    """Stripe may have acted and we cannot tell yet: what was asked, and what happens now."""
+    what = escape(one_line(asked[:1].upper() + asked[1:]), 1200)
+    return _view(
+        "result",
+        title,
+        [section(f":hourglass_flowing_sand: *{what}*: {escape(why, 1500)}")],
+        "",
+        close="Done",
+    )
 
 
 def result(title: str, text: str, *, ok: bool) -> dict[str, Any]:
@@ -413,6 +444,8 @@ OUTCOME_ICONS = {
     "already_done": ":repeat:",
     "failed": ":x:",
     "unknown": ":warning:",
+    "in_progress": ":hourglass_flowing_sand:",
+    "let_go": ":leftwards_arrow_with_hook:",
     "invalid": ":no_entry:",
     "refused": ":lock:",
 }

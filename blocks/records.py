@@ -22,13 +22,12 @@ from blocks.customer import (
     interval_text,
     status_text,
 )
-from blocks.elements import button, context, field, section
-from blocks.elements import notice as notice_block
+from blocks.elements import action_notice, awaiting_stripe, button, context, field, section
 from blocks.limits import HEADER_TEXT, SECTION_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
 from bot.money import Money
-from bot.viewmodels import CardState, OrderRecord, PaymentLine, RecurringRecord, record_value
+from bot.viewmodels import CardState, Notice, OrderRecord, PaymentLine, RecurringRecord, record_value
 
 PAYMENTS_SHOWN = 12
 ORDER_LINES_SHOWN = 20
@@ -48,7 +47,7 @@ REFUND_REASONS = {
 }
 
 
-def recurring_record(record: RecurringRecord, *, notice: str | None = None) -> Message:
+def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -> Message:
     item = record.summary
     is_plan = item.kind == "payment_plan"
     kind = "Payment plan" if is_plan else "Subscription"
@@ -78,14 +77,11 @@ def recurring_record(record: RecurringRecord, *, notice: str | None = None) -> M
     subtitle = f"{escape(one_line(record.customer_name), NAME_IN_TEXT)}"
     if record.stripe_subscription_id:
         subtitle += f" · Stripe `{escape(record.stripe_subscription_id, 64)}`"
-    blocks: list[Block] = [notice_block(notice)] if notice else []
-    blocks += [
-        HeaderBlock(text=truncate(title, HEADER_TEXT)),
-        context(subtitle),
-        SectionBlock(fields=fields),
-        DividerBlock(),
-        section(_payments_text(record)),
-    ]
+    blocks: list[Block] = [action_notice(notice)] if notice else []
+    blocks += [HeaderBlock(text=truncate(title, HEADER_TEXT)), context(subtitle)]
+    if record.awaiting:
+        blocks.append(awaiting_stripe(record.awaiting))
+    blocks += [SectionBlock(fields=fields), DividerBlock(), section(_payments_text(record))]
     actions = _recurring_actions(record)
     if actions:
         blocks.append(ActionsBlock(block_id="recurring_actions", elements=actions))
@@ -155,7 +151,7 @@ def _payment_line(payment: PaymentLine) -> str:
     return line
 
 
-def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
+def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Message:
     status = ORDER_STATUS_LABELS.get(record.status, record.status)
     fields = [
         field("Status", status),
@@ -171,7 +167,7 @@ def order_record(record: OrderRecord, *, notice: str | None = None) -> Message:
         field("Source", SOURCE_LABELS.get(record.source, record.source)),
         field("Card used", f":credit_card: {card_label(record.card)}" if record.card else "Not recorded"),
     ]
-    blocks: list[Block] = [notice_block(notice)] if notice else []
+    blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
         HeaderBlock(text=truncate(f"Order #{record.number}", HEADER_TEXT)),
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),

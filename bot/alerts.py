@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.db import Database
 from bot.models import Customer, MissedPaymentAlert, Payment, PaymentStatus, Recurring, RecurringStatus
 from bot.money import Money
-from bot.records import shown_name
+from bot.naming import shown_name
 from bot.viewmodels import MissedPayment
 
 # A claim whose post never landed (the process died in between) is tried again after this long.

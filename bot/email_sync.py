@@ -12,18 +12,16 @@ a customer is not reported.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from bot.actions import Actions, AuditEntry, Failed
-from bot.crm import Crm, CrmError, same_email
+from bot.crm import Crm, CrmError, distinct_emails, same_email
 from bot.db import Database
 from bot.models import Customer
-from bot.records import RecordNotFound, shown_name
+from bot.naming import shown_name
 from bot.stripe_gateway import StripeFailure, StripeGateway
 from bot.viewmodels import Difference
 
@@ -49,7 +47,7 @@ class EmailCheck:
 def old_emails(difference: Difference) -> list[str]:
     """The addresses other systems still hold for this customer, to look up and replace when pushing."""
     found = [difference.stripe_email or ""] + [email or "" for _crm, email in difference.crm_differences]
-    return _distinct(e for e in found if e and not same_email(e, difference.our_email))
+    return distinct_emails(e for e in found if e and not same_email(e, difference.our_email))
 
 
 def check_emails(
@@ -136,123 +134,3 @@ def _with_crms(differences: list[Difference], crms: Sequence[Crm], problems: lis
             )
         )
     return result
-
-
-def push_email(
-    actions: Actions,
-    crms: Sequence[Crm],
-    actor: str,
-    customer_id: int,
-    *,
-    old_emails: Iterable[str] = (),
-) -> str:
-    """Put our email for this customer into Stripe and into each CRM holding an old address; returns one plain
-    sentence saying what happened. Only payment admins may; every outcome is audited.
-
-    Stripe is read first (one call): if it already has our address nothing is sent; otherwise its address is
-    one of the old ones to look for in the CRMs, with `old_emails` (what the report showed, for when Stripe was
-    fixed by an earlier push that a CRM then failed). A CRM that already has a contact under our address is left
-    alone; one without a contact under any old address has nothing to change.
-
-    A Stripe failure stops the push before any CRM is touched; a CRM failure does not stop the others. Either
-    raises `Failed` (after the audit) saying what was done and what was not. Our record is never changed."""
-    actions.require_admin(actor, "push_email", "customer", customer_id)
-    with actions.db.session() as session:
-        customer = session.get(Customer, customer_id)
-        if customer is None:
-            raise RecordNotFound("customer", customer_id)
-        ours, stripe_id = customer.email.strip(), customer.stripe_customer_id
-        name = shown_name(customer.name, customer.email)
-
-    def audit(outcome: str, summary: str) -> None:
-        actions.audit(
-            AuditEntry(actor, "push_email", "customer", customer_id, outcome, summary, None, stripe_id)
-        )
-
-    olds = [e.strip() for e in old_emails if e and e.strip() and not same_email(e, ours)]
-    pushed: list[str] = []
-    already: list[str] = []
-    if stripe_id:
-        if actions.gateway is None:
-            message = "Stripe is not connected to the bot (STRIPE_API_KEY is not set), so nothing was pushed."
-            audit("failed", message)
-            raise Failed(message)
-        try:
-            theirs = actions.gateway.customer_email(stripe_id)
-            if same_email(theirs, ours):
-                already.append("Stripe")
-            else:
-                if theirs:
-                    olds.insert(0, theirs)
-                actions.gateway.update_email(
-                    stripe_id, ours, idempotency_key=_stripe_key(customer_id, ours, theirs)
-                )
-                pushed.append("Stripe")
-        except StripeFailure as failure:
-            audit(
-                "unknown" if failure.outcome_unknown else "failed",
-                f"pushing {ours} to Stripe: {failure.user_message}",
-            )
-            raise Failed(failure.user_message) from failure
-
-    missing: list[str] = []
-    failures: list[str] = []
-    for crm in crms:
-        try:
-            if crm.find_contact(ours) is not None:
-                already.append(crm.name)
-                continue
-            for old in _distinct(olds):
-                contact = crm.find_contact(old)
-                if contact is not None:
-                    crm.change_email(contact, ours)
-                    pushed.append(crm.name)
-                    break
-            else:
-                missing.append(crm.name)
-        except CrmError as error:
-            failures.append(error.user_message)
-
-    summary = _summary(name, ours, pushed, already, missing)
-    if failures:
-        done = f"Pushed {ours} to {_and(pushed)}, but " if pushed else ""
-        message = f"{done}{' '.join(failures)} Our record is unchanged."
-        message = message[0].upper() + message[1:]
-        audit("failed", f"{summary}; failed: {' '.join(failures)}")
-        raise Failed(message)
-    audit("succeeded", summary)
-    return summary
-
-
-def _summary(name: str, ours: str, pushed: list[str], already: list[str], missing: list[str]) -> str:
-    if pushed:
-        parts = [f"pushed {name}'s email {ours} to {_and(pushed)}"]
-        if already:
-            parts.append(f"{_and(already)} already had it")
-    elif already:
-        parts = [f"checked {name}'s email {ours}: {_and(already)} already had it, nothing was changed"]
-    else:
-        parts = [f"nothing to push for {name}: no connected system holds an old address"]
-    if missing:
-        verb = "has" if len(missing) == 1 else "have"
-        parts.append(f"{_and(missing)} {verb} no contact under the old or the new address")
-    return "; ".join(parts)
-
-
-def _stripe_key(customer_id: int, ours: str, theirs: str | None) -> str:
-    """Derived from our row and what Stripe held, so a retry of the same push is one change in Stripe."""
-    to = hashlib.sha256(ours.encode()).hexdigest()[:16]
-    was = hashlib.sha256((theirs or "").encode()).hexdigest()[:16]
-    return f"push_email:customer:{customer_id}:{to}:from:{was}"
-
-
-def _and(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _distinct(emails: Iterable[str]) -> list[str]:
-    seen: list[str] = []
-    for email in emails:
-        if not any(same_email(email, s) for s in seen):
-            seen.append(email)
-    return seen

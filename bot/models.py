@@ -327,17 +327,19 @@ class AttemptStatus(enum.StrEnum):
 
 
 class ActionAttempt(Base):
-    """One money-moving or record-changing request, at most once per key.
-
-    The key is derived from our own rows (what the person saw when they asked), so a double click, a retried
-    request or two people asking the same thing at once all land on one row; its Stripe idempotency key makes a
-    retry after an unknown outcome safe. A definite failure frees the key for a fresh try.
-    """
+    """One request to change something in Stripe and in our records, at most once per key (see
+    bot.actions.ledger). The key is what the request does, so a double click, a retried request or two people
+    asking the same thing at once all land on one row. Each try has its own Stripe idempotency key; `tried_at`
+    is when the latest try began, and nothing else touches the attempt until that try must have ended.
+    `reserved` is the amount a refund sets aside on its order while it waits for Stripe. A definite failure frees
+    the key for a fresh try."""
 
     __tablename__ = "action_attempts"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(AttemptStatus)})", name="action_attempt_status"),
+        CheckConstraint("reserved >= 0", name="action_attempt_reserved_not_negative"),
         Index("ix_action_attempts_target", "target_type", "target_id"),
+        Index("ix_action_attempts_status_tried", "status", "tried_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -353,7 +355,11 @@ class ActionAttempt(Base):
     stripe_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    details: Mapped[dict | None] = mapped_column(JSON)
+    tries: Mapped[int] = mapped_column(default=1, server_default="1")
+    tried_at: Mapped[datetime]
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    request: Mapped[dict | None] = mapped_column(JSON)  # what settling needs to redo the record from Stripe
+    details: Mapped[dict | None] = mapped_column(JSON)  # errors, for people reading the table
 
 
 class Product(Base):

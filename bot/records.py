@@ -9,8 +9,11 @@ from collections.abc import Iterable
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from bot.db import Database
 from bot.models import (
     LIVE_STATUSES,
+    ActionAttempt,
+    AttemptStatus,
     Customer,
     Order,
     OrderLine,
@@ -22,6 +25,9 @@ from bot.models import (
     Refund,
 )
 from bot.money import Money
+from bot.naming import shown_name
+from bot.search import find_customers
+from bot.shared import Shared
 from bot.viewmodels import (
     BillingAddress,
     Card,
@@ -38,8 +44,11 @@ from bot.viewmodels import (
     RecurringRecord,
     RecurringSummary,
     RefundLine,
+    SearchResult,
     Stats,
 )
+
+MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
 
 # A failed payment still counts as missed while its subscription or plan has not ended.
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
@@ -60,17 +69,27 @@ def recurring_fingerprint(recurring: Recurring) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:12]
 
 
-def shown_name(name: str, email: str) -> str:
-    """What to call a customer: their name, or their email when Stripe had no name for them."""
-    return " ".join(name.split()) or email or "Unnamed customer"
-
-
 class RecordNotFound(LookupError):
     """The record asked for does not exist (any more)."""
 
     def __init__(self, what: str, record_id: int) -> None:
         super().__init__(f"{what} {record_id} not found")
         self.what = what
+
+
+def awaiting_stripe(session: Session, target_type: str, target_id: int) -> list[str]:
+    """What was asked of Stripe for this record and is still awaiting its answer, oldest first."""
+    requests = session.scalars(
+        select(ActionAttempt.request)
+        .where(
+            ActionAttempt.target_type == target_type,
+            ActionAttempt.target_id == target_id,
+            ActionAttempt.status == AttemptStatus.PENDING.value,
+        )
+        .order_by(ActionAttempt.id)
+        .limit(MOST_AWAITING)
+    ).all()
+    return [(request or {}).get("asked", "a change") for request in requests]
 
 
 def customer_card(
@@ -92,6 +111,7 @@ def customer_card(
         session, customer.id, RecurringKind.PAYMENT_PLAN, state.plans, state.plans_page, recurring_page_size
     )
     orders = _order_page(session, customer.id, order_count, state.orders_page, orders_page_size)
+    awaiting = awaiting_stripe(session, "customer", customer.id)
     state = state.with_(subscriptions_page=subscriptions.page, plans_page=plans.page, orders_page=orders.page)
     return CustomerCard(
         state=state,
@@ -104,6 +124,7 @@ def customer_card(
         subscriptions=subscriptions,
         plans=plans,
         orders=orders,
+        awaiting=awaiting,
     )
 
 
@@ -329,6 +350,7 @@ def recurring_record(
         paid_total=[Money(int(total), currency) for currency, total in paid],
         refundable_payments=refundable or 0,
         fingerprint=recurring_fingerprint(recurring),
+        awaiting=awaiting_stripe(session, "recurring", recurring.id),
     )
 
 
@@ -385,3 +407,42 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
         stripe_payment=order.stripe_payment_intent_id is not None,
         refund_pending=order.amount_refund_pending,
     )
+
+
+class Records(Shared):
+    """The records as the listeners read them, each in a short read-only unit of work."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def find(
+        self, text: str, *, recurring_page_size: int, orders_page_size: int
+    ) -> tuple[SearchResult, CustomerCard | None]:
+        """The customers `text` finds, and the record of the one when it finds exactly one."""
+        with self.db.session() as session:
+            result = find_customers(session, text)
+            if len(result.matches) != 1 or result.capped:
+                return result, None
+            state = CardState(result.matches[0].customer_id)
+            card = customer_card(
+                session, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
+            )
+            return result, card
+
+    def customer_card(
+        self, state: CardState, *, recurring_page_size: int, orders_page_size: int
+    ) -> CustomerCard:
+        with self.db.session() as session:
+            return customer_card(
+                session, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
+            )
+
+    def recurring_record(
+        self, recurring_id: int, back: CardState | None, *, payments_shown: int
+    ) -> RecurringRecord:
+        with self.db.session() as session:
+            return recurring_record(session, recurring_id, back, payments_shown=payments_shown)
+
+    def order_record(self, order_id: int, back: CardState | None) -> OrderRecord:
+        with self.db.session() as session:
+            return order_record(session, order_id, back)

@@ -16,7 +16,7 @@ from sqlalchemy import and_, exists, func, intersect, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import Customer, CustomerSearchTerm, Order
-from bot.records import shown_name
+from bot.naming import shown_name
 from bot.viewmodels import Match, SearchResult
 
 MAX_RESULTS = 10

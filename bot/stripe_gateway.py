@@ -1,19 +1,18 @@
 """The one place the bot talks to Stripe: refunds, off-session charges, subscription changes and customer emails.
 
-Every call goes through stripe-python's `StripeClient` with the API version pinned (`API_VERSION`) and automatic
-retries switched on (`MAX_NETWORK_RETRIES`). Every write carries the idempotency key its caller derived from our
-own rows, so a retry (ours, stripe-python's or a person clicking twice) can never move money twice.
+Every call goes through stripe-python's `StripeClient` with the API version pinned (`API_VERSION`). Every write
+carries the idempotency key its caller derived from our own rows, so a retry (ours, or a person clicking twice)
+can never move money twice: Stripe replays a key's first answer for 24 hours.
 
-How retries behave (stripe-python 16, `stripe/_http_client.py` and `stripe/_api_requestor.py`):
-- stripe-python retries, with the *same* headers and so the same `Idempotency-Key`, on connection errors and
-  timeouts, on 409 and on any 5xx, unless Stripe answers `Stripe-Should-Retry: false` (Stripe usually does for a
-  5xx, because it replays a stored answer for the same key). It sleeps 0.5 s, 1 s, 2 s (with jitter) in between.
-- It does not retry 429 (rate limited) unless Stripe says `Stripe-Should-Retry: true`: Stripe's SDKs leave that to
-  the application. We retry 429 here, a few times, with the same key; Stripe stores no answer for a request it
-  refused before running it, so that replays nothing.
-- stripe-python adds a random `Idempotency-Key` to any POST without one; we always pass ours instead.
+**One call takes at most `CallLimits.budget` seconds** (30 s by default), retries included, so the ledger knows
+when a request it sent can no longer be on its way (see bot.actions.ledger). Each try has a connect and a read
+timeout; the gateway itself retries, with the same key, a connection failure, a timeout, a 409, a 429 and a 5xx
+(unless Stripe answers `Stripe-Should-Retry: false`, which it does when it would only replay a stored answer),
+pausing 0.5 s, 1 s, 2 s in between, and only while another try still fits in the budget. stripe-python's own
+retries are off (`max_network_retries=0`): its pauses follow `Retry-After` up to a minute, which no budget fits.
 
-A failure reaches the caller as a `StripeFailure` carrying a plain sentence for the person in Slack.
+A failure reaches the caller as a `StripeFailure` carrying a plain sentence for the person in Slack, and whether
+Stripe may have acted (`outcome_unknown`).
 """
 
 from __future__ import annotations
@@ -35,18 +34,28 @@ logger = logging.getLogger(__name__)
 # after reading Stripe's changelog, together with the library.
 API_VERSION = "2026-10-28.endive"
 
-# Retries stripe-python makes itself (connection errors, timeouts, 409, 5xx). A client made without this setting
-# does not retry at all.
-MAX_NETWORK_RETRIES = 3
 # Metadata naming the bot's action a payment or refund was made for, so a later retry can find it.
 ACTION_KEY = "action_key"
 
-# Our own retries of a rate-limited (429) request, and the pause before each one, in seconds (plus jitter).
-RATE_LIMIT_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long one Stripe call may take. `budget` bounds the whole call, every try and pause included."""
+
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    budget: float = 30.0
+    retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0)  # before each retry (plus up to half again, at random)
+
+    @property
+    def longest_try(self) -> float:
+        return self.connect_timeout + self.read_timeout
+
 
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
 T = TypeVar("T")
+Obj = dict[str, Any]
 
 
 # --- failures ---------------------------------------------------------------------------------------------------
@@ -123,18 +132,6 @@ class ChargeResult:
     card_last4: str | None
 
 
-@dataclass(frozen=True)
-class SubscriptionResult:
-    id: str
-    status: str
-    cancel_at_period_end: bool
-    canceled_at: datetime | None
-    current_period_end: datetime | None
-    payments_paused: bool
-    paused_until: datetime | None
-    trial_end: datetime | None  # a moved bill date shows here (status `trialing`): not a trial for people
-
-
 # --- messages ---------------------------------------------------------------------------------------------------
 
 _ASK_ANOTHER_CARD = "Ask the customer to use another card or to call their bank."
@@ -173,6 +170,17 @@ _REJECTED_MESSAGES: dict[str, str] = {
     "email_invalid": "Stripe does not accept that email address; check it and try again.",
     "payment_method_unexpected_state": "The customer's saved card cannot be used any more. Ask the customer to add a card again.",
 }
+
+
+def _worth_retrying(error: stripe.StripeError) -> bool:
+    """A failure another try with the same key may get past: the network, a conflict, a rate limit, a 5xx."""
+    if isinstance(error, stripe.APIConnectionError):
+        return True
+    said = (error.headers or {}).get("stripe-should-retry") if hasattr(error, "headers") else None
+    if said in ("true", "false"):
+        return said == "true"
+    status = error.http_status or 0
+    return status in (409, 429) or status >= 500
 
 
 def _error_body(error: stripe.StripeError) -> dict[str, Any]:
@@ -299,27 +307,10 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
-def _subscription_result(obj: Any) -> SubscriptionResult:
-    sub = _as_dict(obj)
-    # Since API version 2025-03-31 the billing period lives on each subscription item, no longer on the
-    # subscription; read both so any version (and localstripe) works. The subscription bills next at the earliest.
-    period_ends = [sub.get("current_period_end")]
-    items = sub.get("items")
-    if isinstance(items, Mapping):
-        period_ends += [item.get("current_period_end") for item in items.get("data") or []]
-    known_ends = [int(end) for end in period_ends if end]
-    pause = sub.get("pause_collection") or None
-    return SubscriptionResult(
-        id=sub["id"],
-        status=sub["status"],
-        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        # Stripe sets canceled_at when a cancellation is asked for; localstripe only sets ended_at.
-        canceled_at=_timestamp(sub.get("canceled_at") or sub.get("ended_at")),
-        current_period_end=_timestamp(min(known_ends)) if known_ends else None,
-        payments_paused=pause is not None,
-        paused_until=_timestamp(pause.get("resumes_at")) if pause else None,
-        trial_end=_timestamp(sub.get("trial_end")),
-    )
+def charge_result(pi: Obj) -> ChargeResult:
+    """A payment intent as Stripe sends it, as the charge it made."""
+    charge_id, brand, last4 = _charge_id_and_card(pi)
+    return ChargeResult(pi["id"], charge_id, pi["status"], pi["amount"], pi["currency"], brand, last4)
 
 
 def _charge_id_and_card(pi: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -338,45 +329,61 @@ def _charge_id_and_card(pi: dict[str, Any]) -> tuple[str | None, str | None, str
 
 
 class StripeGateway:
-    """Every Stripe call the bot makes. Give it a `StripeClient`, or use `connect`."""
+    """Every Stripe call the bot makes. Give it a `StripeClient` made without retries, or use `connect`."""
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        limits: CallLimits | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._client = client
-        self._rate_limit_delays = RATE_LIMIT_RETRY_DELAYS
-        self._sleep: Callable[[float], None] = time.sleep
+        self.limits = limits or CallLimits()
+        self._sleep = sleep
 
     @classmethod
     def connect(
-        cls, api_key: str, *, api_base: str | None = None, http_client: stripe.HTTPClient | None = None
+        cls,
+        api_key: str,
+        *,
+        api_base: str | None = None,
+        http_client: stripe.HTTPClient | None = None,
+        limits: CallLimits | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> StripeGateway:
-        """A gateway on a new client: API version pinned, retries on, `api_base` for localstripe or a proxy."""
+        """A gateway on a new client: API version pinned, each try bounded by `limits`, `api_base` for localstripe
+        or a proxy."""
+        limits = limits or CallLimits()
         client = stripe.StripeClient(
             api_key,
             stripe_version=API_VERSION,
-            max_network_retries=MAX_NETWORK_RETRIES,
+            max_network_retries=0,  # the gateway retries, within its budget
             base_addresses={"api": api_base.rstrip("/")} if api_base else None,
-            http_client=http_client,
+            http_client=http_client
+            or stripe.RequestsClient(timeout=(limits.connect_timeout, limits.read_timeout)),
         )
-        return cls(client)
+        return cls(client, limits, sleep=sleep)
 
     # -- plumbing --
 
     def _call(self, what: str, noun: str, request: Callable[[], T]) -> T:
-        """Run one Stripe request, retrying it while Stripe rate-limits us, and translate any failure."""
-        delays = list(self._rate_limit_delays)
+        """Run one Stripe request, trying again with the same options (and so the same idempotency key) while a
+        failure is worth retrying and another try fits in the budget; translate any failure."""
+        deadline = time.monotonic() + self.limits.budget
+        delays = list(self.limits.retry_delays)
         while True:
             try:
                 return request()
-            except stripe.RateLimitError as error:
-                if not delays:
-                    logger.warning(
-                        "Stripe %s still rate-limited after retries (request %s)", what, error.request_id
-                    )
-                    raise _translate(error, noun) from error
-                delay = delays.pop(0)
-                logger.info("Stripe rate-limited %s; retrying in %.1f s", what, delay)
-                self._sleep(delay * random.uniform(1.0, 1.5) if delay else 0.0)
             except stripe.StripeError as error:
+                delay = delays.pop(0) * random.uniform(1.0, 1.5) if delays else None
+                fits = delay is not None and time.monotonic() + delay + self.limits.longest_try <= deadline
+                if fits and _worth_retrying(error):
+                    logger.info(
+                        "Stripe %s failed (%s); trying again in %.1f s", what, type(error).__name__, delay
+                    )
+                    self._sleep(delay)  # type: ignore[arg-type]
+                    continue
                 failure = _translate(error, noun)
                 logger.warning(
                     "Stripe %s failed: %s (code %s, request %s, outcome unknown: %s)",
@@ -476,22 +483,11 @@ class StripeGateway:
             )
             logger.warning("Stripe off-session charge %s ended as %s", pi["id"], status)
             raise failure
-        charge_id, brand, last4 = _charge_id_and_card(pi)
-        return ChargeResult(
-            payment_intent_id=pi["id"],
-            charge_id=charge_id,
-            status=status,
-            amount=pi["amount"],
-            currency=pi["currency"],
-            card_brand=brand,
-            card_last4=last4,
-        )
+        return charge_result(pi)
 
-    # -- subscriptions and payment plans --
+    # -- subscriptions and payment plans: each answers the subscription as Stripe now has it --
 
-    def cancel_subscription(
-        self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
-    ) -> SubscriptionResult:
+    def cancel_subscription(self, subscription_id: str, *, at_period_end: bool, idempotency_key: str) -> Obj:
         """Cancel now (no more bills), or at the end of the period already paid for."""
         if at_period_end:
             return self._update_subscription(
@@ -503,22 +499,22 @@ class StripeGateway:
             "subscription",
             lambda: self._client.v1.subscriptions.cancel(subscription_id, options=options),
         )
-        return _subscription_result(sub)
+        return _as_dict(sub)
 
     def _update_subscription(
         self, what: str, subscription_id: str, params: dict[str, Any], idempotency_key: str
-    ) -> SubscriptionResult:
+    ) -> Obj:
         options = self._write_options(idempotency_key)
         sub = self._call(
             what,
             "subscription",
             lambda: self._client.v1.subscriptions.update(subscription_id, params=params, options=options),
         )
-        return _subscription_result(sub)
+        return _as_dict(sub)
 
     def pause_payments(
         self, subscription_id: str, *, resumes_at: datetime | None, idempotency_key: str
-    ) -> SubscriptionResult:
+    ) -> Obj:
         """Stop collecting payments: invoices made meanwhile are voided (the customer is not billed for the pause).
         Invoices made before the pause are still retried unless voided. Without `resumes_at`, until resumed."""
         pause: dict[str, Any] = {"behavior": "void"}
@@ -527,14 +523,17 @@ class StripeGateway:
         params: dict[str, Any] = {"pause_collection": pause}
         return self._update_subscription("pause payments", subscription_id, params, idempotency_key)
 
-    def resume_payments(self, subscription_id: str, *, idempotency_key: str) -> SubscriptionResult:
+    def resume_payments(self, subscription_id: str, *, idempotency_key: str) -> Obj:
         """Collect payments again. An empty string unsets `pause_collection` (stripe-python types it `Literal['']`)."""
         params: dict[str, Any] = {"pause_collection": ""}
         return self._update_subscription("resume payments", subscription_id, params, idempotency_key)
 
-    def move_next_bill_date(
-        self, subscription_id: str, when: datetime, *, idempotency_key: str
-    ) -> SubscriptionResult:
+    def reactivate(self, subscription_id: str, *, idempotency_key: str) -> Obj:
+        """Back to collecting as scheduled: a cancel at period end taken back, and a pause ended, in one update."""
+        params: dict[str, Any] = {"cancel_at_period_end": False, "pause_collection": ""}
+        return self._update_subscription("reactivate", subscription_id, params, idempotency_key)
+
+    def move_next_bill_date(self, subscription_id: str, when: datetime, *, idempotency_key: str) -> Obj:
         """Bill next on `when`, without charging for the days in between. Stripe does it with a trial until then,
         so the subscription shows `trialing` meanwhile: show it as "next bill date moved", not as a trial."""
         params: dict[str, Any] = {"trial_end": _unix(when), "proration_behavior": "none"}
@@ -611,12 +610,11 @@ class StripeGateway:
         return None
 
     def find_charge(self, customer_id: str, action_key: str) -> ChargeResult | None:
-        """The succeeded payment of this customer made for `action_key`, if Stripe has one."""
+        """The payment of this customer made for `action_key` that took (or is taking) the money, if Stripe has
+        one. Stripe lists the newest 100 first, far more than one customer is charged in the minutes that matter."""
         intents, _ = self.list_page("payment_intent", customer=customer_id)
         for pi in intents:
-            if (pi.get("metadata") or {}).get(ACTION_KEY) == action_key and pi.get("status") == "succeeded":
-                charge_id, brand, last4 = _charge_id_and_card(pi)
-                return ChargeResult(
-                    pi["id"], charge_id, pi["status"], pi["amount"], pi["currency"], brand, last4
-                )
+            made = pi.get("status") in ("succeeded", "processing")
+            if made and (pi.get("metadata") or {}).get(ACTION_KEY) == action_key:
+                return charge_result(pi)
         return None

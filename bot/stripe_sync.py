@@ -17,28 +17,29 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot import order_book
 from bot.models import (
     Customer,
     Order,
-    OrderLine,
     OrderSource,
-    OrderStatus,
     Payment,
     PaymentPlan,
     PaymentStatus,
     Recurring,
     RecurringKind,
     RecurringStatus,
-    Refund,
     Subscription,
-    order_number,
 )
 from bot.search import index_customer
+from bot.stripe_gateway import ACTION_KEY
 
 Obj = dict[str, Any]
 Fetch = Callable[[str, str], Obj]  # (kind, id) -> the object as Stripe has it now
 PLAN_METADATA = "payment_plan_installments"
-BOT_METADATA = "requested_by"  # set on payments and refunds the bot itself makes; those it records itself
+# A refund or payment the bot asked for carries its action's key in its metadata (ACTION_KEY): the action ledger
+# records it, settling the request that made it (and releasing what it set aside). Given the session, the key
+# and Stripe's object; False when no request of the bot's is waiting for it (record it as any other).
+BotMade = Callable[[Session, str, "Obj"], bool]
 
 
 @dataclass
@@ -149,35 +150,43 @@ def sync_subscription(
     recurring.interval_count = int(recurring_terms.get("interval_count") or 1)
     if installments and recurring.kind == RecurringKind.PAYMENT_PLAN.value:
         recurring.installments_total = max(1, int(installments))
-    pause = obj.get("pause_collection") or None
-    recurring.payments_paused = pause is not None
-    recurring.paused_until = _time(pause.get("resumes_at")) if pause else None
-    status = _STATUSES.get(obj.get("status", ""), RecurringStatus.ACTIVE)
-    if recurring.payments_paused and status == RecurringStatus.ACTIVE:
-        status = RecurringStatus.PAUSED
-    if status == RecurringStatus.CANCELED and recurring.status == RecurringStatus.COMPLETED.value:
-        status = RecurringStatus.COMPLETED  # a plan the bot ended after its last instalment
-    recurring.status = status.value
     recurring.started_at = _time(obj.get("start_date") or obj.get("created")) or _now()
-    recurring.canceled_at = _time(obj.get("canceled_at") or obj.get("ended_at"))
-    recurring.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
-    ends = [obj.get("current_period_end")] + [
-        i.get("current_period_end") for i in (obj.get("items") or {}).get("data", [])
-    ]
-    recurring.current_period_end = _time(min((e for e in ends if e), default=None))
-    ended = recurring.status in (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
-    if ended:
-        recurring.next_bill_at = None
-    elif obj.get("status") == "trialing" and obj.get("trial_end"):
-        recurring.next_bill_at = _time(obj["trial_end"])  # a moved bill date, shown as the next bill date
-    else:
-        recurring.next_bill_at = recurring.current_period_end
+    apply_subscription_state(recurring, obj)
     if counts is not None:
         counts.count(
             "payment_plans" if recurring.kind == RecurringKind.PAYMENT_PLAN.value else "subscriptions",
             created,
         )
     return recurring
+
+
+def apply_subscription_state(row: Recurring, obj: Obj) -> None:
+    """Bring a subscription's or plan's state in line with Stripe's subscription: status, a cancel or pause asked
+    for, the billing period and the next bill date. The one mapping of that state, for webhooks, the import and
+    the bot's own changes alike."""
+    pause = obj.get("pause_collection") or None
+    row.payments_paused = pause is not None
+    row.paused_until = _time(pause.get("resumes_at")) if pause else None
+    status = _STATUSES.get(obj.get("status", ""), RecurringStatus.ACTIVE)
+    if row.payments_paused and status == RecurringStatus.ACTIVE:
+        status = RecurringStatus.PAUSED
+    if status == RecurringStatus.CANCELED and row.status == RecurringStatus.COMPLETED.value:
+        status = RecurringStatus.COMPLETED  # a plan the bot ended after its last instalment
+    row.status = status.value
+    row.canceled_at = _time(obj.get("canceled_at") or obj.get("ended_at"))
+    row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+    # Since API version 2025-03-31 the billing period lives on each subscription item; read both shapes. The
+    # subscription bills next at the earliest.
+    ends = [obj.get("current_period_end")] + [
+        item.get("current_period_end") for item in (obj.get("items") or {}).get("data") or []
+    ]
+    row.current_period_end = _time(min((int(end) for end in ends if end), default=None))
+    if row.status in (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value):
+        row.next_bill_at = None
+    elif obj.get("status") == "trialing" and obj.get("trial_end"):
+        row.next_bill_at = _time(obj["trial_end"])  # a moved bill date, shown as the next bill date
+    else:
+        row.next_bill_at = row.current_period_end
 
 
 def _product_name(price: Obj, fetch: Fetch) -> str:
@@ -305,12 +314,21 @@ def _failure_reason(charge: Obj, intent: Obj) -> str | None:
 
 
 def sync_payment_intent(
-    session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts | None = None
+    session: Session,
+    obj: Obj,
+    fetch: Fetch,
+    counts: SyncCounts | None = None,
+    *,
+    bot_made: BotMade | None = None,
 ) -> Order | None:
-    """A succeeded one-off payment becomes a checkout order. The bot's own charges it records itself, and
-    invoice payments arrive through their invoice."""
-    if obj.get("status") != "succeeded" or BOT_METADATA in (obj.get("metadata") or {}) or obj.get("invoice"):
+    """A succeeded one-off payment becomes an order: a checkout, or an internal order when the bot charged the card
+    (the bot's request for it records that one, through `bot_made`). Invoice payments arrive through their
+    invoice."""
+    if obj.get("status") != "succeeded" or obj.get("invoice"):
         return None
+    action_key = (obj.get("metadata") or {}).get(ACTION_KEY)
+    if action_key and bot_made is not None and bot_made(session, action_key, obj):
+        return order_book.order_paid_by(session, obj["id"], None)
     customer_id = ref_id(obj.get("customer"))
     if not customer_id:
         return None
@@ -319,7 +337,8 @@ def sync_payment_intent(
     charge = latest if isinstance(latest, dict) else (fetch("charge", ref_id(latest)) if latest else {})
     if charge.get("invoice"):
         return None
-    return _order_for_payment(session, customer.id, obj, charge, obj, OrderSource.CHECKOUT, fetch, counts)
+    source = OrderSource.INTERNAL if action_key else OrderSource.CHECKOUT
+    return _order_for_payment(session, customer.id, obj, charge, obj, source, fetch, counts)
 
 
 def _order_for_payment(
@@ -333,73 +352,41 @@ def _order_for_payment(
     counts: SyncCounts | None,
 ) -> Order:
     intent_id, charge_id = intent.get("id"), charge.get("id")
-    order = None
-    if intent_id:
-        order = session.scalar(select(Order).where(Order.stripe_payment_intent_id == intent_id))
-    if order is None and charge_id:
-        order = session.scalar(select(Order).where(Order.stripe_charge_id == charge_id))
+    order = order_book.order_paid_by(session, intent_id, charge_id)
     if order is not None:
         return order
     amount = int(
         source_obj.get("amount_paid") or source_obj.get("amount_received") or source_obj.get("amount") or 0
     )
-    currency = source_obj.get("currency") or "usd"
     card = (charge.get("payment_method_details") or {}).get("card") or {}
     if not card and ref_id(charge.get("payment_method")):
         card = _card(fetch, ref_id(charge.get("payment_method")))  # type: ignore[arg-type]
     billing = charge.get("billing_details") or {}
     address = billing.get("address") or {}
-    order = Order(
-        number=f"pending-{intent_id or charge_id}",
+    order = order_book.add_order(
+        session,
         customer_id=customer_id,
-        created_at=_time(charge.get("created") or source_obj.get("created")) or _now(),
-        currency=currency,
-        total=amount,
-        amount_refunded=0,
-        status=OrderStatus.PAID.value,
-        source=source.value,
-        stripe_payment_intent_id=intent_id,
-        stripe_charge_id=charge_id,
-        card_brand=card.get("brand"),
-        card_last4=card.get("last4"),
-        billing_name=billing.get("name"),
-        billing_line1=address.get("line1"),
-        billing_line2=address.get("line2"),
-        billing_city=address.get("city"),
-        billing_state=address.get("state"),
-        billing_postal_code=address.get("postal_code"),
-        billing_country=address.get("country"),
-    )
-    session.add(order)
-    session.flush()
-    order.number = order_number(order.id)
-    lines = (source_obj.get("lines") or {}).get("data") or []
-    items = [
-        (line.get("description") or "Item", int(line.get("quantity") or 1), int(line.get("amount") or 0))
-        for line in lines
-    ] or [
-        (
-            source_obj.get("description")
-            or (source_obj.get("metadata") or {}).get("description")
-            or "Payment",
-            1,
+        source=source,
+        paid=order_book.StripePayment(
+            intent_id,
+            charge_id,
             amount,
-        )
-    ]
-    for position, (description, quantity, line_total) in enumerate(items):
-        if quantity < 1 or line_total % quantity:
-            quantity, unit = 1, line_total  # a price that does not divide evenly is kept as one line
-        else:
-            unit = line_total // quantity
-        session.add(
-            OrderLine(
-                order_id=order.id,
-                position=position,
-                description=description,
-                quantity=quantity,
-                unit_amount=unit,
-            )
-        )
+            source_obj.get("currency") or "usd",
+            card.get("brand"),
+            card.get("last4"),
+        ),
+        lines=_lines(source_obj, amount),
+        created_at=_time(charge.get("created") or source_obj.get("created")) or _now(),
+        billing=order_book.Billing(
+            billing.get("name"),
+            address.get("line1"),
+            address.get("line2"),
+            address.get("city"),
+            address.get("state"),
+            address.get("postal_code"),
+            address.get("country"),
+        ),
+    )
     if counts is not None:
         counts.count("orders", True)
     if charge:
@@ -407,57 +394,77 @@ def _order_for_payment(
     return order
 
 
+def _lines(source_obj: Obj, amount: int) -> list[order_book.Line]:
+    """An invoice's lines, or one line named by a payment's description (or what the bot charged for, kept in its
+    metadata)."""
+    lines = (source_obj.get("lines") or {}).get("data") or []
+    metadata = source_obj.get("metadata") or {}
+    quantity = metadata.get("quantity", "1")
+    items = [
+        (line.get("description") or "Item", int(line.get("quantity") or 1), int(line.get("amount") or 0))
+        for line in lines
+    ] or [
+        (
+            source_obj.get("description") or metadata.get("description") or "Payment",
+            int(quantity) if quantity.isdecimal() and quantity.isascii() else 1,
+            amount,
+        )
+    ]
+    result = []
+    for description, quantity, line_total in items:
+        if quantity < 1 or line_total % quantity:
+            quantity, unit = 1, line_total  # a price that does not divide evenly is kept as one line
+        else:
+            unit = line_total // quantity
+        result.append(order_book.Line(description, quantity, unit))
+    return result
+
+
 # Refunds ----------------------------------------------------------------------------------------------------
 
 
-def sync_refund(session: Session, refund: Obj, counts: SyncCounts | None = None) -> Order | None:
-    """Record one refund of an order we have, unless it is recorded already (or the bot made it)."""
-    order = _order_paid_by(session, ref_id(refund.get("charge")), ref_id(refund.get("payment_intent")))
+def sync_refund(
+    session: Session, refund: Obj, counts: SyncCounts | None = None, *, bot_made: BotMade | None = None
+) -> Order | None:
+    """Record one refund of an order we have, unless it is recorded already."""
+    order = order_book.order_paid_by(
+        session, ref_id(refund.get("payment_intent")), ref_id(refund.get("charge"))
+    )
     if order is None:
         return None
-    return sync_refunds(
-        session, {"id": order.stripe_charge_id, "refunds": {"data": [refund]}}, counts, order=order
-    )
-
-
-def _order_paid_by(session: Session, charge_id: str | None, intent_id: str | None) -> Order | None:
-    order = session.scalar(select(Order).where(Order.stripe_charge_id == charge_id)) if charge_id else None
-    if order is None and intent_id:
-        order = session.scalar(select(Order).where(Order.stripe_payment_intent_id == intent_id))
-    return order
+    charge = {"id": order.stripe_charge_id, "refunds": {"data": [refund]}}
+    return sync_refunds(session, charge, counts, order=order, bot_made=bot_made)
 
 
 def sync_refunds(
-    session: Session, charge: Obj, counts: SyncCounts | None = None, *, order: Order | None = None
+    session: Session,
+    charge: Obj,
+    counts: SyncCounts | None = None,
+    *,
+    order: Order | None = None,
+    bot_made: BotMade | None = None,
 ) -> Order | None:
-    """Record each refund of a charge we have not recorded yet. Refunds the bot makes it records itself."""
-    order = order or _order_paid_by(session, charge.get("id"), ref_id(charge.get("payment_intent")))
+    """Record each refund of a charge not recorded yet. One the bot asked for goes to `bot_made` first, which
+    settles the bot's request for it."""
+    order = order or order_book.order_paid_by(session, ref_id(charge.get("payment_intent")), charge.get("id"))
     if order is None:
         return None
-    known = set(session.scalars(select(Refund.stripe_refund_id).where(Refund.order_id == order.id)))
     for refund in (charge.get("refunds") or {}).get("data", []):
-        if refund["id"] in known or BOT_METADATA in (refund.get("metadata") or {}):
-            continue
         if refund.get("status") not in (None, "succeeded", "pending"):
             continue
-        amount = min(int(refund["amount"]), order.total - order.amount_refunded - order.amount_refund_pending)
-        if amount <= 0:
+        metadata = refund.get("metadata") or {}
+        action_key = metadata.get(ACTION_KEY)
+        if action_key and bot_made is not None and bot_made(session, action_key, refund):
             continue
-        session.add(
-            Refund(
-                order_id=order.id,
-                amount=amount,
-                currency=order.currency,
-                reason=refund.get("reason"),
-                stripe_refund_id=refund["id"],
-                created_at=_time(refund.get("created")) or _now(),
-            )
+        recorded = order_book.add_refund(
+            session,
+            order,
+            amount=int(refund["amount"]),
+            stripe_refund_id=refund["id"],
+            created_at=_time(refund.get("created")) or _now(),
+            reason=refund.get("reason"),
+            requested_by=metadata.get("requested_by"),
         )
-        known.add(refund["id"])
-        order.amount_refunded += amount
-        if counts is not None:
+        if recorded is not None and counts is not None:
             counts.count("refunds", True)
-    if order.amount_refunded:
-        full = order.amount_refunded >= order.total
-        order.status = OrderStatus.REFUNDED.value if full else OrderStatus.PARTIALLY_REFUNDED.value
     return order

@@ -14,6 +14,16 @@ _FILTER_CODES: dict[str, str] = {"active": "a", "all": "l"}
 
 
 @dataclass(frozen=True)
+class Notice:
+    """The line on top of a record after someone acted on it: who, and what happened (their words are escaped
+    when drawn; `actor` is a Slack user id, drawn as a mention)."""
+
+    actor: str
+    said: str  # "refunded $12.50 of order #100021 (Jane Doe)"
+    pending: bool = False  # asked of Stripe, its answer not known yet
+
+
+@dataclass(frozen=True)
 class CardState:
     """Where a person is on a customer record card; carried in its buttons so the card needs no session."""
 
@@ -114,6 +124,19 @@ class RecurringSummary:
     installments_total: int | None = None
     installments_paid: int | None = None
 
+    @property
+    def ended(self) -> bool:
+        return self.status in ("canceled", "completed")
+
+    @property
+    def plan_status(self) -> str:
+        """Where a payment plan's Change status form starts: one of bot.actions.recurring.PLAN_STATUSES."""
+        if self.ended:
+            return "canceled_now"
+        if self.cancel_at_period_end:
+            return "canceled_period_end"
+        return "paused" if self.payments_paused else "active"
+
 
 @dataclass(frozen=True)
 class RecurringList:
@@ -157,6 +180,9 @@ class CustomerCard:
     subscriptions: RecurringList
     plans: RecurringList
     orders: OrderPage
+    awaiting: list[str] = field(
+        default_factory=list
+    )  # requests still awaiting Stripe's answer ("charge $5 …")
 
 
 @dataclass(frozen=True)
@@ -181,6 +207,7 @@ class RecurringRecord:
     paid_total: list[Money] = field(default_factory=list)
     refundable_payments: int = 0  # paid payments with something left to refund
     fingerprint: str = ""  # the state a change was asked against (see bot.records.recurring_fingerprint)
+    awaiting: list[str] = field(default_factory=list)  # changes still awaiting Stripe's answer
 
 
 @dataclass(frozen=True)
@@ -270,17 +297,35 @@ def parse_record_value(value: str) -> tuple[int, CardState]:
 
 @dataclass(frozen=True)
 class RefundQuote:
+    """What can be refunded on one order, as the refund form shows it."""
+
     order_id: int
     order_number: str
     customer_id: int
     customer_name: str
     paid: Money
     refunded: Money
+    awaiting: (
+        Money  # refunds asked of Stripe whose answer is not known yet: held back from what is refundable
+    )
     refundable: Money
     card: str | None
-    refunded_seen: (
-        int  # the order's refunds when the form opened: the refund's key, and a guard against change
-    )
+
+    @property
+    def seen(self) -> tuple[int, int]:
+        """The order as the person saw it (refunded, awaiting): a refund is asked against exactly this."""
+        return self.refunded.amount, self.awaiting.amount
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """A refund a person has filled in and is asked to confirm."""
+
+    order_id: int
+    amount: Money
+    reason: str | None  # Stripe's reason code; None for "other"
+    note: str | None
+    seen: tuple[int, int]  # the order's (refunded, awaiting) when the form was filled in
 
 
 @dataclass(frozen=True)
@@ -310,3 +355,46 @@ class Difference:
     our_email: str
     stripe_email: str | None
     crm_differences: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProductOption:
+    id: int
+    name: str
+    price: Money
+
+
+@dataclass(frozen=True)
+class NewOrderForm:
+    """What the New order form offers: the card it charges, the currencies and the merchant's products."""
+
+    customer_id: int
+    customer_name: str
+    card: str  # "Visa •••• 4242"
+    currency: str  # the customer's usual currency, chosen at first
+    currencies: tuple[str, ...]
+    products: list[ProductOption]
+    last_order_seen: int  # the customer's newest order when the form opened: part of the request's identity
+
+
+@dataclass(frozen=True)
+class NewOrderRequest:
+    """A new order a person has filled in and is asked to confirm."""
+
+    customer_id: int
+    description: str
+    unit_amount: Money
+    quantity: int
+    last_order_seen: int
+
+    @property
+    def total(self) -> Money:
+        return Money(self.unit_amount.amount * self.quantity, self.unit_amount.currency)
+
+
+@dataclass(frozen=True)
+class EmailForm:
+    customer_id: int
+    customer_name: str
+    email: str
+    in_stripe: bool

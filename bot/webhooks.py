@@ -50,11 +50,15 @@ class StripeWebhooks:
         gateway: StripeGateway,
         secret: str,
         *,
+        bot_made: stripe_sync.BotMade | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.gateway = gateway
         self.secret = secret
+        self.bot_made = (
+            bot_made  # records what Stripe made for one of the bot's own requests (bot.actions.settling)
+        )
         self.clock = clock
 
     def handle(self, payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
@@ -115,11 +119,15 @@ class StripeWebhooks:
                     session, fetch("customer", stripe_sync.ref_id(obj["customer"])), fetch
                 )
         elif event_type == "payment_intent.succeeded":
-            stripe_sync.sync_payment_intent(session, fetch("payment_intent", obj["id"]), fetch)
+            stripe_sync.sync_payment_intent(
+                session, fetch("payment_intent", obj["id"]), fetch, bot_made=self.bot_made
+            )
         elif event_type == "charge.refunded":
             charge = fetch("charge", obj["id"])
             refunds, _ = self.gateway.list_page("refund", charge=obj["id"])
-            stripe_sync.sync_refunds(session, {**charge, "refunds": {"data": refunds}})
+            stripe_sync.sync_refunds(
+                session, {**charge, "refunds": {"data": refunds}}, bot_made=self.bot_made
+            )
         elif kind == "invoice":
             return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
         elif kind == "customer.subscription":

@@ -1,29 +1,48 @@
-"""Slack listeners: parse what Slack sent, ask bot/ for the answer, send back what blocks/ renders."""
+"""Slack listeners: parse what Slack sent, ask bot/ for the answer, send back what blocks/ renders.
+
+One module per surface. Listeners are named, typed functions; the services they need come in by name through
+Bolt's context (`provide_services`), so a listener reads `refunds: Refunds` and holds no rules of its own.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 
 from bot.actions import Actions
-from bot.db import Database
-from bot.settings import Settings
+from bot.actions.email import EmailChanges
+from bot.actions.new_orders import NewOrders
+from bot.actions.recurring import SubscriptionChanges
+from bot.actions.refunds import Refunds
+from bot.records import Records
 
 
 @dataclass(frozen=True)
 class Services:
-    """What listeners need, handed in by the app factory."""
+    """What listeners may ask for, by these names."""
 
-    settings: Settings
-    db: Database
-    actions: Actions
+    records: Records
+    refunds: Refunds
+    subscriptions: SubscriptionChanges
+    new_orders: NewOrders
+    email: EmailChanges
+
+    @classmethod
+    def of(cls, records: Records, actions: Actions) -> Services:
+        return cls(records, actions.refunds, actions.subscriptions, actions.new_orders, actions.email)
 
 
 def register(app: App, services: Services) -> None:
-    from commands import actions, customer, email_sync, records
+    from commands import customer, email, email_sync, new_orders, records, recurring, refunds
 
-    customer.register(app, services)
-    records.register(app, services)
-    actions.register(app, services)
-    email_sync.register(app, services)
+    named: dict[str, Any] = {field.name: getattr(services, field.name) for field in fields(services)}
+
+    def provide_services(context: BoltContext, next_: Any) -> None:
+        context.update(named)
+        next_()
+
+    app.middleware(provide_services)
+    for surface in (customer, records, refunds, recurring, new_orders, email, email_sync):
+        surface.register(app)

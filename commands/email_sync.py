@@ -16,34 +16,34 @@ from blocks import ids
 from blocks.elements import section
 from blocks.email_sync import PUSH_EMAIL, parse_push_value, report_after_push
 from blocks.message import Message
-from bot.email_sync import old_emails, push_email
-from commands import Services
+from bot.actions.email import EmailChanges
+from bot.email_sync import old_emails
 from commands.replies import ephemeral, telling_the_user
 
 
-def register(app: App, services: Services) -> None:
-    crms = services.actions.crms
+def answer_push(ack: Ack) -> None:
+    ack()
 
-    def answer_now(ack: Ack) -> None:
-        ack()
 
-    def push(ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger) -> None:
-        # Slack was answered by answer_now. This listener's own Ack sends nothing; calling it tells
-        # telling_the_user to reply through the response URL, privately, as it does after any ack.
-        ack()
-        with telling_the_user(ack, respond, logger):
-            shown = parse_push_value(action["value"])
-            actor = body["user"]["id"]
-            summary = push_email(
-                services.actions, crms, actor, shown.customer_id, old_emails=old_emails(shown)
-            )
-            said = f"<@{actor}> {summary}."
-            blocks = (body.get("message") or {}).get("blocks")
-            if blocks:
-                report = report_after_push(blocks, shown.customer_id, said)
-                respond(replace_original=True, text=report.text, blocks=report.blocks)
-            respond(
-                replace_original=False, **ephemeral(Message.of(said, [section(f":white_check_mark: {said}")]))
-            )
+def push_email(
+    ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger, email: EmailChanges
+) -> None:
+    # Slack was answered by answer_push. This listener's own Ack sends nothing; calling it tells
+    # telling_the_user to reply through the response URL, privately, as it does after any ack.
+    ack()
+    with telling_the_user(ack, respond, logger):
+        shown = parse_push_value(action["value"])
+        actor = body["user"]["id"]
+        summary = email.push(actor, shown.customer_id, old_emails=old_emails(shown))
+        said = f"<@{actor}> {summary}."
+        blocks = (body.get("message") or {}).get("blocks")
+        if blocks:
+            report = report_after_push(blocks, shown.customer_id, said)
+            respond(replace_original=True, text=report.text, blocks=report.blocks)
+        respond(
+            replace_original=False, **ephemeral(Message.of(said, [section(f":white_check_mark: {said}")]))
+        )
 
-    app.action(ids.pattern(PUSH_EMAIL))(ack=answer_now, lazy=[push])
+
+def register(app: App) -> None:
+    app.action(ids.pattern(PUSH_EMAIL))(ack=answer_push, lazy=[push_email])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
+from datetime import datetime
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -12,9 +13,11 @@ from slack_sdk.errors import SlackApiError
 
 import commands
 from blocks.modals import audit_message
-from bot.actions import Actions, AuditEntry
+from bot.actions import Actions, build_actions
+from bot.actions.audit import AuditEntry
 from bot.crm import crms_from_settings
 from bot.db import Database
+from bot.records import Records
 from bot.settings import Settings
 from bot.stripe_gateway import StripeGateway
 
@@ -28,6 +31,8 @@ def create_app(
     client: WebClient | None = None,
     gateway: StripeGateway | None = None,
     listener_executor: Executor | None = None,
+    clock: Callable[[], datetime] | None = None,
+    actions: Actions | None = None,
 ) -> App:
     """The Bolt app with every listener registered.
 
@@ -48,17 +53,30 @@ def create_app(
     def log_unhandled(error: Exception, body: dict) -> None:
         logger.error("unhandled error for a %s request", body.get("type", "slash command"), exc_info=error)
 
+    actions = actions or actions_for(settings, db, client, gateway=gateway, clock=clock)
+    commands.register(app, commands.Services.of(Records(db), actions))
+    return app
+
+
+def actions_for(
+    settings: Settings,
+    db: Database,
+    client: WebClient,
+    *,
+    gateway: StripeGateway | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Actions:
+    """Every action, on the configured Stripe account and CRMs, audited to the audit channel."""
     if gateway is None and settings.stripe_api_key:
         gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
-    actions = Actions(
+    return build_actions(
         db,
         gateway,
         settings.payment_admins,
-        on_audit=audit_poster(client, settings.audit_channel),
         crms=crms_from_settings(settings),
+        on_audit=audit_poster(client, settings.audit_channel),
+        **({"clock": clock} if clock else {}),
     )
-    commands.register(app, commands.Services(settings=settings, db=db, actions=actions))
-    return app
 
 
 def audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry], None] | None:
@@ -70,7 +88,7 @@ def audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry
         message = audit_message(entry.actor, entry.action, entry.outcome, entry.summary, entry.stripe_id)
         try:
             client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
-        except SlackApiError:
+        except (SlackApiError, OSError):  # refused, or Slack unreachable
             logger.exception("could not post to the audit channel %s", channel)
 
     return post

@@ -14,11 +14,11 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from blocks import alerts as alert_blocks
 from bot import alerts
-from bot.actions import Actions, Settled
+from bot.actions.settling import Settled, Settler
 from bot.db import Database
 from bot.settings import Settings
 from bot.stripe_gateway import StripeGateway
-from runtime.app import audit_poster
+from runtime.app import actions_for
 
 logger = logging.getLogger("customer_bot.jobs")
 
@@ -92,9 +92,9 @@ def run_email_sync(db: Database, client: WebClient, channel: str, settings: Sett
     return len(check.differences)
 
 
-def run_settle_unanswered(actions: Actions) -> Settled:
-    """Settle the refunds and charges whose answer from Stripe was lost and that nobody retried."""
-    settled = actions.settle_unanswered()
+def run_settle_unanswered(settler: Settler) -> Settled:
+    """Settle the requests whose answer from Stripe was lost and that nobody retried."""
+    settled = settler.settle_unanswered()
     logger.info(
         "unanswered requests: %s found in Stripe and recorded, %s never made and let go, %s to ask again",
         settled.recorded,
@@ -113,16 +113,9 @@ def scheduled_jobs(settings: Settings) -> dict[str, Callable[[], object]]:
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     channel = settings.alerts_channel
     assert channel is not None  # require_jobs checked it
-    gateway = (
-        StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
-        if settings.stripe_api_key
-        else None
-    )
-    actions = Actions(
-        db, gateway, settings.payment_admins, on_audit=audit_poster(client, settings.audit_channel)
-    )
+    actions = actions_for(settings, db, client)
     return {
         "missed-payments": lambda: run_missed_payments(db, client, channel),
         "email-sync": lambda: run_email_sync(db, client, channel, settings),
-        "settle-unanswered": lambda: run_settle_unanswered(actions),
+        "settle-unanswered": lambda: run_settle_unanswered(actions.settler),
     }

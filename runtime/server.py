@@ -11,22 +11,26 @@ from bot.settings import Settings
 
 def build_web_app(settings: Settings):
     """The WSGI application: the Bolt app on the configured database, wrapped with our routes."""
+    from slack_sdk import WebClient
+
     from bot.db import Database
     from bot.stripe_gateway import StripeGateway
     from bot.webhooks import StripeWebhooks
-    from runtime.app import create_app
+    from runtime.app import actions_for, create_app
     from runtime.web import WebApp
 
     db = Database(settings.database_url)
     gateway = None
     if settings.stripe_api_key:
         gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    actions = actions_for(settings, db, client, gateway=gateway)
     webhooks = (
-        StripeWebhooks(db, gateway, settings.stripe_webhook_secret)
+        StripeWebhooks(db, gateway, settings.stripe_webhook_secret, bot_made=actions.settler.bot_made)
         if gateway and settings.stripe_webhook_secret
         else None
     )
-    return WebApp(create_app(settings, db, gateway=gateway), db, webhooks)
+    return WebApp(create_app(settings, db, client=client, actions=actions), db, webhooks)
 
 
 class _Gunicorn(BaseApplication):

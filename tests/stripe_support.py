@@ -305,11 +305,9 @@ class RecordingHTTPClient(stripe.HTTPClient):
 
 
 def recording_gateway(recorder: RecordingHTTPClient, api_key: str = "sk_test_recorded") -> StripeGateway:
-    """A gateway made by `StripeGateway.connect` (so with its real settings) that talks to `recorder`, with the
-    gateway's own rate-limit pauses set to zero."""
-    gateway = StripeGateway.connect(api_key, http_client=recorder)
-    gateway._rate_limit_delays = tuple(0.0 for _ in gateway._rate_limit_delays)
-    return gateway
+    """A gateway made by `StripeGateway.connect` (so with its real settings) that talks to `recorder`; its pauses
+    between retries are recorded in `recorder.sleeps` instead of slept."""
+    return StripeGateway.connect(api_key, http_client=recorder, sleep=recorder.sleeps.append)
 
 
 def subscription_body(subscription_id: str = "sub_recorded", **fields: Any) -> dict[str, Any]:

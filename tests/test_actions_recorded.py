@@ -9,16 +9,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from bot.actions.ledger import IN_FLIGHT
 from bot.models import ActionAttempt, Order, Recurring
-from bot.stripe_gateway import MAX_NETWORK_RETRIES
+from bot.stripe_gateway import CallLimits
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.app import create_app
 from runtime.web import WebApp
 from tests import factories as make
+from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of
 from tests.stripe_support import RecordingHTTPClient, recording_gateway, subscription_body
 
+RETRIES = len(CallLimits().retry_delays)  # the gateway's retries of one call, within its budget
 ADMIN = "U0ADMIN01"
 
 
@@ -28,9 +31,14 @@ def recorder() -> RecordingHTTPClient:
 
 
 @pytest.fixture
-def acting(db, slack, recorder) -> Harness:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def acting(db, slack, recorder, clock) -> Harness:
     settings = settings_for(db, slack, payment_admins=frozenset({ADMIN}))
-    web = WebApp(create_app(settings, db, gateway=recording_gateway(recorder)), db)
+    web = WebApp(create_app(settings, db, gateway=recording_gateway(recorder), clock=clock), db)
     return Harness(
         settings, db, slack, web, SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET, user_id=ADMIN)
     )
@@ -140,9 +148,9 @@ def start_refund_that_stripe_never_answers(acting: Harness, recorder: RecordingH
     form = acting.slack.latest_view()
     acting.person.submit(form, {"amount": "10.00"})
     confirm = acting.slack.views[form["id"]]
-    recorder.fail_with_connection_error(times=1 + MAX_NETWORK_RETRIES)  # every try of this request
+    recorder.fail_with_connection_error(times=1 + RETRIES)  # every try of this request
     acting.person.submit(confirm)
-    assert "Stripe" in result_text(acting, form["id"])
+    assert "cannot tell yet whether it went through" in result_text(acting, form["id"])
     with acting.db.session() as s:
         order = s.get(Order, order_id)
         assert (order.amount_refunded, order.amount_refund_pending) == (0, 1000), (
@@ -156,9 +164,23 @@ def refunds_sent(recorder: RecordingHTTPClient) -> list:
     return [r for r in recorder.requests if r.method == "POST" and r.path == "/v1/refunds"]
 
 
-def test_after_an_unknown_outcome_a_retry_asks_stripe_first_and_refunds_once(acting, recorder):
+def test_a_retry_while_the_request_may_still_be_on_its_way_sends_nothing(acting, recorder, clock):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    sent = len(recorder.requests)
+
+    clock.advance(IN_FLIGHT - timedelta(seconds=5))
+    acting.person.submit(confirm)
+
+    assert "already on its way to Stripe" in result_text(acting, form["id"])
+    assert len(recorder.requests) == sent, "nothing sent: the first request could still land"
+    with acting.db.session() as s:
+        assert s.get(Order, order_id).amount_refund_pending == 1000
+
+
+def test_after_an_unknown_outcome_a_retry_asks_stripe_first_and_refunds_once(acting, recorder, clock):
     order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
     first_key = refunds_sent(recorder)[0].header("Idempotency-Key")
+    clock.advance(IN_FLIGHT + timedelta(seconds=1))
     recorder.respond({"object": "list", "data": [], "has_more": False})  # Stripe has no such refund
     recorder.respond(
         {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
@@ -180,8 +202,9 @@ def test_after_an_unknown_outcome_a_retry_asks_stripe_first_and_refunds_once(act
         assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
 
 
-def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, recorder):
+def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, recorder, clock):
     order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    clock.advance(IN_FLIGHT + timedelta(seconds=1))
     marker = refunds_sent(recorder)[0].params["metadata[action_key]"]
     sent_before = len(refunds_sent(recorder))
     made = {"id": "re_seen", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}

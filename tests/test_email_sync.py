@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from blocks.email_sync import email_sync_report, listed_differences
 from blocks.limits import message_problems
-from bot.actions import Actions, Failed, NotAllowed
+from bot.actions import build_actions
+from bot.actions.outcomes import Failed, NotAllowed
 from bot.crm.activecampaign import ActiveCampaign
 from bot.crm.keap import Keap
-from bot.email_sync import check_emails, push_email
+from bot.email_sync import check_emails
 from bot.models import AuditEvent, Customer
 from bot.stripe_gateway import StripeGateway
 from bot.viewmodels import Difference
@@ -438,11 +439,11 @@ def test_a_stripe_failure_stops_the_push_before_any_crm(db, stripe_client, gatew
     activecampaign.add("jane.old@example.com")
     with db.session() as s:
         stripe_client.v1.customers.delete(s.get(Customer, jane).stripe_customer_id)
-    actions = Actions(db, gateway, frozenset({ADMIN}))
     crm = ActiveCampaign(activecampaign.url, AC_TOKEN, **no_wait())
+    email = build_actions(db, gateway, frozenset({ADMIN}), crms=[crm]).email
 
     with pytest.raises(Failed, match="Stripe has no record of this customer"):
-        push_email(actions, [crm], ADMIN, jane, old_emails=["jane.old@example.com"])
+        email.push(ADMIN, jane, old_emails=["jane.old@example.com"])
 
     assert activecampaign.requests == []
     assert [outcome for _, outcome, _ in audit_rows(db, jane)] == ["failed"]
@@ -452,15 +453,15 @@ def test_a_customer_not_in_stripe_is_pushed_to_the_crms_only(db, activecampaign)
     with db.session() as s:
         jane = make.customer(s, "Jane Doe", "jane.new@example.com").id
     old = activecampaign.add("jane.old@example.com")
-    actions = Actions(db, None, frozenset({ADMIN}))
     crm = ActiveCampaign(activecampaign.url, AC_TOKEN, **no_wait())
+    email = build_actions(db, None, frozenset({ADMIN}), crms=[crm]).email
 
-    summary = push_email(actions, [crm], ADMIN, jane, old_emails=["jane.old@example.com"])
+    summary = email.push(ADMIN, jane, old_emails=["jane.old@example.com"])
 
     assert summary == "pushed Jane Doe's email jane.new@example.com to ActiveCampaign"
     assert activecampaign.contacts[old] == "jane.new@example.com"
     with pytest.raises(NotAllowed):
-        push_email(actions, [crm], SOMEONE, jane)
+        email.push(SOMEONE, jane)
 
 
 def test_changing_an_email_names_the_crms_that_still_hold_the_old_one(

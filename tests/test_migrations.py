@@ -20,7 +20,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0003"
+    assert current_revision(db.engine) == "0004"
 
 
 def test_the_database_itself_refuses_refunds_beyond_the_total(db):

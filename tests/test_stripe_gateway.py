@@ -12,11 +12,11 @@ import pytest
 import stripe
 
 import devkit.local_stripe as local_stripe_module
+from bot.models import Recurring, Subscription
 from bot.stripe_gateway import (
     API_VERSION,
-    MAX_NETWORK_RETRIES,
-    RATE_LIMIT_RETRY_DELAYS,
     AuthenticationRequired,
+    CallLimits,
     CardDeclined,
     ChargeResult,
     RefundResult,
@@ -24,6 +24,7 @@ from bot.stripe_gateway import (
     StripeRejected,
     StripeUnavailable,
 )
+from bot.stripe_sync import apply_subscription_state
 from devkit.local_stripe import LocalStripe, LocalStripeUnavailable
 from tests.stripe_support import (
     CARD_AUTHENTICATION_REQUIRED,
@@ -146,23 +147,39 @@ def test_authentication_required_in_localstripe(
     assert caught.value.payment_intent_id is not None
 
 
+def recorded(subscription: dict) -> Recurring:
+    """A subscription as Stripe answered it, as our record of it becomes (the one mapping, bot.stripe_sync)."""
+    row = Subscription(stripe_subscription_id=subscription["id"], status="active")
+    apply_subscription_state(row, subscription)
+    return row
+
+
 def test_cancel_now(stripe_gateway: StripeGateway, stripe_client: stripe.StripeClient) -> None:
     customer, _ = stripe_customer_with_card(stripe_client, email())
     subscription = stripe_subscription(stripe_client, customer, 1500, "usd", "month")
     before = datetime.now(UTC).replace(microsecond=0)
 
-    result = stripe_gateway.cancel_subscription(subscription, at_period_end=False, idempotency_key=key())
+    result = recorded(
+        stripe_gateway.cancel_subscription(subscription, at_period_end=False, idempotency_key=key())
+    )
 
-    assert (result.id, result.status, result.cancel_at_period_end) == (subscription, "canceled", False)
+    assert (result.stripe_subscription_id, result.status, result.cancel_at_period_end) == (
+        subscription,
+        "canceled",
+        False,
+    )
     assert result.canceled_at is not None and result.canceled_at >= before
     assert result.canceled_at.tzinfo is UTC
+    assert result.next_bill_at is None
 
 
 def test_cancel_at_period_end(stripe_gateway: StripeGateway, stripe_client: stripe.StripeClient) -> None:
     customer, _ = stripe_customer_with_card(stripe_client, email())
     subscription = stripe_subscription(stripe_client, customer, 9900, "usd", "year", {"plan_kind": "annual"})
 
-    result = stripe_gateway.cancel_subscription(subscription, at_period_end=True, idempotency_key=key())
+    result = recorded(
+        stripe_gateway.cancel_subscription(subscription, at_period_end=True, idempotency_key=key())
+    )
 
     assert (result.status, result.cancel_at_period_end, result.payments_paused) == ("active", True, False)
     assert result.current_period_end is not None
@@ -211,8 +228,10 @@ def test_pause_until_a_date() -> None:
     resumes = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
     idempotency_key = key()
 
-    result = recording_gateway(recorder).pause_payments(
-        "sub_recorded", resumes_at=resumes, idempotency_key=idempotency_key
+    result = recorded(
+        recording_gateway(recorder).pause_payments(
+            "sub_recorded", resumes_at=resumes, idempotency_key=idempotency_key
+        )
     )
 
     assert_write(recorder, "POST", "/v1/subscriptions/sub_recorded", idempotency_key)
@@ -231,8 +250,10 @@ def test_pause_until_resumed() -> None:
     )
     idempotency_key = key()
 
-    result = recording_gateway(recorder).pause_payments(
-        "sub_recorded", resumes_at=None, idempotency_key=idempotency_key
+    result = recorded(
+        recording_gateway(recorder).pause_payments(
+            "sub_recorded", resumes_at=None, idempotency_key=idempotency_key
+        )
     )
 
     assert_write(recorder, "POST", "/v1/subscriptions/sub_recorded", idempotency_key)
@@ -245,7 +266,9 @@ def test_resume() -> None:
     recorder = RecordingHTTPClient(subscription_body())
     idempotency_key = key()
 
-    result = recording_gateway(recorder).resume_payments("sub_recorded", idempotency_key=idempotency_key)
+    result = recorded(
+        recording_gateway(recorder).resume_payments("sub_recorded", idempotency_key=idempotency_key)
+    )
 
     assert_write(recorder, "POST", "/v1/subscriptions/sub_recorded", idempotency_key)
     assert recorder.last.params == {"pause_collection": ""}
@@ -258,13 +281,15 @@ def test_move_next_bill_date() -> None:
     recorder = RecordingHTTPClient(subscription_body(status="trialing", trial_end=int(when.timestamp())))
     idempotency_key = key()
 
-    result = recording_gateway(recorder).move_next_bill_date(
-        "sub_recorded", when, idempotency_key=idempotency_key
+    result = recorded(
+        recording_gateway(recorder).move_next_bill_date("sub_recorded", when, idempotency_key=idempotency_key)
     )
 
     assert_write(recorder, "POST", "/v1/subscriptions/sub_recorded", idempotency_key)
     assert recorder.last.params == {"trial_end": str(int(when.timestamp())), "proration_behavior": "none"}
-    assert (result.status, result.trial_end) == ("trialing", when)
+    assert (result.status, result.next_bill_at) == ("trialing", when), (
+        "a moved bill date is the next bill date"
+    )
     assert result.current_period_end == datetime.fromtimestamp(1_900_000_000, UTC)  # read from the items
 
 
@@ -277,7 +302,7 @@ def test_move_next_bill_date_needs_an_aware_time() -> None:
 
 def test_current_period_end_on_the_subscription_for_older_api_versions() -> None:
     recorder = RecordingHTTPClient(subscription_body(current_period_end=1_850_000_000, items={"data": []}))
-    result = recording_gateway(recorder).resume_payments("sub_recorded", idempotency_key=key())
+    result = recorded(recording_gateway(recorder).resume_payments("sub_recorded", idempotency_key=key()))
     assert result.current_period_end == datetime.fromtimestamp(1_850_000_000, UTC)
 
 
@@ -488,7 +513,7 @@ def test_connection_error_forever_leaves_the_outcome_unknown() -> None:
         recording_gateway(recorder).refund("pi_1", 100, reason=None, metadata={}, idempotency_key=key())
 
     assert caught.value.outcome_unknown is True
-    assert len(recorder.requests) == 1 + MAX_NETWORK_RETRIES
+    assert len(recorder.requests) == 1 + len(CallLimits().retry_delays)
 
 
 def test_rate_limit_is_retried_with_the_same_key() -> None:
@@ -500,7 +525,7 @@ def test_rate_limit_is_retried_with_the_same_key() -> None:
         "sub_recorded", at_period_end=True, idempotency_key=idempotency_key
     )
 
-    assert result.id == "sub_recorded"
+    assert result["id"] == "sub_recorded"
     assert len(recorder.requests) == 2
     assert {r.header("Idempotency-Key") for r in recorder.requests} == {idempotency_key}
 
@@ -514,7 +539,7 @@ def test_rate_limit_forever() -> None:
         )
 
     assert caught.value.outcome_unknown is False  # Stripe refused before doing anything
-    assert len(recorder.requests) == 1 + len(RATE_LIMIT_RETRY_DELAYS)
+    assert len(recorder.requests) == 1 + len(CallLimits().retry_delays)
     assert (recorder.requests[0].method, recorder.requests[0].path) == (
         "DELETE",
         "/v1/subscriptions/sub_recorded",
@@ -531,7 +556,7 @@ def test_server_error_forever_leaves_the_outcome_unknown() -> None:
         )
 
     assert caught.value.outcome_unknown is True
-    assert len(recorder.requests) == 1 + MAX_NETWORK_RETRIES
+    assert len(recorder.requests) == 1 + len(CallLimits().retry_delays)
     assert {r.header("Idempotency-Key") for r in recorder.requests} == {idempotency_key}
 
 

@@ -18,7 +18,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,6 +84,15 @@ def crms_from_settings(settings: Settings) -> list[Crm]:
 def same_email(a: str | None, b: str | None) -> bool:
     """Emails compared as people and CRMs do: surrounding spaces and case ignored."""
     return (a or "").strip().lower() == (b or "").strip().lower()
+
+
+def distinct_emails(emails: Iterable[str]) -> list[str]:
+    """Each address once (as `same_email` compares them), in the order first seen."""
+    seen: list[str] = []
+    for email in emails:
+        if not any(same_email(email, s) for s in seen):
+            seen.append(email)
+    return seen
 
 
 class JsonApi:

@@ -1,0 +1,68 @@
+"""Acting on records: refunds, subscription and payment plan changes, new orders, email changes. Slack, the shell
+and the scheduler all act through here.
+
+One module per family of actions (`refunds`, `recurring`, `new_orders`, `email`); each checks a request with its
+rules (field → problem, for the form to show), then hands it to the exactly-once `ledger`. `settling` ends the
+requests whose answer from Stripe was lost; `permission` says who may act; `audit` keeps the trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.actions.audit import AuditEntry, AuditTrail
+from bot.actions.email import EmailChanges
+from bot.actions.ledger import Ledger
+from bot.actions.new_orders import NewOrders
+from bot.actions.permission import Permission
+from bot.actions.recurring import CHANGES, SubscriptionChanges
+from bot.actions.refunds import Refunds
+from bot.actions.settling import Settler
+from bot.actions.stripe_access import StripeAccess
+from bot.crm import Crm
+from bot.db import Database
+from bot.stripe_gateway import StripeGateway
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Actions:
+    refunds: Refunds
+    subscriptions: SubscriptionChanges
+    new_orders: NewOrders
+    email: EmailChanges
+    settler: Settler
+    permission: Permission
+    audit: AuditTrail
+
+
+def build_actions(
+    db: Database,
+    gateway: StripeGateway | None,
+    admins: frozenset[str],
+    *,
+    crms: Sequence[Crm] = (),
+    on_audit: Callable[[AuditEntry], None] | None = None,
+    clock: Callable[[], datetime] = _now,
+) -> Actions:
+    """Every family of actions on one ledger and one audit trail."""
+    audit = AuditTrail(db, clock, on_audit)
+    permission = Permission(admins, audit)
+    stripe = StripeAccess(gateway, audit)
+    ledger = Ledger(db, audit, clock)
+    refunds = Refunds(db, ledger, permission, stripe, clock)
+    subscriptions = SubscriptionChanges(db, ledger, permission, stripe, clock)
+    new_orders = NewOrders(db, ledger, permission, stripe, clock)
+    email = EmailChanges(db, ledger, permission, stripe, crms, clock)
+    effects = {
+        "refund": refunds.effect_for,
+        "new_order": new_orders.effect_for,
+        "change_email": email.effect_for,
+        **dict.fromkeys(CHANGES, subscriptions.effect_for),
+    }
+    return Actions(refunds, subscriptions, new_orders, email, Settler(ledger, effects), permission, audit)

@@ -1,0 +1,264 @@
+"""A customer's email: changed in our record and in Stripe together (naming the connected CRMs that still hold the
+old address), and pushed from our record to Stripe and the CRMs from the email-sync report."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.actions.audit import AuditEntry
+from bot.actions.ledger import Attempt, Intent, Ledger, Made
+from bot.actions.outcomes import Done, Failed, Pending, Problems
+from bot.actions.permission import Permission
+from bot.actions.stripe_access import StripeAccess
+from bot.crm import Crm, CrmError, distinct_emails, same_email
+from bot.db import Database
+from bot.models import Customer
+from bot.naming import shown_name
+from bot.records import RecordNotFound
+from bot.search import index_customer
+from bot.shared import Shared
+from bot.stripe_gateway import StripeFailure, StripeGateway
+from bot.viewmodels import EmailForm
+
+CHANGE, PUSH = "change_email", "push_email"
+MAX_LENGTH = 254
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+def email_problems(email: str, current: str | None = None) -> Problems:
+    """Field → what is wrong with a new email address; empty when it may be used."""
+    email = email.strip()
+    if not _EMAIL.match(email) or len(email) > MAX_LENGTH:
+        return {"email": "Enter an email address like jane@example.com."}
+    if current is not None and email == current:
+        return {"email": "That is already the email on file."}
+    return {}
+
+
+class EmailChanges(Shared):
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        permission: Permission,
+        stripe: StripeAccess,
+        crms: Sequence[Crm],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.permission = permission
+        self.stripe = stripe
+        self.crms = list(crms)
+        self.clock = clock
+
+    def form(self, actor: str, customer_id: int) -> EmailForm:
+        self.permission.require(actor, CHANGE, "customer", customer_id)
+        with self.db.session() as session:
+            customer = _customer(session, customer_id)
+            name = shown_name(customer.name, customer.email)
+            return EmailForm(customer_id, name, customer.email, customer.stripe_customer_id is not None)
+
+    def change(self, actor: str, customer_id: int, new_email: str) -> Done | Pending:
+        """Our record and the Stripe customer get `new_email`; the summary names CRMs still holding the old."""
+        self.permission.require(actor, CHANGE, "customer", customer_id)
+        new_email = new_email.strip()
+        with self.db.session() as session:
+            customer = _customer(session, customer_id)
+            old_email, stripe_customer = customer.email, customer.stripe_customer_id
+            name = shown_name(customer.name, customer.email)
+        gateway = self.stripe.require(actor, CHANGE, "customer", customer_id) if stripe_customer else None
+        problems = email_problems(new_email, old_email)
+        where = (
+            "our records and Stripe" if stripe_customer else "our records (this customer is not in Stripe)"
+        )
+        if not problems:
+            where += self._crms_holding(old_email)
+        intent = Intent(
+            actor=actor,
+            action=CHANGE,
+            target=("customer", customer_id),
+            identity={"from": old_email, "to": new_email},
+            asked=f"change {name}'s email from {old_email} to {new_email}",
+            done=f"changed {name}'s email from {old_email} to {new_email} in {where}",
+            customer_id=customer_id,
+            record=("customer", customer_id),
+            request={"stripe_customer": stripe_customer, "email": new_email},
+        )
+        effect = EmailEffect(gateway, customer_id, intent.request)
+        return self.ledger.perform(intent, effect, problems)
+
+    def effect_for(self, attempt: Attempt) -> EmailEffect:
+        return EmailEffect(self.stripe.gateway_or_none(), attempt.target[1], attempt.request)
+
+    def _crms_holding(self, old_email: str) -> str:
+        """Which connected CRMs still have the old address: the email check's push changes them."""
+        if not self.crms:
+            return "; no CRMs are connected to the bot, so no other system holds the old address"
+        holding, unasked = [], []
+        for crm in self.crms:
+            try:
+                if crm.find_contact(old_email) is not None:
+                    holding.append(crm.name)
+            except CrmError:
+                unasked.append(crm.name)
+        if holding:
+            verb = "has" if len(holding) == 1 else "have"
+            text = f"; {_and(holding)} still {verb} the old address (push it from the email check)"
+        else:
+            text = "; no connected CRM has the old address"
+        if unasked:
+            text += f" ({_and(unasked)} could not be asked)"
+        return text
+
+    # Pushing from the email-sync report ---------------------------------------------------------------------
+
+    def push(self, actor: str, customer_id: int, *, old_emails: Iterable[str] = ()) -> str:
+        """Put our email for this customer into Stripe and into each CRM holding an old address; returns one plain
+        sentence saying what happened. Only payment admins may; every outcome is audited.
+
+        Stripe is read first (one call): if it already has our address nothing is sent; otherwise its address is
+        one of the old ones to look for in the CRMs, with `old_emails` (what the report showed, for when Stripe was
+        fixed by an earlier push that a CRM then failed). A CRM that already has a contact under our address is
+        left alone; one without a contact under any old address has nothing to change.
+
+        A Stripe failure stops the push before any CRM is touched; a CRM failure does not stop the others. Either
+        raises `Failed` (after the audit) saying what was done and what was not. Our record is never changed."""
+        self.permission.require(actor, PUSH, "customer", customer_id)
+        with self.db.session() as session:
+            customer = _customer(session, customer_id)
+            ours, stripe_id = customer.email.strip(), customer.stripe_customer_id
+            name = shown_name(customer.name, customer.email)
+
+        def audit(outcome: str, summary: str) -> None:
+            self.ledger.audit.write(
+                AuditEntry(actor, PUSH, "customer", customer_id, outcome, summary, None, stripe_id)
+            )
+
+        olds = [e.strip() for e in old_emails if e and e.strip() and not same_email(e, ours)]
+        pushed: list[str] = []
+        already: list[str] = []
+        if stripe_id:
+            gateway = self.stripe.require(actor, PUSH, "customer", customer_id)
+            try:
+                theirs = gateway.customer_email(stripe_id)
+                if same_email(theirs, ours):
+                    already.append("Stripe")
+                else:
+                    if theirs:
+                        olds.insert(0, theirs)
+                    gateway.update_email(
+                        stripe_id, ours, idempotency_key=_push_key(customer_id, ours, theirs)
+                    )
+                    pushed.append("Stripe")
+            except StripeFailure as failure:
+                audit(
+                    "unknown" if failure.outcome_unknown else "failed",
+                    f"pushing {ours} to Stripe: {failure.user_message}",
+                )
+                raise Failed(failure.user_message) from failure
+
+        missing: list[str] = []
+        failures: list[str] = []
+        for crm in self.crms:
+            try:
+                if crm.find_contact(ours) is not None:
+                    already.append(crm.name)
+                    continue
+                for old in distinct_emails(olds):
+                    contact = crm.find_contact(old)
+                    if contact is not None:
+                        crm.change_email(contact, ours)
+                        pushed.append(crm.name)
+                        break
+                else:
+                    missing.append(crm.name)
+            except CrmError as error:
+                failures.append(error.user_message)
+
+        summary = _push_summary(name, ours, pushed, already, missing)
+        if failures:
+            done = f"Pushed {ours} to {_and(pushed)}, but " if pushed else ""
+            message = f"{done}{' '.join(failures)} Our record is unchanged."
+            message = message[0].upper() + message[1:]
+            audit("failed", f"{summary}; failed: {' '.join(failures)}")
+            raise Failed(message)
+        audit("succeeded", summary)
+        return summary
+
+
+@dataclass(frozen=True)
+class EmailEffect:
+    """A new email on the Stripe customer (when there is one), and on our record."""
+
+    gateway: StripeGateway | None
+    customer_id: int
+    request: Mapping[str, Any]
+
+    def call(self, idempotency_key: str) -> Made:
+        stripe_customer = self.request["stripe_customer"]
+        if stripe_customer:
+            self._gateway().update_email(
+                stripe_customer, self.request["email"], idempotency_key=idempotency_key
+            )
+        return Made(stripe_customer)
+
+    def find(self) -> Made | None:
+        stripe_customer = self.request["stripe_customer"]
+        if not stripe_customer:
+            return Made(None)  # nothing to ask of Stripe: only our record was to change
+        email = self._gateway().customer_email(stripe_customer)
+        return Made(stripe_customer) if same_email(email, self.request["email"]) else None
+
+    def made_from(self, obj: Mapping[str, Any]) -> Made:
+        return Made(obj.get("id"))
+
+    def record(self, session: Session, made: Made, now: datetime) -> None:
+        customer = _customer(session, self.customer_id)
+        customer.email = self.request["email"]
+        index_customer(session, customer)
+
+    def _gateway(self) -> StripeGateway:
+        if self.gateway is None:
+            raise RuntimeError("Stripe is not connected")
+        return self.gateway
+
+
+def _customer(session: Session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise RecordNotFound("customer", customer_id)
+    return customer
+
+
+def _push_summary(name: str, ours: str, pushed: list[str], already: list[str], missing: list[str]) -> str:
+    if pushed:
+        parts = [f"pushed {name}'s email {ours} to {_and(pushed)}"]
+        if already:
+            parts.append(f"{_and(already)} already had it")
+    elif already:
+        parts = [f"checked {name}'s email {ours}: {_and(already)} already had it, nothing was changed"]
+    else:
+        parts = [f"nothing to push for {name}: no connected system holds an old address"]
+    if missing:
+        verb = "has" if len(missing) == 1 else "have"
+        parts.append(f"{_and(missing)} {verb} no contact under the old or the new address")
+    return "; ".join(parts)
+
+
+def _push_key(customer_id: int, ours: str, theirs: str | None) -> str:
+    """Derived from our row and what Stripe held, so a retry of the same push is one change in Stripe."""
+    to = hashlib.sha256(ours.encode()).hexdigest()[:16]
+    was = hashlib.sha256((theirs or "").encode()).hexdigest()[:16]
+    return f"push_email:customer:{customer_id}:{to}:from:{was}"
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

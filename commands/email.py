@@ -1,0 +1,69 @@
+"""Change email from Slack: the button on a customer card, the form, and the change (our record and Stripe)."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from blocks import ids, modals
+from bot.actions.email import EmailChanges, email_problems
+from bot.records import Records
+from bot.viewmodels import CardState
+from commands.acting import act_and_tell
+from commands.forms import Form, text
+from commands.replies import telling_the_user
+
+TITLE = "Change email"
+
+
+def open_change_email(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    email: EmailChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        back = CardState.decode(action["value"])
+        offered = email.form(body["user"]["id"], back.customer_id)
+        form = Form.opened_from(body, ("customer", back.customer_id), back)
+        client.views_open(
+            trigger_id=body["trigger_id"], view=modals.change_email_form(offered, form.encode())
+        )
+
+
+def start_change_email(ack: Ack, view: dict) -> None:
+    problems = email_problems(text(view["state"]["values"], modals.EMAIL))
+    if problems:
+        ack(response_action="errors", errors=problems)
+    else:
+        ack(response_action="update", view=modals.working(TITLE, "Changing the email…"))
+
+
+def change_email(
+    body: dict, view: dict, client: WebClient, logger: logging.Logger, email: EmailChanges, records: Records
+) -> None:
+    new_email = text(view["state"]["values"], modals.EMAIL)
+    if email_problems(new_email):
+        return  # the person was shown the problems and the form stays open
+    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
+    act_and_tell(
+        TITLE,
+        lambda: email.change(actor, form.shown[1], new_email),
+        form=form,
+        actor=actor,
+        view_id=view["id"],
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+def register(app: App) -> None:
+    app.action(ids.CHANGE_EMAIL)(open_change_email)
+    app.view(modals.CHANGE_EMAIL_FORM)(ack=start_change_email, lazy=[change_email])

@@ -1,0 +1,288 @@
+"""Changing a subscription or payment plan from Slack: Cancel, Pause payments, Resume payments, Change next bill
+date and a plan's Change status, each a button on its record and (but Resume) a form."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from blocks import ids, modals
+from bot.actions import recurring as changes
+from bot.actions.outcomes import Problems
+from bot.actions.recurring import SubscriptionChanges
+from bot.records import Records
+from bot.viewmodels import RecurringRecord, parse_record_value
+from commands.acting import act_and_tell, failure_message, notice_of
+from commands.forms import Form, picked_date, selected
+from commands.records import render_record
+from commands.replies import ephemeral, telling_the_user
+
+BuildForm = Callable[[RecurringRecord, str], dict]
+
+
+def _open_form(
+    body: dict,
+    action: dict,
+    client: WebClient,
+    subscriptions: SubscriptionChanges,
+    change: str,
+    build: BuildForm,
+) -> None:
+    recurring_id, back = parse_record_value(action["value"])
+    record = subscriptions.form(body["user"]["id"], change, recurring_id, back)
+    form = Form.opened_from(body, ("recurring", recurring_id), back, id=recurring_id, seen=record.fingerprint)
+    client.views_open(trigger_id=body["trigger_id"], view=build(record, form.encode()))
+
+
+def open_cancel_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        _open_form(body, action, client, subscriptions, changes.CANCEL, modals.cancel_form)
+
+
+def open_pause_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        earliest = subscriptions.today()
+        _open_form(
+            body,
+            action,
+            client,
+            subscriptions,
+            changes.PAUSE,
+            lambda r, meta: modals.pause_form(r, earliest, meta),
+        )
+
+
+def open_bill_date_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        earliest = subscriptions.today()
+
+        def build(record: RecurringRecord, meta: str) -> dict:
+            return modals.next_bill_date_form(record, earliest, meta)
+
+        _open_form(body, action, client, subscriptions, changes.MOVE_BILL_DATE, build)
+
+
+def open_plan_status_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        _open_form(body, action, client, subscriptions, "change_plan_status", modals.plan_status_form)
+
+
+# The submits that act: checked as Slack waits (field errors stay in the form), then done in a lazy listener.
+
+
+def _working(ack: Ack, title: str, working: str, problems: Problems) -> None:
+    if problems:
+        ack(response_action="errors", errors=problems)
+    else:
+        ack(response_action="update", view=modals.working(title, working))
+
+
+def start_cancel(ack: Ack) -> None:
+    _working(ack, "Cancel", "Cancelling…", {})
+
+
+def cancel(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
+    at_period_end = selected(view["state"]["values"], modals.WHEN) != "now"
+    act_and_tell(
+        "Cancel",
+        lambda: subscriptions.cancel(
+            actor, form.data["id"], at_period_end=at_period_end, seen=form.data["seen"]
+        ),
+        form=form,
+        actor=actor,
+        view_id=view["id"],
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+def _pause_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
+    values = view["state"]["values"]
+    until_a_date = selected(values, modals.WHEN) == "until_date"
+    return changes.pause_problems(until_a_date, picked_date(values, modals.RESUMES_AT), subscriptions.today())
+
+
+def start_pause(ack: Ack, view: dict, subscriptions: SubscriptionChanges) -> None:
+    _working(ack, "Pause payments", "Pausing payments…", _pause_problems(view, subscriptions))
+
+
+def pause(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    if _pause_problems(view, subscriptions):
+        return  # the person was shown the problems and the form stays open
+    form, actor, values = Form.decode(view["private_metadata"]), body["user"]["id"], view["state"]["values"]
+    resumes_on = (
+        picked_date(values, modals.RESUMES_AT) if selected(values, modals.WHEN) == "until_date" else None
+    )
+    act_and_tell(
+        "Pause payments",
+        lambda: subscriptions.pause(actor, form.data["id"], resumes_on=resumes_on, seen=form.data["seen"]),
+        form=form,
+        actor=actor,
+        view_id=view["id"],
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+def _bill_date_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
+    return changes.bill_date_problems(
+        picked_date(view["state"]["values"], modals.NEXT_BILL_DATE), subscriptions.today()
+    )
+
+
+def start_bill_date(ack: Ack, view: dict, subscriptions: SubscriptionChanges) -> None:
+    _working(ack, "Next bill date", "Moving the next bill date…", _bill_date_problems(view, subscriptions))
+
+
+def move_bill_date(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    if _bill_date_problems(view, subscriptions):
+        return
+    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
+    day = picked_date(view["state"]["values"], modals.NEXT_BILL_DATE)
+    assert day is not None  # checked above
+    act_and_tell(
+        "Next bill date",
+        lambda: subscriptions.move_next_bill_date(actor, form.data["id"], to=day, seen=form.data["seen"]),
+        form=form,
+        actor=actor,
+        view_id=view["id"],
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+def start_plan_status(ack: Ack, view: dict) -> None:
+    status = selected(view["state"]["values"], modals.STATUS)
+    _working(ack, "Plan status", "Changing the status…", changes.plan_status_problems(status))
+
+
+def change_plan_status(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    status = selected(view["state"]["values"], modals.STATUS)
+    if changes.plan_status_problems(status):
+        return
+    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
+    act_and_tell(
+        "Plan status",
+        lambda: subscriptions.change_plan_status(
+            actor, form.data["id"], status=status or "", seen=form.data["seen"]
+        ),
+        form=form,
+        actor=actor,
+        view_id=view["id"],
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+# Resume payments: a button that acts at once, on the record as it is.
+
+
+def answer_resume(ack: Ack) -> None:
+    ack()
+
+
+def resume(
+    body: dict,
+    action: dict,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    actor = body["user"]["id"]
+    try:
+        recurring_id, back = parse_record_value(action["value"])
+        seen = subscriptions.form(actor, changes.RESUME, recurring_id, back).fingerprint
+        outcome = subscriptions.resume(actor, recurring_id, seen=seen)
+    except Exception as error:  # told to the person; nothing else to do with it here
+        respond(replace_original=False, **ephemeral(failure_message(error, logger)))
+        return
+    message = render_record(records, "recurring", recurring_id, back, notice=notice_of(actor, outcome))
+    if body.get("container", {}).get("is_ephemeral"):
+        respond(replace_original=True, text=message.text, blocks=message.blocks)
+    else:
+        respond(replace_original=False, **ephemeral(message))
+
+
+def register(app: App) -> None:
+    app.action(ids.pattern(ids.CANCEL_RECURRING))(open_cancel_form)
+    app.action(ids.pattern(ids.PAUSE_PAYMENTS))(open_pause_form)
+    app.action(ids.pattern(ids.CHANGE_NEXT_BILL_DATE))(open_bill_date_form)
+    app.action(ids.pattern(ids.CHANGE_PLAN_STATUS))(open_plan_status_form)
+    app.action(ids.pattern(ids.RESUME_PAYMENTS))(ack=answer_resume, lazy=[resume])
+    app.view(modals.CANCEL_FORM)(ack=start_cancel, lazy=[cancel])
+    app.view(modals.PAUSE_FORM)(ack=start_pause, lazy=[pause])
+    app.view(modals.NEXT_BILL_DATE_FORM)(ack=start_bill_date, lazy=[move_bill_date])
+    app.view(modals.PLAN_STATUS_FORM)(ack=start_plan_status, lazy=[change_plan_status])
