@@ -171,6 +171,7 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     blocks += [
         HeaderBlock(text=truncate(f"Order #{record.number}", HEADER_TEXT)),
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),
+        *([awaiting_stripe(record.awaiting)] if record.awaiting else []),
         SectionBlock(fields=fields),
         section(_items_text(record)),
         section(

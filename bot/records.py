@@ -406,6 +406,7 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
         recurring=RecurringLink(recurring.id, recurring.kind, recurring.product) if recurring else None,  # type: ignore[arg-type]
         stripe_payment=order.stripe_payment_intent_id is not None,
         refund_pending=order.amount_refund_pending,
+        awaiting=awaiting_stripe(session, "order", order.id) if order.amount_refund_pending else [],
     )
 
 

@@ -276,6 +276,7 @@ class OrderRecord:
     recurring: RecurringLink | None
     stripe_payment: bool = False  # paid through Stripe, so it can be refunded from here
     refund_pending: int = 0  # asked of Stripe, answer not yet known: held back from what is refundable
+    awaiting: list[str] = field(default_factory=list)  # refunds still awaiting Stripe's answer
 
     @property
     def refundable(self) -> Money:

@@ -1,0 +1,411 @@
+"""Money exactly once under faults, through Slack: refunds and new orders asked by signed Slack requests, over a
+network to Stripe that stalls, drops requests, loses answers, fails with 5xx and 429 and goes down (a fault-injecting
+stand-in in front of localstripe that keeps Stripe's idempotency), followed by retries, a second admin, the settle
+job and Stripe's webhook. After each story, what Stripe made and what our records say must agree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import stripe
+from slack_sdk import WebClient
+from sqlalchemy import func, select, text
+
+from bot.actions import Actions
+from bot.actions.ledger import IN_FLIGHT
+from bot.actions.settling import Settled
+from bot.models import ActionAttempt, Customer, Order, OrderLine, Refund
+from bot.stripe_gateway import CallLimits, StripeGateway
+from bot.webhooks import StripeWebhooks
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import actions_for, create_app
+from runtime.jobs import run_settle_unanswered
+from runtime.web import WebApp
+from tests import factories as make
+from tests.clock import Clock
+from tests.conftest import SIGNING_SECRET, Harness, settings_for
+from tests.slack_text import buttons, text_of
+from tests.stripe_standin import StripeStandIn
+from tests.stripe_support import local_stripe_client, paid_payment_intent, stripe_customer_with_card
+from tests.test_webhooks import event, post, signed
+
+ADMIN, OTHER_ADMIN = "U0ADMIN01", "U0ADMIN02"
+AUDIT_CHANNEL = "C0AUDIT01"
+WEBHOOK_SECRET = "whsec_faults"
+# Short, so a stalled call gives up in a test's time: the budget bounds a whole call, retries included.
+LIMITS = CallLimits(connect_timeout=0.5, read_timeout=0.3, budget=1.5, retry_delays=(0.01, 0.01, 0.01))
+SETTLE_AFTER = IN_FLIGHT + timedelta(seconds=1)
+
+
+@dataclass
+class Shop:
+    """The bot as a merchant runs it: Slack in front, the clock process's settle job, Stripe behind a network."""
+
+    harness: Harness
+    actions: Actions
+    clock: Clock
+    stand_in: StripeStandIn
+    stripe: stripe.StripeClient  # straight to localstripe: what Stripe really holds
+
+    def admin(self, user_id: str = ADMIN) -> SlackPerson:
+        return SlackPerson(
+            self.harness.slack, wsgi_transport(self.harness.web), SIGNING_SECRET, user_id=user_id
+        )
+
+    def settle(self) -> Settled:
+        self.clock.advance(SETTLE_AFTER)
+        return run_settle_unanswered(self.actions.settler)
+
+
+@pytest.fixture
+def stand_in(local_stripe) -> Iterator[StripeStandIn]:
+    with StripeStandIn(local_stripe.url) as proxy:
+        yield proxy
+        assert proxy.errors == []
+
+
+@pytest.fixture
+def shop(db, slack, local_stripe, stand_in) -> Shop:
+    clock = Clock()
+    settings = settings_for(
+        db, slack, payment_admins=frozenset({ADMIN, OTHER_ADMIN}), audit_channel=AUDIT_CHANNEL
+    )
+    gateway = StripeGateway.connect(local_stripe.api_key, api_base=stand_in.url, limits=LIMITS)
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    actions = actions_for(settings, db, client, gateway=gateway, clock=clock)
+    webhooks = StripeWebhooks(db, gateway, WEBHOOK_SECRET, bot_made=actions.settler.bot_made)
+    web = WebApp(create_app(settings, db, client=client, actions=actions), db, webhooks)
+    harness = Harness(
+        settings, db, slack, web, SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET, user_id=ADMIN)
+    )
+    return Shop(harness, actions, clock, stand_in, local_stripe_client(local_stripe))
+
+
+def jane_paid(shop: Shop, amount: int = 5000) -> tuple[int, int, str]:
+    """Jane with a card in Stripe and one paid order: (customer id, order id, payment intent)."""
+    customer, card = stripe_customer_with_card(shop.stripe, "jane.doe@example.com", name="Jane Doe")
+    intent = paid_payment_intent(shop.stripe, customer, card, amount)
+    with shop.harness.db.session() as s:
+        jane = make.customer(s, "Jane Doe", stripe_customer_id=customer, default_payment_method_id=card)
+        return jane.id, make.order(s, jane, amount, stripe_payment_intent_id=intent).id, intent
+
+
+@dataclass
+class Confirmation:
+    """A refund or new order filled in and shown for confirmation: submit it to act."""
+
+    person: SlackPerson
+    view_id: str
+    view: dict
+
+    def submit(self, shop: Shop) -> None:
+        shop.harness.slack.replace_view(self.view_id, self.view)
+        self.person.submit(self.view)
+
+    def outcome(self, shop: Shop) -> str:
+        views = shop.harness.slack.views
+        shop.harness.slack.wait_for(lambda: views[self.view_id].get("callback_id") == "result", timeout=20)
+        return "\n".join(b["text"]["text"] for b in views[self.view_id]["blocks"] if b["type"] == "section")
+
+
+def refund_form(shop: Shop, person: SlackPerson, order_id: int, amount: str) -> Confirmation:
+    card = person.command("jane doe")
+    person.click(card, f"open_order-{order_id}")
+    person.click(shop.harness.slack.message(card.ts), f"refund_order-{order_id}")
+    form = shop.harness.slack.latest_view()
+    person.submit(form, {"amount": amount, "reason": "other"})  # localstripe refuses Stripe's refund reasons
+    return Confirmation(person, form["id"], shop.harness.slack.views[form["id"]])
+
+
+def new_order_form(shop: Shop, person: SlackPerson, amount: str, quantity: str = "1") -> Confirmation:
+    card = person.command("jane doe")
+    person.click(card, "new_order")
+    form = shop.harness.slack.latest_view()
+    person.submit(form, {"description": "Extra coaching call", "amount": amount, "quantity": quantity})
+    return Confirmation(person, form["id"], shop.harness.slack.views[form["id"]])
+
+
+def stripe_refunds(shop: Shop, intent: str) -> list[int]:
+    return sorted(r.amount for r in shop.stripe.v1.refunds.list(params={"payment_intent": intent}).data)
+
+
+def our_refunds(shop: Shop, order_id: int) -> list[int]:
+    with shop.harness.db.session() as s:
+        return sorted(s.scalars(select(Refund.amount).where(Refund.order_id == order_id)))
+
+
+def books_agree(shop: Shop, order_id: int, intent: str) -> None:
+    """Stripe's refunds of the order are ours, nothing is held back for a request that has ended, and every
+    idempotency key reached Stripe at most once."""
+    assert our_refunds(shop, order_id) == stripe_refunds(shop, intent)
+    with shop.harness.db.session() as s:
+        order = s.get(Order, order_id)
+        held = s.scalar(
+            select(func.coalesce(func.sum(ActionAttempt.reserved), 0)).where(
+                ActionAttempt.target_type == "order", ActionAttempt.target_id == order_id
+            )
+        )
+        assert (order.amount_refunded, order.amount_refund_pending) == (
+            sum(our_refunds(shop, order_id)),
+            held,
+        )
+    keys = {e.key for e in shop.stand_in.forwarded if e.method == "POST" and e.key}
+    assert all(shop.stand_in.executed(key) == 1 for key in keys)
+
+
+def audit_posts(shop: Shop) -> list[str]:
+    return [
+        c.args["text"] + " " + str(c.args["blocks"])
+        for c in shop.harness.slack.calls
+        if c.method == "chat.postMessage" and c.args["channel"] == AUDIT_CHANNEL
+    ]
+
+
+# --- a request whose answer never comes ----------------------------------------------------------------------
+
+
+def test_a_stalled_refund_is_not_sent_again_by_a_second_admin_and_is_recorded_once(shop):
+    _, order_id, intent = jane_paid(shop)
+    first = refund_form(shop, shop.admin(ADMIN), order_id, "10.00")
+    second = refund_form(shop, shop.admin(OTHER_ADMIN), order_id, "10.00")  # the same refund, the same view
+    shop.stand_in.stall("POST", "/v1/refunds", then="forward")
+
+    first.submit(shop)
+    shop.stand_in.wait_for_stalled(1)
+    assert "cannot tell yet whether it went through" in first.outcome(shop)
+    shop.clock.advance(timedelta(minutes=2))  # long past the old takeover, well inside a try's window
+    second.submit(shop)
+
+    assert "already on its way to Stripe" in second.outcome(shop)
+    shop.stand_in.release()  # the first request reaches Stripe late
+    shop.stand_in.wait_until_idle()
+    assert stripe_refunds(shop, intent) == [1000] and our_refunds(shop, order_id) == []
+    assert shop.settle() == Settled(recorded=1)
+    books_agree(shop, order_id, intent)
+    assert any("Stripe made it" in post and "$10.00" in post for post in audit_posts(shop))
+
+
+def test_a_second_admin_on_a_stale_form_is_told_the_order_changed_and_a_fresh_one_refunds_on_top(shop):
+    _, order_id, intent = jane_paid(shop)
+    first = refund_form(shop, shop.admin(ADMIN), order_id, "10.00")
+    stale = refund_form(shop, shop.admin(OTHER_ADMIN), order_id, "20.00")
+    shop.stand_in.stall("POST", "/v1/refunds", then="forward")
+    first.submit(shop)
+    shop.stand_in.wait_for_stalled(1)
+
+    stale.submit(shop)
+    assert "changed since you opened this form" in stale.outcome(shop) and "$10.00 awaits" in stale.outcome(
+        shop
+    )
+
+    fresh = refund_form(shop, shop.admin(OTHER_ADMIN), order_id, "20.00")
+    assert "awaits its answer" in text_of_view(fresh.view) or "awaits Stripe" in text_of_view(fresh.view)
+    fresh.submit(shop)
+    assert "Refunded $20.00" in fresh.outcome(shop)
+    assert "cannot tell yet" in first.outcome(shop), "the first gave up waiting"
+    shop.stand_in.release()  # and reaches Stripe late
+    shop.stand_in.wait_until_idle()
+    assert shop.settle() == Settled(recorded=1)
+    assert stripe_refunds(shop, intent) == [1000, 2000]
+    books_agree(shop, order_id, intent)
+
+
+def text_of_view(view: dict) -> str:
+    return "\n".join(
+        element.get("text", "")
+        for block in view["blocks"]
+        for element in [block.get("text") or {}, *(block.get("elements") or [])]
+        if isinstance(element, dict)
+    )
+
+
+def test_a_refund_whose_answer_was_lost_is_found_by_the_retry_not_made_again(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "10.00")
+    shop.stand_in.lose_answer("POST", "/v1/refunds", times=None)  # every try's answer, replays too
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    assert stripe_refunds(shop, intent) == [1000], "Stripe made it; the bot never heard"
+
+    shop.stand_in.disarm()
+    asked.submit(shop)
+    assert "already on its way" in asked.outcome(shop), "too soon: the first try could still be running"
+    shop.clock.advance(SETTLE_AFTER)
+    asked.submit(shop)
+
+    assert "Refunded $10.00" in asked.outcome(shop)
+    books_agree(shop, order_id, intent)
+    card = shop.admin().command("jane doe")
+    shop.admin().click(card, f"open_order-{order_id}")
+    assert "*Still refundable*\n$40.00" in text_of(shop.harness.slack.message(card.ts))
+
+
+def test_a_refund_that_never_reached_stripe_is_let_go_by_the_settle_job_and_can_be_asked_again(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "50.00")
+    shop.stand_in.drop_before("POST", "/v1/refunds", times=None)
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    card = shop.admin().command("jane doe")
+    shop.admin().click(card, f"open_order-{order_id}")
+    held = shop.harness.slack.message(card.ts)
+    assert "Awaiting Stripe's answer: refund $50.00" in text_of(held)
+    assert not any(b.startswith("Refund") for b in buttons(held)), "all of it is held back meanwhile"
+
+    assert shop.settle() == Settled(let_go=1)
+    assert [p for p in audit_posts(shop) if "did not happen" in p and "$50.00" in p]
+    books_agree(shop, order_id, intent)
+    shop.stand_in.disarm()
+    asked.submit(shop)
+    assert "Refunded $50.00" in asked.outcome(shop)
+    assert stripe_refunds(shop, intent) == [5000]
+    books_agree(shop, order_id, intent)
+
+
+def test_a_server_error_after_stripe_acted_is_replayed_and_the_settle_job_records_what_stripe_made(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "12.50")
+    shop.stand_in.fail("POST", "/v1/refunds", 500, acted=True)  # Stripe acted, answered 500, replays it
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    assert stripe_refunds(shop, intent) == [1250]
+
+    assert shop.settle() == Settled(recorded=1)
+    books_agree(shop, order_id, intent)
+
+
+def test_rate_limits_are_waited_out_within_the_call(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "5.00")
+    shop.stand_in.fail("POST", "/v1/refunds", 429, times=2)
+    asked.submit(shop)
+    assert "Refunded $5.00" in asked.outcome(shop)
+    books_agree(shop, order_id, intent)
+
+
+def test_stripe_down_for_minutes_changes_nothing_and_is_settled_afterwards(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "10.00")
+    shop.stand_in.down()
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    assert shop.settle() == Settled(unreachable=1), "Stripe cannot be asked yet: nothing is decided"
+    shop.stand_in.up()
+
+    assert shop.settle() == Settled(let_go=1)
+    assert stripe_refunds(shop, intent) == []
+    books_agree(shop, order_id, intent)
+
+
+def test_a_refund_our_records_could_not_take_is_never_called_not_done_and_is_recorded_later(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "10.00")
+    with refusing_refund_rows(shop.harness.db):
+        asked.submit(shop)
+        said = asked.outcome(shop)
+    assert "Stripe did it" in said and "nothing was done" not in said
+    assert stripe_refunds(shop, intent) == [1000] and our_refunds(shop, order_id) == []
+
+    assert shop.settle() == Settled(recorded=1)
+    books_agree(shop, order_id, intent)
+
+
+class refusing_refund_rows:  # noqa: N801 - reads as what it does: `with refusing_refund_rows(db):`
+    """The database refuses every new refund row while in the block (a trigger), as a failing disk would."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.postgres = db.engine.dialect.name == "postgresql"
+
+    def __enter__(self) -> None:
+        with self.db.engine.begin() as connection:
+            if self.postgres:
+                connection.execute(
+                    text(
+                        "CREATE FUNCTION refuse_refund() RETURNS trigger LANGUAGE plpgsql AS "
+                        "$$ BEGIN RAISE EXCEPTION 'simulated: the disk is full'; END $$"
+                    )
+                )
+                connection.execute(
+                    text(
+                        "CREATE TRIGGER refuse_refund BEFORE INSERT ON refunds FOR EACH ROW "
+                        "EXECUTE FUNCTION refuse_refund()"
+                    )
+                )
+            else:
+                connection.execute(
+                    text(
+                        "CREATE TRIGGER refuse_refund BEFORE INSERT ON refunds "
+                        "BEGIN SELECT RAISE(ABORT, 'simulated: the disk is full'); END"
+                    )
+                )
+
+    def __exit__(self, *_exc: object) -> None:
+        with self.db.engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER refuse_refund" + (" ON refunds" if self.postgres else "")))
+            if self.postgres:
+                connection.execute(text("DROP FUNCTION refuse_refund()"))
+
+
+def test_stripes_webhook_settles_a_lost_refund_at_once(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "10.00")
+    shop.stand_in.lose_answer("POST", "/v1/refunds", times=None)
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    shop.stand_in.disarm()
+    latest = shop.stripe.v1.payment_intents.retrieve(intent).latest_charge
+    charge = latest if isinstance(latest, str) else latest.id
+
+    body, signature = signed(
+        event("evt_refunded_1", "charge.refunded", {"id": charge, "object": "charge"}), WEBHOOK_SECRET
+    )
+    assert post(shop.harness.web, body, signature)[0] == "200 OK"
+
+    books_agree(shop, order_id, intent)
+    assert our_refunds(shop, order_id) == [1000]
+    assert any("confirmed by Stripe" in p for p in audit_posts(shop))
+    assert shop.settle() == Settled(), "nothing left to settle"
+
+
+# --- new orders ---------------------------------------------------------------------------------------------
+
+
+def test_a_charge_whose_answer_was_lost_is_charged_once_and_becomes_an_order(shop):
+    jane_id, _, _ = jane_paid(shop, 2000)
+    asked = new_order_form(shop, shop.admin(), "90", quantity="2")
+    shop.stand_in.lose_answer("POST", "/v1/payment_intents", times=None)
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    asked.submit(shop)  # a double submit meanwhile
+    assert "already on its way" in asked.outcome(shop)
+    shop.stand_in.disarm()
+
+    assert shop.settle() == Settled(recorded=1)
+
+    with shop.harness.db.session() as s:
+        orders = s.scalars(select(Order).where(Order.customer_id == jane_id).order_by(Order.id)).all()
+        assert [(o.total, o.source) for o in orders] == [(2000, "checkout"), (18000, "internal")]
+        line = s.scalars(select(OrderLine).where(OrderLine.order_id == orders[-1].id)).one()
+        assert (line.description, line.quantity, line.unit_amount) == ("Extra coaching call", 2, 9000)
+        stripe_customer = s.get(Customer, jane_id).stripe_customer_id
+    charged = shop.stripe.v1.payment_intents.list(params={"customer": stripe_customer}).data
+    assert sorted(pi.amount for pi in charged) == [2000, 18000], "charged once"
+    assert "*Lifetime value*\n$200.00" in text_of(shop.admin().command("jane doe"))
+
+
+def test_a_gateway_call_gives_up_within_its_budget():
+    import time
+
+    from tests.stripe_support import RecordingHTTPClient
+
+    slow = RecordingHTTPClient().fail_with_connection_error(times=100)
+    gateway = StripeGateway.connect("sk_test_x", http_client=slow, limits=LIMITS)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="could not be reached"):
+        gateway.refund("pi_1", 100, reason=None, metadata={}, idempotency_key="k1")
+    assert time.monotonic() - started < LIMITS.budget
+    assert len(slow.requests) == 1 + len(LIMITS.retry_delays)
