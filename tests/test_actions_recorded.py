@@ -219,3 +219,33 @@ def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, reco
     with acting.db.session() as s:
         assert s.get(Order, order_id).amount_refunded == 1000
         assert s.scalar(select(ActionAttempt.stripe_id)) == "re_seen"
+
+
+def test_a_plan_set_to_cancel_at_period_end_moved_back_to_active_undoes_the_cancel(acting, recorder):
+    plan_id, record = open_plan(acting, cancel_at_period_end=True)
+    recorder.respond(subscription_body("sub_123", cancel_at_period_end=False, pause_collection=None))
+
+    acting.person.click(record, f"change_plan_status-{plan_id}")
+    form = acting.slack.latest_view()
+    chosen = next(b for b in form["blocks"] if b.get("block_id") == "status")["element"]["initial_option"]
+    assert chosen["value"] == "canceled_period_end", "the form starts from the plan's status"
+    acting.person.submit(form, {"status": "active"})
+
+    assert "Set Guitar course" in result_text(acting, form["id"]) and "back to active" in result_text(
+        acting, form["id"]
+    )
+    assert recorder.last.params == {"cancel_at_period_end": "false", "pause_collection": ""}
+    with acting.db.session() as s:
+        plan = s.get(Recurring, plan_id)
+        assert (plan.status, plan.cancel_at_period_end, plan.payments_paused) == ("active", False, False)
+
+
+def test_choosing_the_status_a_plan_already_has_changes_nothing_and_says_so(acting, recorder):
+    plan_id, record = open_plan(acting)
+
+    acting.person.click(record, f"change_plan_status-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"status": "active"})
+
+    assert "is already active: nothing was changed" in result_text(acting, form["id"])
+    assert recorder.requests == []
