@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.models import Order, OrderLine, OrderSource, OrderStatus, Refund, order_number
@@ -138,7 +138,12 @@ def add_refund(
         created_at=created_at,
     )
     session.add(refund)
-    order.amount_refunded += amount
+    # Added in SQL, not to the value read earlier: another transaction may have recorded a refund of this order
+    # since (on PostgreSQL the update waits for it, then adds to its total).
+    session.execute(
+        update(Order).where(Order.id == order.id).values(amount_refunded=Order.amount_refunded + amount)
+    )
+    session.refresh(order)
     order.status = order_status(order.total, order.amount_refunded)
     session.flush()
     return refund

@@ -54,8 +54,10 @@ MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
 
 
-def recurring_fingerprint(recurring: Recurring) -> str:
-    """A short digest of what a change depends on; a form carries it so a stale form is caught."""
+def recurring_fingerprint(recurring: Recurring, last_change: int | None) -> str:
+    """A short digest of what a change depends on; a form carries it so a stale form is caught. `last_change`
+    (the bot's latest change to it, see `last_change`) makes it a version that never repeats, even when the state
+    comes back to what it was: a change asked against it is never mistaken for an earlier one."""
     state = "|".join(
         str(v)
         for v in (
@@ -64,9 +66,21 @@ def recurring_fingerprint(recurring: Recurring) -> str:
             recurring.payments_paused,
             recurring.paused_until and recurring.paused_until.isoformat(),
             recurring.next_bill_at and recurring.next_bill_at.isoformat(),
+            last_change,
         )
     )
     return hashlib.sha256(state.encode()).hexdigest()[:12]
+
+
+def last_change(session: Session, target_type: str, target_id: int) -> int | None:
+    """The bot's latest change to a record that Stripe made (an attempt's id): it only ever grows."""
+    return session.scalar(
+        select(func.max(ActionAttempt.id)).where(
+            ActionAttempt.target_type == target_type,
+            ActionAttempt.target_id == target_id,
+            ActionAttempt.status == AttemptStatus.SUCCEEDED.value,
+        )
+    )
 
 
 class RecordNotFound(LookupError):
@@ -349,7 +363,7 @@ def recurring_record(
         payment_count=payment_count or 0,
         paid_total=[Money(int(total), currency) for currency, total in paid],
         refundable_payments=refundable or 0,
-        fingerprint=recurring_fingerprint(recurring),
+        fingerprint=recurring_fingerprint(recurring, last_change(session, "recurring", recurring.id)),
         awaiting=awaiting_stripe(session, "recurring", recurring.id),
     )
 

@@ -36,6 +36,8 @@ API_VERSION = "2026-10-28.endive"
 
 # Metadata naming the bot's action a payment or refund was made for, so a later retry can find it.
 ACTION_KEY = "action_key"
+# The code of a failure meaning Stripe is still running a request sent earlier with the same idempotency key.
+IN_PROGRESS = "request_in_progress"
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,10 @@ class StripeFailure(Exception):
         stripe_message: str | None = None,
         request_id: str | None = None,
         payment_intent_id: str | None = None,
+        answered: bool = True,
     ) -> None:
         super().__init__(user_message)
+        self.answered = answered  # Stripe sent an HTTP answer (False: the network failed or timed out)
         self.user_message = user_message
         self.code = code
         self.outcome_unknown = outcome_unknown
@@ -274,9 +278,18 @@ def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
             "Check the record in a minute before trying again.",
             code=code,
             outcome_unknown=True,
+            answered=False,
             **common,
         )
-    # APIError: a 5xx, a 409 that kept conflicting, or an answer we could not read. Stripe may have acted.
+    if error.http_status == 409:  # the same key is still being worked on
+        return StripeUnavailable(
+            "Stripe is still working on an earlier request of the same kind, so we cannot tell yet whether this "
+            "went through. Check the record in a minute before trying again.",
+            code=IN_PROGRESS,
+            outcome_unknown=True,
+            **common,
+        )
+    # APIError: a 5xx, or an answer we could not read. Stripe may have acted.
     return StripeUnavailable(
         "Stripe had a problem on its side, so we cannot tell whether this went through. "
         "Check the record in a minute before trying again.",
@@ -485,6 +498,15 @@ class StripeGateway:
             raise failure
         return charge_result(pi)
 
+    def cancel_payment_intent(self, payment_intent_id: str, *, idempotency_key: str) -> None:
+        """Cancel a payment that did not take the money, so it can never be completed later."""
+        options = self._write_options(idempotency_key)
+        self._call(
+            "payment cancel",
+            "payment",
+            lambda: self._client.v1.payment_intents.cancel(payment_intent_id, options=options),
+        )
+
     # -- subscriptions and payment plans: each answers the subscription as Stripe now has it --
 
     def cancel_subscription(self, subscription_id: str, *, at_period_end: bool, idempotency_key: str) -> Obj:
@@ -603,9 +625,11 @@ class StripeGateway:
         """The refund of this payment made for `action_key` (kept in its metadata), if Stripe has one."""
         refunds, _ = self.list_page("refund", payment_intent=payment_intent_id)
         for refund in refunds:
-            if (refund.get("metadata") or {}).get(ACTION_KEY) == action_key and refund.get(
-                "status"
-            ) != "failed":
+            made = refund.get("status") in (
+                "succeeded",
+                "pending",
+            )  # not failed, canceled, or awaiting action
+            if made and (refund.get("metadata") or {}).get(ACTION_KEY) == action_key:
                 return RefundResult(refund["id"], refund["status"], refund["amount"], refund["currency"])
         return None
 

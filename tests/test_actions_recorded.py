@@ -19,7 +19,7 @@ from tests import factories as make
 from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of
-from tests.stripe_support import RecordingHTTPClient, recording_gateway, subscription_body
+from tests.stripe_support import RecordingHTTPClient, recording_gateway, stripe_error_body, subscription_body
 
 RETRIES = len(CallLimits().retry_delays)  # the gateway's retries of one call, within its budget
 ADMIN = "U0ADMIN01"
@@ -171,20 +171,57 @@ def test_a_retry_while_the_request_may_still_be_on_its_way_sends_nothing(acting,
     clock.advance(IN_FLIGHT - timedelta(seconds=5))
     acting.person.submit(confirm)
 
-    assert "already on its way to Stripe" in result_text(acting, form["id"])
+    assert "so it was not sent again" in result_text(acting, form["id"])
     assert len(recorder.requests) == sent, "nothing sent: the first request could still land"
     with acting.db.session() as s:
         assert s.get(Order, order_id).amount_refund_pending == 1000
 
 
-def test_after_an_unknown_outcome_a_retry_asks_stripe_first_and_refunds_once(acting, recorder, clock):
+REFUND = {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
+
+
+def test_a_retry_after_the_window_sends_the_latest_try_again_under_its_own_key(acting, recorder, clock):
+    # Stripe replays a key's answer, runs it if it never arrived, or answers 409 while it runs: whatever became
+    # of the first try, sending it again under its own key cannot refund twice.
     order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
     first_key = refunds_sent(recorder)[0].header("Idempotency-Key")
     clock.advance(IN_FLIGHT + timedelta(seconds=1))
-    recorder.respond({"object": "list", "data": [], "has_more": False})  # Stripe has no such refund
-    recorder.respond(
-        {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
+    recorder.respond(REFUND)
+
+    acting.person.submit(confirm)
+
+    assert "Refunded $10.00" in result_text(acting, form["id"])
+    assert refunds_sent(recorder)[-1].header("Idempotency-Key") == first_key
+    with acting.db.session() as s:
+        order = s.get(Order, order_id)
+        assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
+        assert s.scalar(select(ActionAttempt.stripe_id)) == "re_123"
+
+
+def test_a_key_stripe_still_runs_is_left_to_run(acting, recorder, clock):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    clock.advance(IN_FLIGHT + timedelta(seconds=1))
+    recorder.fail_with_status(
+        409,
+        times=1 + RETRIES,
+        body=stripe_error_body("idempotency_error", "in progress", code="idempotency_key_in_use"),
     )
+
+    acting.person.submit(confirm)
+
+    assert "Stripe is still working on this very request" in result_text(acting, form["id"])
+    assert not [r for r in recorder.requests if r.method == "GET"], "nothing searched, nothing fresh sent"
+    with acting.db.session() as s:
+        assert s.get(Order, order_id).amount_refund_pending == 1000
+
+
+def test_after_a_stored_server_error_stripe_is_searched_and_a_fresh_key_refunds_once(acting, recorder, clock):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    first_key = refunds_sent(recorder)[0].header("Idempotency-Key")
+    clock.advance(IN_FLIGHT + timedelta(seconds=1))
+    recorder.fail_with_status(500, headers={"Stripe-Should-Retry": "false"})  # what Stripe stored for the key
+    recorder.respond({"object": "list", "data": [], "has_more": False})  # and no refund was made
+    recorder.respond(REFUND)
 
     acting.person.submit(confirm)
 
@@ -206,16 +243,17 @@ def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, reco
     order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
     clock.advance(IN_FLIGHT + timedelta(seconds=1))
     marker = refunds_sent(recorder)[0].params["metadata[action_key]"]
-    sent_before = len(refunds_sent(recorder))
-    made = {"id": "re_seen", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
+    recorder.fail_with_status(500, headers={"Stripe-Should-Retry": "false"})
+    made = {**REFUND, "id": "re_seen"}
     recorder.respond(
         {"object": "list", "data": [{**made, "metadata": {"action_key": marker}}], "has_more": False}
     )
+    sent_before = len(refunds_sent(recorder))
 
     acting.person.submit(confirm)
 
     assert "Refunded $10.00" in result_text(acting, form["id"])
-    assert len(refunds_sent(recorder)) == sent_before, "no second refund was asked for"
+    assert len(refunds_sent(recorder)) == sent_before + 1, "only the latest try, sent again; no fresh refund"
     with acting.db.session() as s:
         assert s.get(Order, order_id).amount_refunded == 1000
         assert s.scalar(select(ActionAttempt.stripe_id)) == "re_seen"
@@ -249,3 +287,30 @@ def test_choosing_the_status_a_plan_already_has_changes_nothing_and_says_so(acti
 
     assert "is already active: nothing was changed" in result_text(acting, form["id"])
     assert recorder.requests == []
+
+
+def test_a_change_asked_again_after_the_state_came_back_is_made_again(acting, recorder):
+    """Pause, resume, pause, resume: the record's state repeats, but each request is a new one."""
+    plan_id, record = open_plan(acting)
+    paused = subscription_body("sub_123", pause_collection={"behavior": "void", "resumes_at": None})
+    for _ in range(2):
+        recorder.respond(paused)
+        acting.person.click(acting.slack.message(record.ts), f"change_plan_status-{plan_id}")
+        form = acting.slack.latest_view()
+        acting.person.submit(form, {"status": "paused"})
+        assert "Paused payments" in result_text(acting, form["id"])
+        recorder.respond(subscription_body("sub_123"))
+        acting.person.click(acting.slack.message(record.ts), f"resume_payments-{plan_id}")
+        acting.slack.wait_for(lambda: "resumed payments" in text_of(acting.slack.message(record.ts)))
+
+    assert [
+        r.params.get("pause_collection[behavior]", r.params.get("pause_collection"))
+        for r in recorder.requests
+    ] == [
+        "void",
+        "",
+        "void",
+        "",
+    ]
+    with acting.db.session() as s:
+        assert s.get(Recurring, plan_id).status == "active"

@@ -29,7 +29,12 @@ from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.slack_text import buttons, text_of
 from tests.stripe_standin import StripeStandIn
-from tests.stripe_support import local_stripe_client, paid_payment_intent, stripe_customer_with_card
+from tests.stripe_support import (
+    CARD_AUTHENTICATION_REQUIRED,
+    local_stripe_client,
+    paid_payment_intent,
+    stripe_customer_with_card,
+)
 from tests.test_webhooks import event, post, signed
 
 ADMIN, OTHER_ADMIN = "U0ADMIN01", "U0ADMIN02"
@@ -179,7 +184,7 @@ def test_a_stalled_refund_is_not_sent_again_by_a_second_admin_and_is_recorded_on
     shop.clock.advance(timedelta(minutes=2))  # long past the old takeover, well inside a try's window
     second.submit(shop)
 
-    assert "already on its way to Stripe" in second.outcome(shop)
+    assert "so it was not sent again" in second.outcome(shop)
     shop.stand_in.release()  # the first request reaches Stripe late
     shop.stand_in.wait_until_idle()
     assert stripe_refunds(shop, intent) == [1000] and our_refunds(shop, order_id) == []
@@ -232,7 +237,7 @@ def test_a_refund_whose_answer_was_lost_is_found_by_the_retry_not_made_again(sho
 
     shop.stand_in.disarm()
     asked.submit(shop)
-    assert "already on its way" in asked.outcome(shop), "too soon: the first try could still be running"
+    assert "so it was not sent again" in asked.outcome(shop), "too soon: the first try could still be running"
     shop.clock.advance(SETTLE_AFTER)
     asked.submit(shop)
 
@@ -381,7 +386,7 @@ def test_a_charge_whose_answer_was_lost_is_charged_once_and_becomes_an_order(sho
     asked.submit(shop)
     assert "cannot tell yet" in asked.outcome(shop)
     asked.submit(shop)  # a double submit meanwhile
-    assert "already on its way" in asked.outcome(shop)
+    assert "so it was not sent again" in asked.outcome(shop)
     shop.stand_in.disarm()
 
     assert shop.settle() == Settled(recorded=1)
@@ -409,3 +414,21 @@ def test_a_gateway_call_gives_up_within_its_budget():
         gateway.refund("pi_1", 100, reason=None, metadata={}, idempotency_key="k1")
     assert time.monotonic() - started < LIMITS.budget
     assert len(slow.requests) == 1 + len(LIMITS.retry_delays)
+
+
+def test_a_card_that_needs_the_customer_is_not_charged_and_its_payment_is_cancelled(shop):
+    customer, card = stripe_customer_with_card(
+        shop.stripe, "jane.doe@example.com", CARD_AUTHENTICATION_REQUIRED, name="Jane Doe"
+    )
+    with shop.harness.db.session() as s:
+        jane_id = make.customer(s, "Jane Doe", stripe_customer_id=customer, default_payment_method_id=card).id
+    asked = new_order_form(shop, shop.admin(), "90")
+
+    asked.submit(shop)
+
+    said = asked.outcome(shop)
+    assert "confirm this payment themselves" in said and "Nothing was taken" in said
+    [intent] = shop.stripe.v1.payment_intents.list(params={"customer": customer}).data
+    assert intent.status == "canceled", "it can never be completed beside a charge asked for again"
+    with shop.harness.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Order).where(Order.customer_id == jane_id)) == 0

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 
-from bot.db import current_revision
-from bot.models import Base
+from bot.db import Database, current_revision, make_engine, upgrade
+from bot.models import ActionAttempt, Base, Order
+from tests.conftest import BACKENDS
 
 
 def test_migrations_match_the_models(db):
@@ -41,3 +48,83 @@ def test_the_database_itself_refuses_refunds_beyond_the_total(db):
                 .where(Order.id == order_id)
                 .values(amount_refunded=refunded, amount_refund_pending=pending)
             )
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0003(request, tmp_path):
+    """A database of each backend at revision 0003, the release before the ledger."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        admin = make_engine(os.environ["TEST_DATABASE_URL"])
+        with admin.begin() as connection:
+            connection.execute(text("DROP SCHEMA IF EXISTS before_ledger CASCADE"))
+            connection.execute(text("CREATE SCHEMA before_ledger"))
+        admin.dispose()
+        url = os.environ["TEST_DATABASE_URL"] + "?options=-csearch_path%3Dbefore_ledger"
+    database = Database(url)
+    upgrade(database.engine, "0003")
+    yield database
+    database.dispose()
+    if request.param != "sqlite":
+        admin = make_engine(os.environ["TEST_DATABASE_URL"])
+        with admin.begin() as connection:
+            connection.execute(text("DROP SCHEMA before_ledger CASCADE"))
+        admin.dispose()
+
+
+def test_requests_left_open_by_the_previous_release_are_carried_into_the_ledger(database_at_0003):
+    """A refund whose answer was lost before the upgrade keeps its hold and gets what settling needs; a pending
+    change that holds no money ends."""
+    db = database_at_0003
+    when = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    stored = when if db.engine.dialect.name == "postgresql" else when.replace(tzinfo=None)
+    tried = when + timedelta(minutes=3)
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO customers (id, name, email, created_at, stripe_customer_id) "
+                "VALUES (1, 'Jane Doe', 'jane@example.com', :at, 'cus_old')"
+            ),
+            {"at": stored},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded, "
+                "amount_refund_pending, status, source, stripe_payment_intent_id) "
+                "VALUES (1, '100001', 1, :at, 'usd', 5000, 0, 1000, 'paid', 'checkout', 'pi_old')"
+            ),
+            {"at": stored},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO action_attempts (key, stripe_idempotency_key, action, target_type, target_id, actor,"
+                " status, amount, currency, created_at, details) VALUES"
+                " ('refund:order:1:after:0', 's1', 'refund', 'order', 1, 'U1', 'pending', 1000, 'usd', :at, :d),"
+                " ('cancel:recurring:7:now:seen:x', 's2', 'cancel', 'recurring', 7, 'U1', 'pending', NULL, NULL,"
+                " :at, NULL)"
+            ),
+            {
+                "at": stored,
+                "d": json.dumps(
+                    {
+                        "request": {"reason": None, "note": "twice"},
+                        "outcome_unknown": True,
+                        "tried_at": tried.isoformat(),
+                    }
+                ),
+            },
+        )
+
+    db.upgrade()
+
+    with db.session() as s:
+        refund, cancel = s.scalars(select(ActionAttempt).order_by(ActionAttempt.id)).all()
+        assert (refund.status, refund.reserved, refund.tried_at) == ("pending", 1000, tried)
+        assert (refund.request["payment_intent"], refund.request["amount"], refund.request["note"]) == (
+            "pi_old",
+            1000,
+            "twice",
+        )
+        assert (cancel.status, cancel.key.endswith("!failed:2"), cancel.reserved) == ("failed", True, 0)
+        assert s.get(Order, 1).amount_refund_pending == 1000

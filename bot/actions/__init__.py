@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.actions.audit import AuditEntry, AuditTrail
 from bot.actions.email import EmailChanges
-from bot.actions.ledger import Ledger
+from bot.actions.ledger import IN_FLIGHT, Ledger
 from bot.actions.new_orders import NewOrders
 from bot.actions.permission import Permission
 from bot.actions.recurring import CHANGES, SubscriptionChanges
@@ -54,7 +54,9 @@ def build_actions(
     audit = AuditTrail(db, clock, on_audit)
     permission = Permission(admins, audit)
     stripe = StripeAccess(gateway, audit)
-    ledger = Ledger(db, audit, clock)
+    # A try may be on its way for ten times the longest a Stripe call takes, and never less than IN_FLIGHT.
+    in_flight = max(IN_FLIGHT, timedelta(seconds=10 * gateway.limits.budget)) if gateway else IN_FLIGHT
+    ledger = Ledger(db, audit, clock, in_flight=in_flight)
     refunds = Refunds(db, ledger, permission, stripe, clock)
     subscriptions = SubscriptionChanges(db, ledger, permission, stripe, clock)
     new_orders = NewOrders(db, ledger, permission, stripe, clock)

@@ -3,8 +3,8 @@ old address), and pushed from our record to Stripe and the CRMs from the email-s
 
 from __future__ import annotations
 
-import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +21,7 @@ from bot.crm import Crm, CrmError, distinct_emails, same_email
 from bot.db import Database
 from bot.models import Customer
 from bot.naming import shown_name
-from bot.records import RecordNotFound
+from bot.records import RecordNotFound, last_change
 from bot.search import index_customer
 from bot.shared import Shared
 from bot.stripe_gateway import StripeFailure, StripeGateway
@@ -74,6 +74,7 @@ class EmailChanges(Shared):
             customer = _customer(session, customer_id)
             old_email, stripe_customer = customer.email, customer.stripe_customer_id
             name = shown_name(customer.name, customer.email)
+            after = last_change(session, "customer", customer_id)
         gateway = self.stripe.require(actor, CHANGE, "customer", customer_id) if stripe_customer else None
         problems = email_problems(new_email, old_email)
         where = (
@@ -85,7 +86,7 @@ class EmailChanges(Shared):
             actor=actor,
             action=CHANGE,
             target=("customer", customer_id),
-            identity={"from": old_email, "to": new_email},
+            identity={"from": old_email, "to": new_email, "after": after},
             asked=f"change {name}'s email from {old_email} to {new_email}",
             done=f"changed {name}'s email from {old_email} to {new_email} in {where}",
             customer_id=customer_id,
@@ -154,9 +155,7 @@ class EmailChanges(Shared):
                 else:
                     if theirs:
                         olds.insert(0, theirs)
-                    gateway.update_email(
-                        stripe_id, ours, idempotency_key=_push_key(customer_id, ours, theirs)
-                    )
+                    gateway.update_email(stripe_id, ours, idempotency_key=_push_key(customer_id))
                     pushed.append("Stripe")
             except StripeFailure as failure:
                 audit(
@@ -253,11 +252,10 @@ def _push_summary(name: str, ours: str, pushed: list[str], already: list[str], m
     return "; ".join(parts)
 
 
-def _push_key(customer_id: int, ours: str, theirs: str | None) -> str:
-    """Derived from our row and what Stripe held, so a retry of the same push is one change in Stripe."""
-    to = hashlib.sha256(ours.encode()).hexdigest()[:16]
-    was = hashlib.sha256((theirs or "").encode()).hexdigest()[:16]
-    return f"push_email:customer:{customer_id}:{to}:from:{was}"
+def _push_key(customer_id: int) -> str:
+    """A key of its own for each push: setting an address twice is harmless, while a key used before would only
+    replay the earlier answer (Stripe keeps them a day) and change nothing, if the address changed back since."""
+    return f"push_email:customer:{customer_id}:{uuid.uuid4().hex}"
 
 
 def _and(names: Sequence[str]) -> str:

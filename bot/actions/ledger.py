@@ -24,6 +24,7 @@ The rules, and why they hold:
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
@@ -42,13 +43,16 @@ from bot.db import Database
 from bot.models import ActionAttempt, AttemptStatus, Order
 from bot.money import Money
 from bot.shared import Shared
-from bot.stripe_gateway import StripeFailure
+from bot.stripe_gateway import IN_PROGRESS, StripeFailure
 
 logger = logging.getLogger(__name__)
 
-# How long after a try began it may still be on its way: ten times the longest a Stripe call may take (the
-# gateway's budget, 30 s), so a second try can never race a first that is still in flight.
+# How long after a try began it may still be on its way, at the least: ten times the longest a Stripe call may
+# take (the gateway's budget, 30 s), so a second try never races a first that is still in flight. (Taking over
+# also asks Stripe itself first, with the latest try's own key: see `_what_earlier_tries_made`.)
 IN_FLIGHT = timedelta(minutes=5)
+# How long Stripe replays an idempotency key's answer (24 hours), less a margin.
+REPLAYED_FOR = timedelta(hours=23)
 
 PENDING, SUCCEEDED, FAILED = (
     AttemptStatus.PENDING.value,
@@ -58,12 +62,16 @@ PENDING, SUCCEEDED, FAILED = (
 
 BEING_CONFIRMED = (
     "Stripe did not answer in time, so we cannot tell yet whether it went through. The record shows it as "
-    "awaiting Stripe; the bot asks Stripe within a few minutes and posts what happened in the audit channel. "
-    "Do not do it again meanwhile."
+    "awaiting Stripe; the bot asks Stripe within a few minutes and records what happened (the audit channel, "
+    "when there is one, is told). Do not do it again meanwhile."
 )
 ALREADY_ASKED = (
-    "This very request is already on its way to Stripe (asked {ago}), so it was not sent again. The record shows "
-    "it as awaiting Stripe until Stripe's answer is known."
+    "This very request was sent to Stripe {ago} and its answer is not known yet, so it was not sent again. The "
+    "record shows it as awaiting Stripe until the answer is known."
+)
+STILL_RUNNING = (
+    "Stripe is still working on this very request, so it was not sent again. The record shows it as awaiting "
+    "Stripe until the answer is known."
 )
 NOT_ASKED_AGAIN = (
     "Stripe could not be asked whether the earlier try went through, so nothing new was sent. The record shows it "
@@ -182,17 +190,33 @@ class Attempt:
         return kind, int(record_id)
 
 
+class ClaimState(enum.Enum):
+    NEW = "new"  # a request never asked before: its first try goes out
+    TAKEN_OVER = "taken_over"  # open, its latest try must have ended: this process tries again
+    SUCCEEDED = "succeeded"  # done already: the answer is that
+    BUSY = "busy"  # open, and its latest try may still be on its way: nothing is sent
+
+
 @dataclass(frozen=True)
 class _Claim:
     attempt: Attempt
-    state: str  # "new", "taken_over", "succeeded", "busy"
+    state: ClaimState
+    before: Attempt | None = None  # for a take-over: the attempt as its latest try left it
 
 
 class Ledger(Shared):
-    def __init__(self, db: Database, audit: AuditTrail, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditTrail,
+        clock: Callable[[], datetime],
+        *,
+        in_flight: timedelta = IN_FLIGHT,
+    ) -> None:
         self.db = db
         self.audit = audit
         self.clock = clock
+        self.in_flight = in_flight  # how long after a try began it may still be on its way
 
     # A person asks ---------------------------------------------------------------------------------------------
 
@@ -207,25 +231,21 @@ class Ledger(Shared):
             self.audit.write(self._entry(intent, "invalid", invalid.message))
             raise
         attempt = claim.attempt
-        if claim.state == "succeeded":
+        if claim.state is ClaimState.SUCCEEDED:
             self.audit.write(self._entry(intent, "already_done", intent.done, attempt.stripe_id))
             return Done(
                 f"this was already done: {intent.done}", intent.customer_id, intent.record, already=True
             )
-        if claim.state == "busy":
+        if claim.state is ClaimState.BUSY:
             ago = _ago(self.clock() - attempt.tried_at)
             self.audit.write(
-                self._entry(intent, "in_progress", f"asked again while on its way: {intent.asked}")
+                self._entry(intent, "in_progress", f"asked again while awaiting Stripe: {intent.asked}")
             )
             return Pending(intent.asked, intent.customer_id, intent.record, ALREADY_ASKED.format(ago=ago))
-        if claim.state == "taken_over":
-            try:
-                earlier = effect.find()
-            except StripeFailure as failure:
-                logger.warning(
-                    "could not ask Stripe about attempt %s: %s", attempt.id, failure.stripe_message
-                )
-                return Pending(intent.asked, intent.customer_id, intent.record, NOT_ASKED_AGAIN)
+        if claim.state is ClaimState.TAKEN_OVER:
+            earlier = self._what_earlier_tries_made(intent, attempt, effect, claim.before)
+            if isinstance(earlier, Pending):
+                return earlier
             if earlier is not None:
                 return self._recorded(intent, attempt, effect, earlier)
         try:
@@ -241,6 +261,39 @@ class Ledger(Shared):
             self._unknown(intent, attempt, "the bot failed while asking Stripe", None)
             return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
         return self._recorded(intent, attempt, effect, made)
+
+    def _what_earlier_tries_made(
+        self, intent: Intent, attempt: Attempt, effect: Effect, before: Attempt
+    ) -> Made | Pending | None:
+        """Taking an attempt over, first learn what its latest try did. Within Stripe's replay window that try's
+        own key is sent again: Stripe answers what it made, or 409 if it is still running, or runs it now if it
+        never arrived; so no timing has to be trusted. Only when that does not tell (a stored 5xx, the network
+        again), or the key is too old to be replayed, is Stripe searched for an object carrying the attempt's key.
+        None means nothing was made and a fresh try may go out."""
+        if self.clock() - before.tried_at < REPLAYED_FOR:
+            try:
+                return effect.call(before.stripe_key)
+            except StripeFailure as failure:
+                if failure.code == IN_PROGRESS:
+                    return Pending(intent.asked, intent.customer_id, intent.record, STILL_RUNNING)
+                if not failure.outcome_unknown:
+                    self._failed(intent, attempt, failure)
+                    raise Failed(failure.user_message) from failure
+                if (
+                    not failure.answered
+                ):  # this very resend may still be on its way: wait for it as for any try
+                    self._unknown(intent, attempt, failure.user_message, failure.code)
+                    return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+                # Stripe answered that key with a server error: it is done with it, and what it made is findable.
+            except Exception:
+                logger.exception("attempt %s: sending its latest try again failed", attempt.id)
+                self._unknown(intent, attempt, "the bot failed while asking Stripe", None)
+                return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+        try:
+            return effect.find()
+        except Exception:  # nothing new was sent; what the earlier tries made is still to be found out
+            logger.warning("could not ask Stripe about attempt %s", attempt.id, exc_info=True)
+            return Pending(intent.asked, intent.customer_id, intent.record, NOT_ASKED_AGAIN)
 
     def _claim(self, intent: Intent, problems: Problems) -> _Claim:
         for _ in range(3):
@@ -292,14 +345,16 @@ class Ledger(Shared):
                 session.add(row)
                 session.flush()
                 row.stripe_idempotency_key = _stripe_key(row.id, 1, intent.key)
-                return _Claim(Attempt.of(row), "new")
+                return _Claim(Attempt.of(row), ClaimState.NEW)
             attempt = Attempt.of(row)
             if row.status == SUCCEEDED:
-                return _Claim(attempt, "succeeded")
-            if row.tried_at > now - IN_FLIGHT:
-                return _Claim(attempt, "busy")
+                return _Claim(attempt, ClaimState.SUCCEEDED)
+            if row.tried_at > now - self.in_flight:
+                return _Claim(attempt, ClaimState.BUSY)
             taken = self._take_over(session, attempt, now)
-            return _Claim(taken, "taken_over") if taken else _Claim(attempt, "busy")
+            return (
+                _Claim(taken, ClaimState.TAKEN_OVER, attempt) if taken else _Claim(attempt, ClaimState.BUSY)
+            )
 
     # Ends of an attempt ---------------------------------------------------------------------------------------
 
@@ -332,22 +387,27 @@ class Ledger(Shared):
             current = session.get(ActionAttempt, attempt.id, populate_existing=True)
             if current is not None and current.status == SUCCEEDED and current.stripe_id == made.stripe_id:
                 return None  # a webhook or the settle job recorded it first
-            # It was let go although Stripe made it: a try outlived IN_FLIGHT. Stripe's word stands.
-            logger.error(
-                "attempt %s was let go, yet Stripe made %s: recording it", attempt.id, made.stripe_id
-            )
-            session.execute(
-                update(ActionAttempt)
-                .where(ActionAttempt.id == attempt.id)
-                .values(status=SUCCEEDED, stripe_id=made.stripe_id, finished_at=now)
-            )
-            summary += " (Stripe made it after the request had been given up)"
+            summary += self._made_after_all(session, attempt, made, now)
         effect.record(session, made, now)
         if made.amount is not None and attempt.money is not None and made.amount != attempt.money.amount:
             moved = Money(made.amount, attempt.money.currency)
             summary += f" (Stripe made it for {moved.format()}, not the {attempt.money.format()} asked)"
         self.audit.add(session, self._attempt_entry(attempt, "succeeded", summary, made))
         return summary
+
+    @staticmethod
+    def _made_after_all(session: Session, attempt: Attempt, made: Made, now: datetime) -> str:
+        """Stripe made an object for an attempt that had ended: let go (a try outlived its window), or ended
+        with another object. Stripe's word stands: it is recorded too, and said loudly."""
+        logger.error(
+            "attempt %s had ended, yet Stripe made %s for it: recording that", attempt.id, made.stripe_id
+        )
+        session.execute(
+            update(ActionAttempt)
+            .where(ActionAttempt.id == attempt.id)
+            .values(status=SUCCEEDED, stripe_id=made.stripe_id, finished_at=now)
+        )
+        return " (Stripe made it after the request had ended)"
 
     def let_go(self, attempt: Attempt, summary: str) -> bool:
         """End an attempt Stripe never acted on: give back what it set aside and free its key for a fresh
@@ -408,7 +468,7 @@ class Ledger(Shared):
         """Start a new try of a pending attempt whose latest try must have ended; None when it is not ours to take
         (still in flight, ended, or taken by someone else at this moment)."""
         now = self.clock()
-        if attempt.status != PENDING or attempt.tried_at > now - IN_FLIGHT:
+        if attempt.status != PENDING or attempt.tried_at > now - self.in_flight:
             return None
         with self.db.session() as session:
             return self._take_over(session, attempt, now)
@@ -422,7 +482,7 @@ class Ledger(Shared):
                 ActionAttempt.id == attempt.id,
                 ActionAttempt.status == PENDING,
                 ActionAttempt.tries == attempt.tries,
-                ActionAttempt.tried_at <= now - IN_FLIGHT,
+                ActionAttempt.tried_at <= now - self.in_flight,
             )
             .values(tries=tries, tried_at=now, stripe_idempotency_key=stripe_key)
         )
@@ -432,7 +492,7 @@ class Ledger(Shared):
 
     def open_attempts(self, *, limit: int) -> list[Attempt]:
         """Pending attempts whose latest try must have ended, oldest first."""
-        cutoff = self.clock() - IN_FLIGHT
+        cutoff = self.clock() - self.in_flight
         with self.db.session() as session:
             rows = session.scalars(
                 select(ActionAttempt)

@@ -3,6 +3,7 @@ described, and putting the order on their record."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +23,17 @@ from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import RecordNotFound
 from bot.shared import Shared
-from bot.stripe_gateway import ACTION_KEY, ChargeResult, StripeGateway, charge_result
+from bot.stripe_gateway import (
+    ACTION_KEY,
+    AuthenticationRequired,
+    ChargeResult,
+    StripeFailure,
+    StripeGateway,
+    charge_result,
+)
 from bot.viewmodels import NewOrderForm, NewOrderRequest, ProductOption
+
+logger = logging.getLogger(__name__)
 
 ACTION = "new_order"
 CURRENCIES = ("usd", "eur", "gbp", "cad", "aud", "jpy", "kwd", "chf", "sek", "nok", "dkk", "pln", "nzd")
@@ -208,8 +218,30 @@ class ChargeEffect:
     request: Mapping[str, Any]
 
     def call(self, idempotency_key: str) -> Made:
+        try:
+            charge = self._charge(idempotency_key)
+        except AuthenticationRequired as waiting:
+            self._cancel(waiting.payment_intent_id, idempotency_key)
+            raise
+        return Made(charge.payment_intent_id, charge.amount, charge)
+
+    def _cancel(self, payment_intent_id: str | None, idempotency_key: str) -> None:
+        """The bank wants the customer to confirm, and they are not here: the payment is cancelled, so it cannot
+        be completed later beside a charge asked for again."""
+        if payment_intent_id is None:
+            return
+        try:
+            self._gateway().cancel_payment_intent(
+                payment_intent_id, idempotency_key=f"{idempotency_key}-cancel"
+            )
+        except StripeFailure:
+            logger.exception(
+                "could not cancel payment %s that awaits the customer's confirmation", payment_intent_id
+            )
+
+    def _charge(self, idempotency_key: str) -> ChargeResult:
         request = self.request
-        charge = self._gateway().charge_off_session(
+        return self._gateway().charge_off_session(
             request["stripe_customer"],
             request["payment_method"],
             request["unit_amount"] * request["quantity"],
@@ -222,7 +254,6 @@ class ChargeEffect:
             },
             idempotency_key=idempotency_key,
         )
-        return Made(charge.payment_intent_id, charge.amount, charge)
 
     def find(self) -> Made | None:
         charge = self._gateway().find_charge(self.request["stripe_customer"], self.key)

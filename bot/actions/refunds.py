@@ -22,7 +22,7 @@ from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import RecordNotFound
 from bot.shared import Shared
-from bot.stripe_gateway import ACTION_KEY, StripeGateway
+from bot.stripe_gateway import ACTION_KEY, StripeGateway, StripeRejected
 from bot.viewmodels import RefundQuote, RefundRequest
 
 ACTION = "refund"
@@ -236,7 +236,12 @@ class RefundEffect:
         return Made(refund.id, refund.amount, refund)
 
     def find(self) -> Made | None:
-        refund = self._gateway().find_refund(self.request["payment_intent"], self.key)
+        try:
+            refund = self._gateway().find_refund(self.request["payment_intent"], self.key)
+        except StripeRejected as rejected:
+            if rejected.code == "resource_missing":
+                return None  # the payment is gone from Stripe: no refund of it can exist
+            raise
         return Made(refund.id, refund.amount, refund) if refund else None
 
     def made_from(self, obj: Mapping[str, Any]) -> Made:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -32,8 +32,9 @@ class Settled:
 
     recorded: int = 0  # Stripe had made them: now in our records
     let_go: int = 0  # Stripe never made them: what they set aside given back, their keys freed
-    unreachable: int = 0  # Stripe could not be asked; a later run asks again
-    ended: list[Attempt] = field(default_factory=list, compare=False)  # the attempts recorded or let go
+    unreachable: int = (
+        0  # Stripe could not be asked (or the records could not be written); a later run retries
+    )
 
 
 class Settler(Shared):
@@ -43,34 +44,35 @@ class Settler(Shared):
 
     def settle_unanswered(self, limit: int = 100) -> Settled:
         recorded = let_go = unreachable = 0
-        ended: list[Attempt] = []
         for open_attempt in self.ledger.open_attempts(limit=limit):
             effect_for = self.effects.get(open_attempt.action)
             attempt = self.ledger.take_over(open_attempt) if effect_for else None
             if attempt is None or effect_for is None:
                 continue  # someone else is on it, or an action this version no longer knows
-            effect = effect_for(attempt)
             try:
-                made = effect.find()
-            except StripeFailure as failure:
-                logger.warning(
-                    "could not ask Stripe about attempt %s: %s", attempt.id, failure.stripe_message
-                )
-                unreachable += 1
-                continue
-            if made is not None:
-                summary = f"{attempt.done}: Stripe made it, though its answer was lost at the time"
-                if self.ledger.succeed(attempt, effect, made, summary) is not None:
-                    recorded += 1
-                    ended.append(attempt)
-            elif self.ledger.let_go(
-                attempt,
-                f"{attempt.asked}: did not happen. Its answer from Stripe was lost, and Stripe never made it, "
-                "so nothing changed; it can be asked for again",
-            ):
-                let_go += 1
-                ended.append(attempt)
-        return Settled(recorded, let_go, unreachable, ended)
+                outcome = self._settle(attempt, effect_for(attempt))
+            except Exception:  # one attempt's trouble must not stop the others; the next run tries again
+                logger.exception("could not settle attempt %s", attempt.id)
+                outcome = "unreachable"
+            recorded += outcome == "recorded"
+            let_go += outcome == "let_go"
+            unreachable += outcome == "unreachable"
+        return Settled(recorded, let_go, unreachable)
+
+    def _settle(self, attempt: Attempt, effect: Effect) -> str | None:
+        try:
+            made = effect.find()
+        except StripeFailure as failure:
+            logger.warning("could not ask Stripe about attempt %s: %s", attempt.id, failure.stripe_message)
+            return "unreachable"
+        if made is not None:
+            summary = f"{attempt.done}: Stripe made it, though its answer was lost at the time"
+            return "recorded" if self.ledger.succeed(attempt, effect, made, summary) is not None else None
+        summary = (
+            f"{attempt.asked}: did not happen. Its answer from Stripe was lost, and Stripe never made it, so "
+            "nothing changed; it can be asked for again"
+        )
+        return "let_go" if self.ledger.let_go(attempt, summary) else None
 
     def bot_made(self, session: Session, action_key: str, obj: Mapping[str, Any]) -> bool:
         """A refund or payment from Stripe carrying an attempt's key: record it as that attempt's outcome. False
@@ -80,7 +82,15 @@ class Settler(Shared):
         if attempt is None or effect_for is None:
             return False
         if attempt.status == SUCCEEDED:
-            return attempt.stripe_id == obj.get("id")
+            if attempt.stripe_id != obj.get("id"):  # a second object for one request: it must not go unseen
+                logger.error(
+                    "attempt %s made %s, and Stripe also has %s for it",
+                    attempt.id,
+                    attempt.stripe_id,
+                    obj.get("id"),
+                )
+                return False
+            return True
         effect = effect_for(attempt)
         self.ledger.succeed(
             attempt, effect, effect.made_from(obj), f"{attempt.done} (confirmed by Stripe)", session
