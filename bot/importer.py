@@ -5,6 +5,11 @@ ones produced), one-off payments (orders) and refunds are listed 100 at a time w
 order so each object finds what it belongs to. After every page the cursor is saved with the page's rows, so an
 interrupted import carries on where it stopped; every row is an upsert on Stripe's id, so running it again
 duplicates nothing. Objects the list calls can embed are expanded, so the calls grow with pages, not objects.
+
+No Stripe call happens while a page's transaction is open. The objects a page's rows look up beyond the list
+(cards, products, payment intents, charges) are read between tries of the page: a try that meets one it does not
+have is rolled back, the rest of the page is tried to find every other such object, all are read, and the page
+is applied again; each object is read once for the whole import.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from bot import stripe_sync
 from bot.db import Database
 from bot.models import ImportProgress
-from bot.stripe_gateway import StripeGateway
+from bot.stripe_gateway import StripeFailure, StripeGateway
 
 STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method"]}),
@@ -59,7 +64,7 @@ def import_stripe(
     counts = stripe_sync.SyncCounts()
     resumed = _start(db, clock())
     pages = 0
-    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    gathered = stripe_sync.Gathered()
     lookups = 0
     started = time.perf_counter()
     waiting = 0.0
@@ -72,12 +77,11 @@ def import_stripe(
         finally:
             waiting += time.perf_counter() - before
 
-    def fetch(kind: str, object_id: str) -> dict[str, Any]:
+    def read(wanted: set[stripe_sync.Key]) -> None:
         nonlocal lookups
-        if (kind, object_id) not in cache:
+        for kind, object_id in sorted(wanted):
             lookups += 1
-            cache[kind, object_id] = timed(gateway.retrieve, kind, object_id)
-        return cache[kind, object_id]
+            gathered.add(kind, object_id, timed(gateway.retrieve, kind, object_id))
 
     for step, kind, params in STEPS:
         with db.session() as session:
@@ -87,16 +91,67 @@ def import_stripe(
         while not finished:
             rows, next_cursor = timed(gateway.list_page, kind, starting_after=cursor, **params)
             pages += 1
-            with db.session() as session:
-                for obj in rows:
-                    _apply(session, kind, obj, fetch, counts)
-                cursor = rows[-1]["id"] if rows else cursor
-                finished = next_cursor is None
-                session.merge(ImportProgress(kind=step, cursor=cursor, finished=finished, updated_at=clock()))
+            cursor = rows[-1]["id"] if rows else cursor
+            finished = next_cursor is None
+            progress_row = ImportProgress(kind=step, cursor=cursor, finished=finished, updated_at=clock())
+            counts.add(_apply_page(db, kind, rows, progress_row, gathered, read))
             done += len(rows)
             if progress is not None:
                 progress(step, done)
     return ImportSummary(counts, pages, lookups, resumed, time.perf_counter() - started, waiting)
+
+
+def _apply_page(
+    db: Database,
+    kind: str,
+    rows: list[dict[str, Any]],
+    progress_row: ImportProgress,
+    gathered: stripe_sync.Gathered,
+    read: Callable[[set[stripe_sync.Key]], None],
+) -> stripe_sync.SyncCounts:
+    """Apply a page's rows and save its cursor in one transaction, reading first what they look up; what it
+    created and updated."""
+    for _try in range(stripe_sync.ROUNDS):
+        counts = stripe_sync.SyncCounts()
+        applied = 0
+        try:
+            with db.session() as session:
+                for obj in rows:
+                    _apply(session, kind, obj, gathered.fetch, counts)
+                    applied += 1
+                session.merge(progress_row)
+            return counts
+        except stripe_sync.NotGathered as missing:
+            # Rolled back. Find what the rest of the page looks up too, so that one round of reads serves it.
+            read({missing.key} | _lookups(db, kind, rows[applied + 1 :], gathered.fetch))
+    raise StripeFailure(
+        f"The import stopped at the page of {kind.replace('_', ' ')}s ending with {progress_row.cursor}: "
+        f"after {stripe_sync.ROUNDS} tries, its objects still led to more in Stripe."
+    )
+
+
+class _TriedOnly(Exception):
+    """Leaves a unit of work without committing it."""
+
+
+def _lookups(
+    db: Database, kind: str, rows: list[dict[str, Any]], fetch: stripe_sync.Fetch
+) -> set[stripe_sync.Key]:
+    """The objects these rows look up that were not read yet, each row tried in a transaction of its own and
+    rolled back. A row stops at its first missing object, half applied, so it must not share a transaction with
+    the next. Not a savepoint per row: Python's sqlite3 driver begins a transaction only at the first write, so
+    releasing a savepoint taken before it would commit."""
+    missing: set[stripe_sync.Key] = set()
+    for obj in rows:
+        try:
+            with db.session() as session:
+                _apply(session, kind, obj, fetch, stripe_sync.SyncCounts())
+                raise _TriedOnly
+        except stripe_sync.NotGathered as lookup:
+            missing.add(lookup.key)
+        except _TriedOnly:
+            pass
+    return missing
 
 
 def _start(db: Database, now: datetime) -> bool:

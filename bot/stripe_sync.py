@@ -5,6 +5,11 @@ The webhooks and the import both call these. Each takes the object as Stripe has
 late or out-of-order event cannot roll a record back) and upserts on Stripe's id, so applying the same object
 twice leaves the same rows. Objects are plain dicts; both the shapes of the pinned API version (invoice
 `payments`, `parent.subscription_details`, billing periods on items) and older ones are read.
+
+Nothing here calls Stripe, because these functions run inside a transaction. An object they were not given is looked
+up with `fetch`, which answers from the objects read before the transaction began (`Gathered`) and raises
+`NotGathered` for any other: the caller rolls back, reads it from Stripe with no transaction open, and does the
+unit of work again (at most `ROUNDS` times).
 """
 
 from __future__ import annotations
@@ -34,12 +39,43 @@ from bot.search import index_customer
 from bot.stripe_gateway import ACTION_KEY
 
 Obj = dict[str, Any]
-Fetch = Callable[[str, str], Obj]  # (kind, id) -> the object as Stripe has it now
+# (kind, id) -> the object as Stripe has it now; inside a unit of work, `Gathered.fetch`
+Fetch = Callable[[str, str], Obj]
+Key = tuple[str, str]  # (kind, Stripe id)
+# The longest chain of lookups, an invoice of a subscription we have never seen, needs eight tries: the
+# subscription, its customer, the customer's card, the product, the payment intent, its charge and that charge's
+# card, each found missing by the try before. More means the objects keep leading to others: give up.
+ROUNDS = 10
 PLAN_METADATA = "payment_plan_installments"
 # A refund or payment the bot asked for carries its action's key in its metadata (ACTION_KEY): the action ledger
 # records it, settling the request that made it (and releasing what it set aside). Given the session, the key
 # and Stripe's object; False when no request of the bot's is waiting for it (record it as any other).
 BotMade = Callable[[Session, str, "Obj"], bool]
+
+
+class NotGathered(Exception):
+    """A unit of work looked up a Stripe object that was not read before it began."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"{kind} {object_id} was not read from Stripe before the transaction")
+        self.key: Key = (kind, object_id)
+
+
+class Gathered:
+    """Stripe objects read before a unit of work. Its `fetch` is the unit of work's way to Stripe: it answers from
+    these and never calls Stripe."""
+
+    def __init__(self) -> None:
+        self._objects: dict[Key, Obj] = {}
+
+    def add(self, kind: str, object_id: str, obj: Obj) -> None:
+        self._objects[kind, object_id] = obj
+
+    def fetch(self, kind: str, object_id: str) -> Obj:
+        try:
+            return self._objects[kind, object_id]
+        except KeyError:
+            raise NotGathered(kind, object_id) from None
 
 
 @dataclass
@@ -50,6 +86,12 @@ class SyncCounts:
     def count(self, kind: str, created: bool) -> None:
         target = self.created if created else self.updated
         target[kind] = target.get(kind, 0) + 1
+
+    def add(self, other: SyncCounts) -> None:
+        for kind, number in other.created.items():
+            self.created[kind] = self.created.get(kind, 0) + number
+        for kind, number in other.updated.items():
+            self.updated[kind] = self.updated.get(kind, 0) + number
 
 
 def ref_id(value: Any) -> str | None:

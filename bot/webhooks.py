@@ -3,6 +3,11 @@
 Re-reading makes late, repeated and out-of-order deliveries harmless: whatever order events arrive in, the record
 ends as Stripe has it now. The event id is stored in the same transaction as the changes, so an event that fails
 half-way is not marked done and Stripe's retry processes it again.
+
+No Stripe call happens inside that transaction (on SQLite it would hold the write lock for as long as Stripe takes):
+the event's object, and a refunded charge's refunds, are read first; anything else the records need from Stripe (a
+customer or subscription we have not seen yet, a card, a product) rolls the transaction back, is read, and the
+event is applied again (bot.stripe_sync.Gathered).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import stripe
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot import stripe_sync
 from bot.db import Database
@@ -41,6 +47,13 @@ HANDLED = frozenset(
     }
 )
 TOLERANCE_SECONDS = 300
+REFUNDS = "refunds_of_charge"  # read like one object: a charge's refunds, as Stripe lists them
+_KINDS = {
+    "customer": "customer",
+    "payment_intent": "payment_intent",
+    "invoice": "invoice",
+    "customer.subscription": "subscription",
+}  # the kind of object an event names, as the gateway reads it
 
 
 class StripeWebhooks:
@@ -71,80 +84,58 @@ class StripeWebhooks:
         event_id, event_type = event["id"], event["type"]
         if event_type not in HANDLED:
             return 200, {"ignored": event_type}
-        for _attempt in range(3):
+        if self._processed(event_id):
+            return 200, {"duplicate": event_id}  # a repeated delivery costs no Stripe call
+        obj = event["data"]["object"].to_dict()
+        gathered = stripe_sync.Gathered()
+        wanted = _rereads(event_type, obj)
+        for _try in range(stripe_sync.ROUNDS):
+            try:
+                self._read(gathered, wanted)
+            except StripeFailure as failure:
+                logger.warning(
+                    "could not read from Stripe for %s %s: %s", event_type, event_id, failure.user_message
+                )
+                return 503, {"error": "Stripe did not answer; deliver again later"}
             try:
                 with self.db.session() as session:
                     if session.get(StripeEvent, event_id) is not None:
                         return 200, {"duplicate": event_id}
                     session.add(StripeEvent(id=event_id, type=event_type, received_at=self.clock()))
                     session.flush()
-                    finished_plan = self._apply(session, event_type, event["data"]["object"].to_dict())
+                    finished_plan = _apply(session, event_type, obj, gathered.fetch, self.bot_made)
                 break
+            except stripe_sync.NotGathered as missing:
+                wanted = [missing.key]  # rolled back: read it, then go again
             except IntegrityError:
                 # Either this very event was processed at the same moment (then it is done), or another event
                 # created the same customer or subscription first: then go again, and find it this time.
-                with self.db.session() as session:
-                    if session.get(StripeEvent, event_id) is not None:
-                        return 200, {"duplicate": event_id}
-            except StripeFailure as failure:
-                logger.warning(
-                    "could not re-read the object of %s %s: %s", event_type, event_id, failure.user_message
-                )
-                return 503, {"error": "Stripe did not answer; deliver again later"}
+                if self._processed(event_id):
+                    return 200, {"duplicate": event_id}
+                wanted = []
         else:
             logger.error(
-                "event %s (%s) kept colliding with others; Stripe will deliver it again", event_id, event_type
+                "event %s (%s) kept colliding with others or needing more from Stripe; it will be delivered again",
+                event_id,
+                event_type,
             )
             return 503, {"error": "busy; deliver again later"}
         if finished_plan:
             self._end_plan(finished_plan)
         return 200, {"processed": event_id}
 
-    def _apply(self, session, event_type: str, obj: dict[str, Any]) -> str | None:
-        """Bring the event's object in; returns the Stripe id of a payment plan whose last instalment was paid."""
-        fetch = self._fetcher()
-        kind = event_type.rsplit(".", 1)[0]
-        if event_type == "customer.deleted":
-            customer = session.scalar(select(Customer).where(Customer.stripe_customer_id == obj["id"]))
-            if customer is not None:
-                customer.stripe_customer_id = (
-                    None  # our record and its history stay; it is no longer in Stripe
-                )
-                customer.default_payment_method_id = None
-        elif kind == "customer":
-            stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
-        elif kind == "payment_method":
-            if obj.get("customer"):
-                stripe_sync.sync_customer(
-                    session, fetch("customer", stripe_sync.ref_id(obj["customer"])), fetch
-                )
-        elif event_type == "payment_intent.succeeded":
-            stripe_sync.sync_payment_intent(
-                session, fetch("payment_intent", obj["id"]), fetch, bot_made=self.bot_made
-            )
-        elif event_type == "charge.refunded":
-            charge = fetch("charge", obj["id"])
-            refunds, _ = self.gateway.list_page("refund", charge=obj["id"])
-            stripe_sync.sync_refunds(
-                session, {**charge, "refunds": {"data": refunds}}, bot_made=self.bot_made
-            )
-        elif kind == "invoice":
-            return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
-        elif kind == "customer.subscription":
-            stripe_sync.sync_subscription(session, fetch("subscription", obj["id"]), fetch)
-        # payment_intent.payment_failed: a failed one-off payment leaves nothing to record; invoice failures
-        # arrive as invoice.payment_failed.
-        return None
+    def _processed(self, event_id: str) -> bool:
+        with self.db.session() as session:
+            return session.get(StripeEvent, event_id) is not None
 
-    def _fetcher(self) -> stripe_sync.Fetch:
-        seen: dict[tuple[str, str], dict[str, Any]] = {}
-
-        def fetch(kind: str, object_id: str) -> dict[str, Any]:
-            if (kind, object_id) not in seen:
-                seen[kind, object_id] = self.gateway.retrieve(kind, object_id)
-            return seen[kind, object_id]
-
-        return fetch
+    def _read(self, gathered: stripe_sync.Gathered, wanted: list[stripe_sync.Key]) -> None:
+        """Read from Stripe what the unit of work will look up. Called only with no transaction open."""
+        for kind, object_id in wanted:
+            if kind == REFUNDS:
+                refunds, _ = self.gateway.list_page("refund", charge=object_id)
+                gathered.add(kind, object_id, {"data": refunds})
+            else:
+                gathered.add(kind, object_id, self.gateway.retrieve(kind, object_id))
 
     def _end_plan(self, subscription_id: str) -> None:
         """A payment plan is a subscription that the bot ends after its last instalment."""
@@ -156,3 +147,49 @@ class StripeWebhooks:
             logger.error(
                 "could not end the finished payment plan %s: %s", subscription_id, failure.user_message
             )
+
+
+def _rereads(event_type: str, obj: dict[str, Any]) -> list[stripe_sync.Key]:
+    """What an event names, to read again from Stripe before its unit of work (its payload may be stale)."""
+    kind = event_type.rsplit(".", 1)[0]
+    if event_type in ("customer.deleted", "payment_intent.payment_failed"):
+        return []
+    if kind == "payment_method":
+        return [("customer", stripe_sync.ref_id(obj["customer"]))] if obj.get("customer") else []
+    if event_type == "charge.refunded":
+        return [("charge", obj["id"]), (REFUNDS, obj["id"])]
+    return [(_KINDS[kind], obj["id"])]
+
+
+def _apply(
+    session: Session,
+    event_type: str,
+    obj: dict[str, Any],
+    fetch: stripe_sync.Fetch,
+    bot_made: stripe_sync.BotMade | None,
+) -> str | None:
+    """Bring the event's object in; returns the Stripe id of a payment plan whose last instalment was paid.
+    `fetch` answers from what was read before the transaction (no Stripe call can happen here)."""
+    kind = event_type.rsplit(".", 1)[0]
+    if event_type == "customer.deleted":
+        customer = session.scalar(select(Customer).where(Customer.stripe_customer_id == obj["id"]))
+        if customer is not None:
+            customer.stripe_customer_id = None  # our record and its history stay; it is no longer in Stripe
+            customer.default_payment_method_id = None
+    elif kind == "customer":
+        stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
+    elif kind == "payment_method":
+        if obj.get("customer"):
+            stripe_sync.sync_customer(session, fetch("customer", stripe_sync.ref_id(obj["customer"])), fetch)
+    elif event_type == "payment_intent.succeeded":
+        stripe_sync.sync_payment_intent(session, fetch("payment_intent", obj["id"]), fetch, bot_made=bot_made)
+    elif event_type == "charge.refunded":
+        charge = {**fetch("charge", obj["id"]), "refunds": fetch(REFUNDS, obj["id"])}
+        stripe_sync.sync_refunds(session, charge, bot_made=bot_made)
+    elif kind == "invoice":
+        return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
+    elif kind == "customer.subscription":
+        stripe_sync.sync_subscription(session, fetch("subscription", obj["id"]), fetch)
+    # payment_intent.payment_failed: a failed one-off payment leaves nothing to record; invoice failures
+    # arrive as invoice.payment_failed.
+    return None

@@ -1,5 +1,6 @@
 """`customer-bot import-stripe` against a localstripe holding customers with cards, one-off charges, refunds, an
-active subscription, a payment plan and a subscription whose first payment failed."""
+active subscription, a payment plan and a subscription whose first payment failed. Stripe is never called with a
+transaction open."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from bot import records
+from bot import records, stripe_sync
 from bot.importer import import_stripe
 from bot.models import Customer, Order, Payment, Recurring, Refund
 from bot.stripe_gateway import StripeFailure, StripeGateway
@@ -22,6 +23,7 @@ from tests.stripe_support import (
     stripe_customer_with_card,
     stripe_subscription,
 )
+from tests.watching import Transactions, WatchedGateway
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +125,33 @@ def test_an_interrupted_import_carries_on_where_it_stopped(db, account):
 
     assert summary.resumed and summary.pages == 3, "customers and subscriptions are not listed again"
     assert table_counts(db)["orders"] == 4
+
+
+def test_the_import_reads_stripe_with_no_transaction_open_each_object_once(db, account, monkeypatch):
+    gateway = WatchedGateway(gateway_for(account), Transactions(db, monkeypatch))
+
+    summary = import_stripe(db, gateway)
+
+    assert gateway.inside_transaction == []
+    assert sorted(gateway.retrieved) == sorted(set(gateway.retrieved)), "each object is read once"
+    assert summary.lookups == len(gateway.retrieved) == 2
+    assert [len(reads) for reads in gateway.read_rounds] == [2], (
+        "two invoices of the page each look up an object (a card, a failed payment): one round of reads"
+    )
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 3, "orders": 4, "refunds": 1}
+
+
+def test_a_page_whose_objects_cannot_all_be_read_keeps_none_of_its_rows(db, account, monkeypatch):
+    monkeypatch.setattr(stripe_sync, "ROUNDS", 1)  # the invoices page needs one round of reads first
+    with pytest.raises(StripeFailure, match="page of invoices"):
+        import_stripe(db, gateway_for(account))
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 0, "orders": 0, "refunds": 0}
+
+    monkeypatch.undo()
+    summary = import_stripe(db, gateway_for(account))
+
+    assert summary.resumed and summary.counts.created["payments"] == 3
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 3, "orders": 4, "refunds": 1}
 
 
 def run_cli(db, tmp_path, **env):

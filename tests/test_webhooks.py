@@ -1,19 +1,21 @@
 """Stripe webhooks at POST /stripe/webhook: events sent and signed by localstripe itself over HTTP, plus hand-signed
-duplicates, bad signatures and out-of-order deliveries."""
+duplicates, bad signatures and out-of-order deliveries; Stripe is never called with a transaction open."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 from sqlalchemy import func, select
 
+from bot import stripe_sync
 from bot.models import Customer, Order, Payment, Recurring, Refund, StripeEvent
 from bot.stripe_gateway import StripeGateway
 from bot.webhooks import HANDLED, StripeWebhooks
@@ -27,6 +29,7 @@ from tests.stripe_support import (
     stripe_customer_with_card,
     stripe_subscription,
 )
+from tests.watching import Transactions, WatchedGateway
 
 SECRET = "whsec_test_secret"
 
@@ -99,8 +102,8 @@ class Endpoint:
         self.server.server_close()
 
 
-def web_for(db, slack, stripe_server: LocalStripe) -> WebApp:
-    gateway = StripeGateway.connect(stripe_server.api_key, api_base=stripe_server.url)
+def web_for(db, slack, stripe_server: LocalStripe, gateway: StripeGateway | None = None) -> WebApp:
+    gateway = gateway or StripeGateway.connect(stripe_server.api_key, api_base=stripe_server.url)
     settings = settings_for(db, slack)
     return WebApp(create_app(settings, db, gateway=gateway), db, StripeWebhooks(db, gateway, SECRET))
 
@@ -110,18 +113,26 @@ def web(db, slack, own_stripe) -> WebApp:
     return web_for(db, slack, own_stripe)
 
 
-@pytest.fixture
-def delivering(db, slack) -> Iterator[tuple[LocalStripe, Endpoint]]:
-    """A localstripe of this test's own, sending every event it makes to our endpoint; stopped before the
-    endpoint closes, so no delivery outlives the test."""
+@contextlib.contextmanager
+def stripe_delivering_to(
+    db, slack, gateway_for: Callable[[LocalStripe], StripeGateway] | None = None
+) -> Iterator[tuple[LocalStripe, Endpoint]]:
+    """A localstripe of its own, sending every event it makes to our endpoint; stopped before the endpoint
+    closes, so no delivery outlives the test."""
     with LocalStripe() as server:
-        endpoint = Endpoint(web_for(db, slack, server))
+        endpoint = Endpoint(web_for(db, slack, server, gateway_for(server) if gateway_for else None))
         server.configure_webhook("records", endpoint.url, SECRET, sorted(HANDLED))
         try:
             yield server, endpoint
         finally:
             server.stop()
             endpoint.close()
+
+
+@pytest.fixture
+def delivering(db, slack) -> Iterator[tuple[LocalStripe, Endpoint]]:
+    with stripe_delivering_to(db, slack) as delivery:
+        yield delivery
 
 
 def count(db, query) -> int:
@@ -316,3 +327,121 @@ def test_a_subscription_canceled_in_stripe_shows_as_canceled(db, web, own_stripe
     with db.session() as s:
         sub = s.scalar(select(Recurring).where(Recurring.stripe_subscription_id == subscription_id))
         assert (sub.status, sub.next_bill_at) == ("canceled", None) and sub.canceled_at is not None
+
+
+def watched_gateway(db, server: LocalStripe, monkeypatch) -> WatchedGateway:
+    gateway = StripeGateway.connect(server.api_key, api_base=server.url)
+    return WatchedGateway(gateway, Transactions(db, monkeypatch))
+
+
+def test_stripe_is_never_called_with_a_transaction_open(db, slack, monkeypatch):
+    watched: list[WatchedGateway] = []
+
+    def gateway_for(server: LocalStripe) -> WatchedGateway:
+        watched.append(watched_gateway(db, server, monkeypatch))
+        return watched[0]
+
+    with stripe_delivering_to(db, slack, gateway_for) as (server, endpoint):
+        client = local_stripe_client(server)
+        customer_id, method = stripe_customer_with_card(client, "plan@example.com", name="Plan Holder")
+        stripe_subscription(
+            client,
+            customer_id,
+            15000,
+            "usd",
+            "month",
+            {"payment_plan_installments": "6"},
+            product_name="Teacher Training",
+        )
+        intent = paid_payment_intent(client, customer_id, method, 4500)
+        client.v1.refunds.create(params={"payment_intent": intent, "amount": 1000})
+        endpoint.wait_until(
+            lambda: (
+                count(db, select(func.count()).select_from(Refund)) == 1
+                and count(db, select(func.count()).select_from(Order).where(Order.source == "instalment"))
+                == 1
+            )
+        )
+
+    gateway = watched[0]
+    assert {"customer lookup", "subscription lookup", "invoice lookup"} <= set(gateway.requests)
+    assert gateway.inside_transaction == []
+    assert all(status.startswith("200") for status in endpoint.statuses)
+
+
+def test_a_refunded_charge_and_its_refunds_are_read_before_the_transaction(
+    db, slack, own_stripe, monkeypatch
+):
+    gateway = watched_gateway(db, own_stripe, monkeypatch)
+    web = web_for(db, slack, own_stripe, gateway)
+    client = local_stripe_client(own_stripe)
+    customer_id, method = stripe_customer_with_card(client, "twice@example.com", name="Re Funded Twice")
+    intent = paid_payment_intent(client, customer_id, method, 8000)
+    post(web, *signed(event("evt_paid_t", "payment_intent.succeeded", {"id": intent})))
+    charge_id = client.v1.refunds.create(params={"payment_intent": intent, "amount": 3000}).charge
+    client.v1.refunds.create(params={"payment_intent": intent, "amount": 2000})
+
+    answer = post(
+        web, *signed(event("evt_refund_t", "charge.refunded", {"id": charge_id, "object": "charge"}))
+    )
+
+    assert answer == ("200 OK", {"processed": "evt_refund_t"})
+    assert "refund list" in gateway.requests
+    assert gateway.inside_transaction == []
+    with db.session() as s:
+        order = s.scalar(select(Order).where(Order.stripe_payment_intent_id == intent))
+        assert (order.amount_refunded, order.status) == (5000, "partially_refunded")
+
+
+def never_seen_plan_invoice(server: LocalStripe) -> str:
+    """A paid first instalment of a payment plan whose customer, card and subscription we have no record of."""
+    client = local_stripe_client(server)
+    customer_id, _ = stripe_customer_with_card(client, "newcomer@example.com", name="New Comer")
+    subscription_id = stripe_subscription(
+        client,
+        customer_id,
+        15000,
+        "usd",
+        "month",
+        {"payment_plan_installments": "6"},
+        product_name="Teacher Training",
+    )
+    return client.v1.invoices.list(params={"subscription": subscription_id}).data[0].id
+
+
+def test_an_event_about_objects_never_seen_reads_each_once_before_its_transaction(
+    db, slack, own_stripe, monkeypatch
+):
+    gateway = watched_gateway(db, own_stripe, monkeypatch)
+    web = web_for(db, slack, own_stripe, gateway)
+    invoice_id = never_seen_plan_invoice(own_stripe)
+
+    answer = post(
+        web, *signed(event("evt_paid_new", "invoice.paid", {"id": invoice_id, "object": "invoice"}))
+    )
+
+    assert answer == ("200 OK", {"processed": "evt_paid_new"})
+    assert gateway.inside_transaction == []
+    assert len(gateway.read_rounds) > 2, "the subscription, customer, card... were found missing one by one"
+    assert sorted(gateway.retrieved) == sorted(set(gateway.retrieved)), "each object is read once"
+    with db.session() as s:
+        plan = s.scalar(select(Recurring))
+        assert (plan.kind, plan.product, plan.installments_paid) == ("payment_plan", "Teacher Training", 1)
+        customer = s.get(Customer, plan.customer_id)
+        assert (customer.email, customer.card_last4) == ("newcomer@example.com", "4242")
+        order = s.scalar(select(Order))
+        assert (order.source, order.total, order.recurring_id) == ("instalment", 15000, plan.id)
+
+
+def test_an_event_that_needs_more_reads_than_allowed_is_left_for_stripe_to_deliver_again(
+    db, web, own_stripe, monkeypatch
+):
+    delivery = signed(event("evt_paid_deep", "invoice.paid", {"id": never_seen_plan_invoice(own_stripe)}))
+    monkeypatch.setattr(stripe_sync, "ROUNDS", 2)
+
+    assert post(web, *delivery)[0] == "503 Service Unavailable"
+    for model in (StripeEvent, Customer, Recurring, Payment, Order):
+        assert count(db, select(func.count()).select_from(model)) == 0, f"a {model.__name__} was kept"
+
+    monkeypatch.undo()
+    assert post(web, *delivery) == ("200 OK", {"processed": "evt_paid_deep"})
