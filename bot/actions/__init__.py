@@ -61,10 +61,15 @@ def build_actions(
     subscriptions = SubscriptionChanges(db, ledger, permission, stripe, clock)
     new_orders = NewOrders(db, ledger, permission, stripe, clock)
     email = EmailChanges(db, ledger, permission, stripe, crms, clock)
-    effects = {
-        "refund": refunds.effect_for,
-        "new_order": new_orders.effect_for,
-        "change_email": email.effect_for,
-        **dict.fromkeys(CHANGES, subscriptions.effect_for),
-    }
+    # What settling rebuilds a request's Stripe side with; with Stripe not connected there is nothing to settle.
+    effects = (
+        {
+            "refund": refunds.effect_for,
+            "new_order": new_orders.effect_for,
+            "change_email": email.effect_for,
+            **dict.fromkeys(CHANGES, subscriptions.effect_for),
+        }
+        if gateway
+        else {}
+    )
     return Actions(refunds, subscriptions, new_orders, email, Settler(ledger, effects), permission, audit)

@@ -97,7 +97,8 @@ class EmailChanges(Shared):
         return self.ledger.perform(intent, effect, problems)
 
     def effect_for(self, attempt: Attempt) -> EmailEffect:
-        return EmailEffect(self.stripe.gateway_or_none(), attempt.target[1], attempt.request)
+        gateway = self.stripe.connected() if attempt.request.get("stripe_customer") else None
+        return EmailEffect(gateway, attempt.target[1], attempt.request)
 
     def _crms_holding(self, old_email: str) -> str:
         """Which connected CRMs still have the old address: the email check's push changes them."""
@@ -197,23 +198,21 @@ class EmailChanges(Shared):
 class EmailEffect:
     """A new email on the Stripe customer (when there is one), and on our record."""
 
-    gateway: StripeGateway | None
+    gateway: StripeGateway | None  # None when the customer is not in Stripe: only our record changes
     customer_id: int
     request: Mapping[str, Any]
 
     def call(self, idempotency_key: str) -> Made:
         stripe_customer = self.request["stripe_customer"]
-        if stripe_customer:
-            self._gateway().update_email(
-                stripe_customer, self.request["email"], idempotency_key=idempotency_key
-            )
+        if stripe_customer and self.gateway is not None:
+            self.gateway.update_email(stripe_customer, self.request["email"], idempotency_key=idempotency_key)
         return Made(stripe_customer)
 
     def find(self) -> Made | None:
         stripe_customer = self.request["stripe_customer"]
-        if not stripe_customer:
+        if not stripe_customer or self.gateway is None:
             return Made(None)  # nothing to ask of Stripe: only our record was to change
-        email = self._gateway().customer_email(stripe_customer)
+        email = self.gateway.customer_email(stripe_customer)
         return Made(stripe_customer) if same_email(email, self.request["email"]) else None
 
     def made_from(self, obj: Mapping[str, Any]) -> Made:
@@ -223,11 +222,6 @@ class EmailEffect:
         customer = _customer(session, self.customer_id)
         customer.email = self.request["email"]
         index_customer(session, customer)
-
-    def _gateway(self) -> StripeGateway:
-        if self.gateway is None:
-            raise RuntimeError("Stripe is not connected")
-        return self.gateway
 
 
 def _customer(session: Session, customer_id: int) -> Customer:

@@ -183,7 +183,7 @@ class NewOrders(Shared):
 
     def effect_for(self, attempt: Attempt) -> ChargeEffect:
         return ChargeEffect(
-            self.stripe.gateway_or_none(), attempt.key, attempt.actor, attempt.target[1], attempt.request
+            self.stripe.connected(), attempt.key, attempt.actor, attempt.target[1], attempt.request
         )
 
 
@@ -211,7 +211,7 @@ def order_problems(description: str, unit_amount: int, currency: str, quantity: 
 class ChargeEffect:
     """A charge of the card on file in Stripe, and the internal order it pays for in our records."""
 
-    gateway: StripeGateway | None
+    gateway: StripeGateway
     key: str  # the attempt's, kept in the payment's metadata so a later look finds it
     actor: str
     customer_id: int
@@ -231,9 +231,7 @@ class ChargeEffect:
         if payment_intent_id is None:
             return
         try:
-            self._gateway().cancel_payment_intent(
-                payment_intent_id, idempotency_key=f"{idempotency_key}-cancel"
-            )
+            self.gateway.cancel_payment_intent(payment_intent_id, idempotency_key=f"{idempotency_key}-cancel")
         except StripeFailure:
             logger.exception(
                 "could not cancel payment %s that awaits the customer's confirmation", payment_intent_id
@@ -241,7 +239,7 @@ class ChargeEffect:
 
     def _charge(self, idempotency_key: str) -> ChargeResult:
         request = self.request
-        return self._gateway().charge_off_session(
+        return self.gateway.charge_off_session(
             request["stripe_customer"],
             request["payment_method"],
             request["unit_amount"] * request["quantity"],
@@ -256,7 +254,7 @@ class ChargeEffect:
         )
 
     def find(self) -> Made | None:
-        charge = self._gateway().find_charge(self.request["stripe_customer"], self.key)
+        charge = self.gateway.find_charge(self.request["stripe_customer"], self.key)
         return Made(charge.payment_intent_id, charge.amount, charge) if charge else None
 
     def made_from(self, obj: Mapping[str, Any]) -> Made:
@@ -286,11 +284,6 @@ class ChargeEffect:
             lines=[order_book.Line(self.request["description"], quantity, unit)],
             created_at=now,
         )
-
-    def _gateway(self) -> StripeGateway:
-        if self.gateway is None:
-            raise RuntimeError("Stripe is not connected")
-        return self.gateway
 
 
 def _customer(session: Session, customer_id: int) -> Customer:

@@ -184,9 +184,7 @@ class SubscriptionChanges(Shared):
         return self.ledger.perform(intent, effect, problems)
 
     def effect_for(self, attempt: Attempt) -> SubscriptionEffect:
-        return SubscriptionEffect(
-            self.stripe.gateway_or_none(), attempt.action, attempt.target[1], attempt.request
-        )
+        return SubscriptionEffect(self.stripe.connected(), attempt.action, attempt.target[1], attempt.request)
 
     def _record(self, recurring_id: int, back: CardState | None = None) -> RecurringRecord:
         with self.db.session() as session:
@@ -201,13 +199,13 @@ def _name(record: RecurringRecord) -> str:
 class SubscriptionEffect:
     """A change to a Stripe subscription, and the same change to our record of it."""
 
-    gateway: StripeGateway | None
+    gateway: StripeGateway
     action: str
     recurring_id: int
     request: Mapping[str, Any]
 
     def call(self, idempotency_key: str) -> Made:
-        gateway, subscription = self._gateway(), self.request["subscription"]
+        gateway, subscription = self.gateway, self.request["subscription"]
         if self.action == CANCEL:
             at_end = bool(self.request["at_period_end"])
             obj = gateway.cancel_subscription(
@@ -228,7 +226,7 @@ class SubscriptionEffect:
 
     def find(self) -> Made | None:
         """The subscription, when it is as the change leaves it (an earlier try made it)."""
-        obj = self._gateway().retrieve("subscription", self.request["subscription"])
+        obj = self.gateway.retrieve("subscription", self.request["subscription"])
         return Made(obj["id"], None, obj) if self._made(obj) else None
 
     def _made(self, obj: Mapping[str, Any]) -> bool:
@@ -256,11 +254,6 @@ class SubscriptionEffect:
         if row is None:
             raise RecordNotFound("subscription or payment plan", self.recurring_id)
         apply_subscription_state(row, made.answer)
-
-    def _gateway(self) -> StripeGateway:
-        if self.gateway is None:
-            raise RuntimeError("Stripe is not connected")
-        return self.gateway
 
 
 def _when(text: str | None) -> datetime | None:

@@ -158,7 +158,7 @@ class Refunds(Shared):
 
     def effect_for(self, attempt: Attempt) -> RefundEffect:
         return RefundEffect(
-            self.stripe.gateway_or_none(), attempt.key, attempt.actor, attempt.target[1], attempt.request
+            self.stripe.connected(), attempt.key, attempt.actor, attempt.target[1], attempt.request
         )
 
 
@@ -215,14 +215,14 @@ def _reserve(session: Session, order_id: int, amount: int, seen: tuple[int, int]
 class RefundEffect:
     """A refund in Stripe, and in our records."""
 
-    gateway: StripeGateway | None
+    gateway: StripeGateway
     key: str  # the attempt's, kept in the refund's metadata so a later look finds it
     actor: str
     order_id: int
     request: Mapping[str, Any]
 
     def call(self, idempotency_key: str) -> Made:
-        refund = self._gateway().refund(
+        refund = self.gateway.refund(
             self.request["payment_intent"],
             self.request["amount"],
             reason=self.request["reason"],
@@ -237,7 +237,7 @@ class RefundEffect:
 
     def find(self) -> Made | None:
         try:
-            refund = self._gateway().find_refund(self.request["payment_intent"], self.key)
+            refund = self.gateway.find_refund(self.request["payment_intent"], self.key)
         except StripeRejected as rejected:
             if rejected.code == "resource_missing":
                 return None  # the payment is gone from Stripe: no refund of it can exist
@@ -259,11 +259,6 @@ class RefundEffect:
             note=self.request["note"],
             requested_by=self.actor,
         )
-
-    def _gateway(self) -> StripeGateway:
-        if self.gateway is None:
-            raise RuntimeError("Stripe is not connected")
-        return self.gateway
 
 
 def _order(session: Session, order_id: int, *, fresh: bool = False) -> Order:

@@ -27,5 +27,8 @@ class StripeAccess(Shared):
             raise Failed(NOT_CONNECTED)
         return self.gateway
 
-    def gateway_or_none(self) -> StripeGateway | None:
+    def connected(self) -> StripeGateway:
+        """The gateway, for work that only runs with Stripe connected (settling)."""
+        if self.gateway is None:
+            raise Failed(NOT_CONNECTED)
         return self.gateway
