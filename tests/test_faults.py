@@ -248,6 +248,27 @@ def test_a_refund_whose_answer_was_lost_is_found_by_the_retry_not_made_again(sho
     assert "*Still refundable*\n$40.00" in text_of(shop.harness.slack.message(card.ts))
 
 
+def test_a_second_admin_coming_back_later_sends_the_first_admins_request_not_a_new_one(shop):
+    _, order_id, intent = jane_paid(shop)
+    first = refund_form(shop, shop.admin(ADMIN), order_id, "10.00")
+    second = refund_form(shop, shop.admin(OTHER_ADMIN), order_id, "10.00")
+    shop.stand_in.lose_answer("POST", "/v1/refunds", times=None)
+    first.submit(shop)
+    assert "cannot tell yet" in first.outcome(shop)
+    shop.stand_in.disarm()
+    shop.clock.advance(SETTLE_AFTER)
+
+    second.submit(shop)
+
+    assert "Refunded $10.00" in second.outcome(shop)
+    [replayed] = [e for e in shop.stand_in.log if e.method == "POST" and e.replayed]
+    assert replayed.params["metadata[requested_by]"] == ADMIN, (
+        "the same request, so Stripe replays its answer"
+    )
+    assert stripe_refunds(shop, intent) == [1000]
+    books_agree(shop, order_id, intent)
+
+
 def test_a_refund_that_never_reached_stripe_is_let_go_by_the_settle_job_and_can_be_asked_again(shop):
     _, order_id, intent = jane_paid(shop)
     asked = refund_form(shop, shop.admin(), order_id, "50.00")

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from bot.actions.audit import AuditEntry, AuditTrail
-from bot.actions.email import EmailChanges
+from bot.actions.email import EmailChanges, EmailEffect
 from bot.actions.ledger import IN_FLIGHT, Ledger
-from bot.actions.new_orders import NewOrders
+from bot.actions.new_orders import ChargeEffect, NewOrders
 from bot.actions.permission import Permission
-from bot.actions.recurring import CHANGES, SubscriptionChanges
-from bot.actions.refunds import Refunds
+from bot.actions.recurring import CHANGES, SubscriptionChanges, SubscriptionEffect
+from bot.actions.refunds import RefundEffect, Refunds
 from bot.actions.settling import Settler
 from bot.actions.stripe_access import StripeAccess
 from bot.crm import Crm
@@ -56,20 +57,16 @@ def build_actions(
     stripe = StripeAccess(gateway, audit)
     # A try may be on its way for ten times the longest a Stripe call takes, and never less than IN_FLIGHT.
     in_flight = max(IN_FLIGHT, timedelta(seconds=10 * gateway.limits.budget)) if gateway else IN_FLIGHT
-    ledger = Ledger(db, audit, clock, in_flight=in_flight)
+    effects = {
+        "refund": partial(RefundEffect.of, gateway),
+        "new_order": partial(ChargeEffect.of, gateway),
+        "change_email": partial(EmailEffect.of, gateway),
+        **dict.fromkeys(CHANGES, partial(SubscriptionEffect.of, gateway)),
+    }
+    ledger = Ledger(db, audit, clock, effects, in_flight=in_flight)
     refunds = Refunds(db, ledger, permission, stripe, clock)
     subscriptions = SubscriptionChanges(db, ledger, permission, stripe, clock)
     new_orders = NewOrders(db, ledger, permission, stripe, clock)
     email = EmailChanges(db, ledger, permission, stripe, crms, clock)
-    # What settling rebuilds a request's Stripe side with; with Stripe not connected there is nothing to settle.
-    effects = (
-        {
-            "refund": refunds.effect_for,
-            "new_order": new_orders.effect_for,
-            "change_email": email.effect_for,
-            **dict.fromkeys(CHANGES, subscriptions.effect_for),
-        }
-        if gateway
-        else {}
-    )
-    return Actions(refunds, subscriptions, new_orders, email, Settler(ledger, effects), permission, audit)
+    settler = Settler(ledger, connected=gateway is not None)
+    return Actions(refunds, subscriptions, new_orders, email, settler, permission, audit)

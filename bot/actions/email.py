@@ -16,7 +16,7 @@ from bot.actions.audit import AuditEntry
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
 from bot.actions.outcomes import Done, Failed, Pending, Problems
 from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess
+from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.crm import Crm, CrmError, distinct_emails, same_email
 from bot.db import Database
 from bot.models import Customer
@@ -75,7 +75,8 @@ class EmailChanges(Shared):
             old_email, stripe_customer = customer.email, customer.stripe_customer_id
             name = shown_name(customer.name, customer.email)
             after = last_change(session, "customer", customer_id)
-        gateway = self.stripe.require(actor, CHANGE, "customer", customer_id) if stripe_customer else None
+        if stripe_customer:
+            self.stripe.require(actor, CHANGE, "customer", customer_id)
         problems = email_problems(new_email, old_email)
         where = (
             "our records and Stripe" if stripe_customer else "our records (this customer is not in Stripe)"
@@ -93,12 +94,7 @@ class EmailChanges(Shared):
             record=("customer", customer_id),
             request={"stripe_customer": stripe_customer, "email": new_email},
         )
-        effect = EmailEffect(gateway, customer_id, intent.request)
-        return self.ledger.perform(intent, effect, problems)
-
-    def effect_for(self, attempt: Attempt) -> EmailEffect:
-        gateway = self.stripe.connected() if attempt.request.get("stripe_customer") else None
-        return EmailEffect(gateway, attempt.target[1], attempt.request)
+        return self.ledger.perform(intent, problems)
 
     def _crms_holding(self, old_email: str) -> str:
         """Which connected CRMs still have the old address: the email check's push changes them."""
@@ -195,24 +191,27 @@ class EmailChanges(Shared):
 
 
 @dataclass(frozen=True)
-class EmailEffect:
-    """A new email on the Stripe customer (when there is one), and on our record."""
+class EmailEffect(StripeSide):
+    """A new email on the Stripe customer (when there is one: else only our record changes), and on our record."""
 
-    gateway: StripeGateway | None  # None when the customer is not in Stripe: only our record changes
     customer_id: int
     request: Mapping[str, Any]
 
+    @classmethod
+    def of(cls, gateway: StripeGateway | None, attempt: Attempt) -> EmailEffect:
+        return cls(gateway, attempt.target[1], attempt.request)
+
     def call(self, idempotency_key: str) -> Made:
         stripe_customer = self.request["stripe_customer"]
-        if stripe_customer and self.gateway is not None:
-            self.gateway.update_email(stripe_customer, self.request["email"], idempotency_key=idempotency_key)
+        if stripe_customer:
+            self.stripe.update_email(stripe_customer, self.request["email"], idempotency_key=idempotency_key)
         return Made(stripe_customer)
 
     def find(self) -> Made | None:
         stripe_customer = self.request["stripe_customer"]
-        if not stripe_customer or self.gateway is None:
+        if not stripe_customer:
             return Made(None)  # nothing to ask of Stripe: only our record was to change
-        email = self.gateway.customer_email(stripe_customer)
+        email = self.stripe.customer_email(stripe_customer)
         return Made(stripe_customer) if same_email(email, self.request["email"]) else None
 
     def made_from(self, obj: Mapping[str, Any]) -> Made:

@@ -9,11 +9,13 @@ The rules, and why they hold:
   the gateway bounds a call (`CallLimits.budget`, 30 s). The attempt keeps when its latest try began; until
   `IN_FLIGHT` has passed since then (ten times that bound) nobody else touches it: whoever asks again is told it
   is being confirmed. After that one process may take it over (a conditional update of the try number).
-- **What Stripe made is what we record.** Taking over starts by asking Stripe what the earlier tries made (each
-  object carries the attempt's key in its metadata): what it made is recorded, with Stripe's id and amount; if
-  it made nothing, a new try goes out under a fresh key (under the old one Stripe would replay the old error).
-  The settle job asks the same way and lets go of what Stripe never made; it never moves money. A webhook bringing
-  an object with an attempt's key records it at once (bot.actions.settling).
+- **What Stripe made is what we record.** Taking over, a person's request first re-sends the latest try under
+  its own key: Stripe replays what it made, runs it if it never arrived, or answers 409 while it still runs, so
+  no timing has to be trusted. Only when Stripe answered that key with a stored server error (or the key is too
+  old to be replayed) is Stripe searched for an object carrying the attempt's key in its metadata: what it made is
+  recorded, with Stripe's id and amount; if nothing, a new try goes out under a fresh key. The settle job searches
+  the same way and lets go of what Stripe never made; it never moves money. A webhook bringing an object with an
+  attempt's key records it at once (bot.actions.settling).
 - **What an attempt sets aside lives and dies with it.** A refund reserves its amount on its order in the
   transaction that creates the attempt (the database's check constraints refuse more than was paid); the
   transaction that ends the attempt (succeeded, failed, let go) gives it back.
@@ -129,6 +131,9 @@ class Intent:
     reserved: int = 0  # minor units set aside on the target order while the attempt is open
     reserve: Callable[[Session], None] | None = None  # sets them aside, or raises Invalid
 
+    def pending(self, why: str, stripe_id: str | None = None) -> Pending:
+        return Pending(self.asked, self.customer_id, self.record, why, stripe_id)
+
     @property
     def key(self) -> str:
         digest = hashlib.sha256(json.dumps(self.identity, sort_keys=True, default=str).encode()).hexdigest()
@@ -180,14 +185,8 @@ class Attempt:
     def done(self) -> str:
         return self.request.get("done", self.asked)
 
-    @property
-    def customer_id(self) -> int:
-        return int(self.request.get("customer_id", 0))
 
-    @property
-    def record(self) -> Record:
-        kind, record_id = self.request.get("record", self.target)
-        return kind, int(record_id)
+EffectFor = Callable[[Attempt], Effect]  # an attempt's effect, made from what its row keeps
 
 
 class ClaimState(enum.Enum):
@@ -210,17 +209,21 @@ class Ledger(Shared):
         db: Database,
         audit: AuditTrail,
         clock: Callable[[], datetime],
+        effects: Mapping[str, EffectFor],
         *,
         in_flight: timedelta = IN_FLIGHT,
     ) -> None:
         self.db = db
         self.audit = audit
         self.clock = clock
+        self.effects = (
+            effects  # by action; every try of an attempt, whoever sends it, sends what its row keeps
+        )
         self.in_flight = in_flight  # how long after a try began it may still be on its way
 
     # A person asks ---------------------------------------------------------------------------------------------
 
-    def perform(self, intent: Intent, effect: Effect, problems: Problems | None = None) -> Done | Pending:
+    def perform(self, intent: Intent, problems: Problems | None = None) -> Done | Pending:
         """Do `intent` once: claim its attempt, ask Stripe, record what Stripe made. Raises Invalid (`problems`,
         or what the person saw changed) and Failed (Stripe said no, for certain); anything uncertain is Pending.
         A request already claimed is answered as it stands, whatever `problems` says now: its own claim is what
@@ -231,6 +234,7 @@ class Ledger(Shared):
             self.audit.write(self._entry(intent, "invalid", invalid.message))
             raise
         attempt = claim.attempt
+        effect = self.effects[attempt.action](attempt)
         if claim.state is ClaimState.SUCCEEDED:
             self.audit.write(self._entry(intent, "already_done", intent.done, attempt.stripe_id))
             return Done(
@@ -241,7 +245,7 @@ class Ledger(Shared):
             self.audit.write(
                 self._entry(intent, "in_progress", f"asked again while awaiting Stripe: {intent.asked}")
             )
-            return Pending(intent.asked, intent.customer_id, intent.record, ALREADY_ASKED.format(ago=ago))
+            return intent.pending(ALREADY_ASKED.format(ago=ago))
         if claim.state is ClaimState.TAKEN_OVER:
             earlier = self._what_earlier_tries_made(intent, attempt, effect, claim.before)
             if isinstance(earlier, Pending):
@@ -253,13 +257,13 @@ class Ledger(Shared):
         except StripeFailure as failure:
             if failure.outcome_unknown:
                 self._unknown(intent, attempt, failure.user_message, failure.code)
-                return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+                return intent.pending(BEING_CONFIRMED)
             self._failed(intent, attempt, failure)
             raise Failed(failure.user_message) from failure
         except Exception:  # a fault of ours after the request may have left: Stripe may have acted
             logger.exception("attempt %s: the Stripe call ended in an error of ours", attempt.id)
             self._unknown(intent, attempt, "the bot failed while asking Stripe", None)
-            return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+            return intent.pending(BEING_CONFIRMED)
         return self._recorded(intent, attempt, effect, made)
 
     def _what_earlier_tries_made(
@@ -275,7 +279,7 @@ class Ledger(Shared):
                 return effect.call(before.stripe_key)
             except StripeFailure as failure:
                 if failure.code == IN_PROGRESS:
-                    return Pending(intent.asked, intent.customer_id, intent.record, STILL_RUNNING)
+                    return intent.pending(STILL_RUNNING)
                 if not failure.outcome_unknown:
                     self._failed(intent, attempt, failure)
                     raise Failed(failure.user_message) from failure
@@ -283,17 +287,17 @@ class Ledger(Shared):
                     not failure.answered
                 ):  # this very resend may still be on its way: wait for it as for any try
                     self._unknown(intent, attempt, failure.user_message, failure.code)
-                    return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+                    return intent.pending(BEING_CONFIRMED)
                 # Stripe answered that key with a server error: it is done with it, and what it made is findable.
             except Exception:
                 logger.exception("attempt %s: sending its latest try again failed", attempt.id)
                 self._unknown(intent, attempt, "the bot failed while asking Stripe", None)
-                return Pending(intent.asked, intent.customer_id, intent.record, BEING_CONFIRMED)
+                return intent.pending(BEING_CONFIRMED)
         try:
             return effect.find()
         except Exception:  # nothing new was sent; what the earlier tries made is still to be found out
             logger.warning("could not ask Stripe about attempt %s", attempt.id, exc_info=True)
-            return Pending(intent.asked, intent.customer_id, intent.record, NOT_ASKED_AGAIN)
+            return intent.pending(NOT_ASKED_AGAIN)
 
     def _claim(self, intent: Intent, problems: Problems) -> _Claim:
         for _ in range(3):
@@ -334,13 +338,7 @@ class Ledger(Shared):
                     tries=1,
                     tried_at=now,
                     reserved=intent.reserved,
-                    request={
-                        **intent.request,
-                        "asked": intent.asked,
-                        "done": intent.done,
-                        "customer_id": intent.customer_id,
-                        "record": list(intent.record),
-                    },
+                    request={**intent.request, "asked": intent.asked, "done": intent.done},
                 )
                 session.add(row)
                 session.flush()
@@ -364,7 +362,7 @@ class Ledger(Shared):
         except Exception:  # Stripe did it; telling the person otherwise would make them do it again
             logger.exception("attempt %s: Stripe made %s but recording it failed", attempt.id, made.stripe_id)
             why = NOT_RECORDED.format(stripe_id=made.stripe_id or "no id given")
-            return Pending(intent.asked, intent.customer_id, intent.record, why, made.stripe_id)
+            return intent.pending(why, made.stripe_id)
         return Done(summary or intent.done, intent.customer_id, intent.record)
 
     def succeed(

@@ -16,7 +16,7 @@ from bot import order_book
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
 from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess
+from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.db import Database
 from bot.models import Customer, Order, OrderSource, Product
 from bot.money import InvalidAmount, Money, parse_amount
@@ -142,7 +142,7 @@ class NewOrders(Shared):
     def charge(self, actor: str, request: NewOrderRequest) -> Done | Pending:
         customer_id, total = request.customer_id, request.total
         self.permission.require(actor, ACTION, "customer", customer_id)
-        gateway = self.stripe.require(actor, ACTION, "customer", customer_id, total)
+        self.stripe.require(actor, ACTION, "customer", customer_id, total)
         with self.db.session() as session:
             customer = _customer(session, customer_id)
             name = shown_name(customer.name, customer.email)
@@ -178,13 +178,7 @@ class NewOrders(Shared):
             },
             money=total,
         )
-        effect = ChargeEffect(gateway, intent.key, actor, customer_id, intent.request)
-        return self.ledger.perform(intent, effect, problems)
-
-    def effect_for(self, attempt: Attempt) -> ChargeEffect:
-        return ChargeEffect(
-            self.stripe.connected(), attempt.key, attempt.actor, attempt.target[1], attempt.request
-        )
+        return self.ledger.perform(intent, problems)
 
 
 _NO_CARD = "{name} has no card on file, so there is nothing to charge. Send them a checkout link instead."
@@ -208,14 +202,17 @@ def order_problems(description: str, unit_amount: int, currency: str, quantity: 
 
 
 @dataclass(frozen=True)
-class ChargeEffect:
+class ChargeEffect(StripeSide):
     """A charge of the card on file in Stripe, and the internal order it pays for in our records."""
 
-    gateway: StripeGateway
     key: str  # the attempt's, kept in the payment's metadata so a later look finds it
     actor: str
     customer_id: int
     request: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, gateway: StripeGateway | None, attempt: Attempt) -> ChargeEffect:
+        return cls(gateway, attempt.key, attempt.actor, attempt.target[1], attempt.request)
 
     def call(self, idempotency_key: str) -> Made:
         try:
@@ -231,7 +228,7 @@ class ChargeEffect:
         if payment_intent_id is None:
             return
         try:
-            self.gateway.cancel_payment_intent(payment_intent_id, idempotency_key=f"{idempotency_key}-cancel")
+            self.stripe.cancel_payment_intent(payment_intent_id, idempotency_key=f"{idempotency_key}-cancel")
         except StripeFailure:
             logger.exception(
                 "could not cancel payment %s that awaits the customer's confirmation", payment_intent_id
@@ -239,7 +236,7 @@ class ChargeEffect:
 
     def _charge(self, idempotency_key: str) -> ChargeResult:
         request = self.request
-        return self.gateway.charge_off_session(
+        return self.stripe.charge_off_session(
             request["stripe_customer"],
             request["payment_method"],
             request["unit_amount"] * request["quantity"],
@@ -254,7 +251,7 @@ class ChargeEffect:
         )
 
     def find(self) -> Made | None:
-        charge = self.gateway.find_charge(self.request["stripe_customer"], self.key)
+        charge = self.stripe.find_charge(self.request["stripe_customer"], self.key)
         return Made(charge.payment_intent_id, charge.amount, charge) if charge else None
 
     def made_from(self, obj: Mapping[str, Any]) -> Made:

@@ -14,7 +14,7 @@ from bot.actions.audit import AuditEntry
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
 from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess
+from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.db import Database
 from bot.models import Recurring
 from bot.records import RecordNotFound, recurring_record
@@ -156,7 +156,7 @@ class SubscriptionChanges(Shared):
         self, actor: str, recurring_id: int, change: _Change, seen: str, problems: Problems | None = None
     ) -> Done | Pending:
         self.permission.require(actor, change.action, "recurring", recurring_id)
-        gateway = self.stripe.require(actor, change.action, "recurring", recurring_id)
+        self.stripe.require(actor, change.action, "recurring", recurring_id)
         record = self._record(recurring_id)
         problems = dict(problems or {})
         product = record.summary.product
@@ -180,11 +180,7 @@ class SubscriptionChanges(Shared):
             record=("recurring", recurring_id),
             request={"subscription": record.stripe_subscription_id, **change.params},
         )
-        effect = SubscriptionEffect(gateway, change.action, recurring_id, intent.request)
-        return self.ledger.perform(intent, effect, problems)
-
-    def effect_for(self, attempt: Attempt) -> SubscriptionEffect:
-        return SubscriptionEffect(self.stripe.connected(), attempt.action, attempt.target[1], attempt.request)
+        return self.ledger.perform(intent, problems)
 
     def _record(self, recurring_id: int, back: CardState | None = None) -> RecurringRecord:
         with self.db.session() as session:
@@ -196,16 +192,19 @@ def _name(record: RecurringRecord) -> str:
 
 
 @dataclass(frozen=True)
-class SubscriptionEffect:
+class SubscriptionEffect(StripeSide):
     """A change to a Stripe subscription, and the same change to our record of it."""
 
-    gateway: StripeGateway
     action: str
     recurring_id: int
     request: Mapping[str, Any]
 
+    @classmethod
+    def of(cls, gateway: StripeGateway | None, attempt: Attempt) -> SubscriptionEffect:
+        return cls(gateway, attempt.action, attempt.target[1], attempt.request)
+
     def call(self, idempotency_key: str) -> Made:
-        gateway, subscription = self.gateway, self.request["subscription"]
+        gateway, subscription = self.stripe, self.request["subscription"]
         if self.action == CANCEL:
             at_end = bool(self.request["at_period_end"])
             obj = gateway.cancel_subscription(
@@ -226,7 +225,7 @@ class SubscriptionEffect:
 
     def find(self) -> Made | None:
         """The subscription, when it is as the change leaves it (an earlier try made it)."""
-        obj = self.gateway.retrieve("subscription", self.request["subscription"])
+        obj = self.stripe.retrieve("subscription", self.request["subscription"])
         return Made(obj["id"], None, obj) if self._made(obj) else None
 
     def _made(self, obj: Mapping[str, Any]) -> bool:

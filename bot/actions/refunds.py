@@ -15,7 +15,7 @@ from bot import order_book
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
 from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess
+from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.db import Database
 from bot.models import Customer, Order
 from bot.money import InvalidAmount, Money, parse_amount
@@ -117,7 +117,7 @@ class Refunds(Shared):
 
     def refund(self, actor: str, request: RefundRequest) -> Done | Pending:
         self.permission.require(actor, ACTION, "order", request.order_id)
-        gateway = self.stripe.require(actor, ACTION, "order", request.order_id, request.amount)
+        self.stripe.require(actor, ACTION, "order", request.order_id, request.amount)
         with self.db.session() as session:
             order = _order(session, request.order_id)
             quote = _quote(session, order)
@@ -153,13 +153,7 @@ class Refunds(Shared):
             reserved=amount,
             reserve=lambda session: _reserve(session, request.order_id, amount, request.seen),
         )
-        effect = RefundEffect(gateway, intent.key, actor, request.order_id, intent.request)
-        return self.ledger.perform(intent, effect, problems)
-
-    def effect_for(self, attempt: Attempt) -> RefundEffect:
-        return RefundEffect(
-            self.stripe.connected(), attempt.key, attempt.actor, attempt.target[1], attempt.request
-        )
+        return self.ledger.perform(intent, problems)
 
 
 def refund_problems(
@@ -212,17 +206,20 @@ def _reserve(session: Session, order_id: int, amount: int, seen: tuple[int, int]
 
 
 @dataclass(frozen=True)
-class RefundEffect:
+class RefundEffect(StripeSide):
     """A refund in Stripe, and in our records."""
 
-    gateway: StripeGateway
     key: str  # the attempt's, kept in the refund's metadata so a later look finds it
     actor: str
     order_id: int
     request: Mapping[str, Any]
 
+    @classmethod
+    def of(cls, gateway: StripeGateway | None, attempt: Attempt) -> RefundEffect:
+        return cls(gateway, attempt.key, attempt.actor, attempt.target[1], attempt.request)
+
     def call(self, idempotency_key: str) -> Made:
-        refund = self.gateway.refund(
+        refund = self.stripe.refund(
             self.request["payment_intent"],
             self.request["amount"],
             reason=self.request["reason"],
@@ -237,7 +234,7 @@ class RefundEffect:
 
     def find(self) -> Made | None:
         try:
-            refund = self.gateway.find_refund(self.request["payment_intent"], self.key)
+            refund = self.stripe.find_refund(self.request["payment_intent"], self.key)
         except StripeRejected as rejected:
             if rejected.code == "resource_missing":
                 return None  # the payment is gone from Stripe: no refund of it can exist

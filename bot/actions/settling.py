@@ -11,7 +11,7 @@ what the attempt set aside is given back and the same request can be asked again
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,6 @@ from bot.shared import Shared
 from bot.stripe_gateway import StripeFailure
 
 logger = logging.getLogger(__name__)
-
-EffectFor = Callable[[Attempt], Effect]  # an attempt's effect, rebuilt from its row
 
 
 @dataclass(frozen=True)
@@ -38,14 +36,14 @@ class Settled:
 
 
 class Settler(Shared):
-    def __init__(self, ledger: Ledger, effects: Mapping[str, EffectFor]) -> None:
+    def __init__(self, ledger: Ledger, *, connected: bool) -> None:
         self.ledger = ledger
-        self.effects = effects
+        self.connected = connected  # with Stripe not connected there is nothing to ask, and nothing to settle
 
     def settle_unanswered(self, limit: int = 100) -> Settled:
         recorded = let_go = unreachable = 0
-        for open_attempt in self.ledger.open_attempts(limit=limit):
-            effect_for = self.effects.get(open_attempt.action)
+        for open_attempt in self.ledger.open_attempts(limit=limit) if self.connected else []:
+            effect_for = self.ledger.effects.get(open_attempt.action)
             attempt = self.ledger.take_over(open_attempt) if effect_for else None
             if attempt is None or effect_for is None:
                 continue  # someone else is on it, or an action this version no longer knows
@@ -78,7 +76,7 @@ class Settler(Shared):
         """A refund or payment from Stripe carrying an attempt's key: record it as that attempt's outcome. False
         when no attempt of ours stands for it (it is then recorded like any other)."""
         attempt = self.ledger.attempt_by_key(session, action_key)
-        effect_for = self.effects.get(attempt.action) if attempt else None
+        effect_for = self.ledger.effects.get(attempt.action) if attempt else None
         if attempt is None or effect_for is None:
             return False
         if attempt.status == SUCCEEDED:

@@ -3,6 +3,8 @@ before anything is written."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bot.actions.audit import AuditEntry, AuditTrail
 from bot.actions.outcomes import Failed
 from bot.money import Money
@@ -27,8 +29,16 @@ class StripeAccess(Shared):
             raise Failed(NOT_CONNECTED)
         return self.gateway
 
-    def connected(self) -> StripeGateway:
-        """The gateway, for work that only runs with Stripe connected (settling)."""
+
+@dataclass(frozen=True)
+class StripeSide:
+    """What an effect (bot.actions.ledger.Effect) reaches Stripe through. Actions are refused before they start
+    when Stripe is not connected (`StripeAccess.require`), so an effect that goes on to call Stripe has it."""
+
+    gateway: StripeGateway | None
+
+    @property
+    def stripe(self) -> StripeGateway:
         if self.gateway is None:
-            raise Failed(NOT_CONNECTED)
+            raise RuntimeError("Stripe is not connected")
         return self.gateway

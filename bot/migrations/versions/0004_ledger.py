@@ -90,8 +90,6 @@ def _carried_over(connection, row) -> dict:
                 "order_number": order["number"],
                 "amount": row["amount"],
                 "asked": f"a refund of order #{order['number']} asked before the upgrade",
-                "customer_id": order["customer_id"],
-                "record": ["order", order["id"]],
             }
             return values
     if row["action"] == "new_order":
@@ -107,8 +105,6 @@ def _carried_over(connection, row) -> dict:
                 "payment_method": customer["default_payment_method_id"],
                 "currency": row["currency"],
                 "asked": "a charge asked before the upgrade",
-                "customer_id": customer["id"],
-                "record": ["customer", customer["id"]],
             }
             return values
     return {
