@@ -25,6 +25,9 @@ from blocks.message import Message
 from blocks.text import date_token, escape, one_line, truncate
 from bot.money import Money, exponent
 from bot.viewmodels import (
+    DESCRIPTION_LENGTH,
+    EMAIL_LENGTH,
+    REFUND_NOTE_LENGTH,
     EmailForm,
     NewOrderForm,
     NewOrderRequest,
@@ -55,7 +58,6 @@ REASON_LABELS = {
     "fraudulent": "Fraudulent",
     "other": "Other (say why in the note)",
 }
-NOTE_LENGTH = 500
 MAX_OPTIONS = 100
 
 
@@ -149,7 +151,7 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
         _input(
             NOTE,
             "Note",
-            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=NOTE_LENGTH),
+            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=REFUND_NOTE_LENGTH),
             hint="Kept with the refund in our records.",
             optional=True,
         ),
@@ -340,7 +342,7 @@ def new_order_form(offered: NewOrderForm, metadata: str) -> dict:
             DESCRIPTION,
             "Description",
             PlainTextInputElement(
-                action_id=DESCRIPTION, max_length=250, placeholder="e.g. Extra coaching call"
+                action_id=DESCRIPTION, max_length=DESCRIPTION_LENGTH, placeholder="e.g. Extra coaching call"
             ),
             optional=bool(products),
         ),
@@ -396,7 +398,9 @@ def change_email_form(offered: EmailForm, metadata: str) -> dict:
         _input(
             EMAIL,
             "New email",
-            PlainTextInputElement(action_id=EMAIL, initial_value=offered.email[:254], max_length=254),
+            PlainTextInputElement(
+                action_id=EMAIL, initial_value=offered.email[:EMAIL_LENGTH], max_length=EMAIL_LENGTH
+            ),
         ),
     ]
     return _view(CHANGE_EMAIL_FORM, "Change email", blocks, metadata, submit="Change email")
@@ -421,9 +425,14 @@ def pending(title: str, asked: str, why: str) -> dict[str, Any]:
     )
 
 
-def result(title: str, text: str, *, ok: bool) -> dict[str, Any]:
-    icon = ":white_check_mark:" if ok else ":x:"
-    return _view("result", title, [section(f"{icon} {text}")], "", close="Done")
+def result(title: str, text: str) -> dict[str, Any]:
+    """What an action did: `text` is a plain sentence, escaped here."""
+    return _view("result", title, [section(f":white_check_mark: {escape(text, 2900)}")], "", close="Done")
+
+
+def failed(title: str, message: Message) -> dict[str, Any]:
+    """Why an action was not done: the same blocks the person would get in a message."""
+    return _view("result", title, list(message.blocks), "", close="Done")
 
 
 def not_allowed(admins: frozenset[str]) -> Message:

@@ -27,7 +27,15 @@ from blocks.limits import HEADER_TEXT, SECTION_TEXT
 from blocks.message import Message
 from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
 from bot.money import Money
-from bot.viewmodels import CardState, Notice, OrderRecord, PaymentLine, RecurringRecord, record_value
+from bot.viewmodels import (
+    CardState,
+    Notice,
+    OrderRecord,
+    PaymentLine,
+    RecurringRecord,
+    record_value,
+    with_seen,
+)
 
 PAYMENTS_SHOWN = 12
 ORDER_LINES_SHOWN = 20
@@ -108,7 +116,12 @@ def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
         label = "Refund an instalment" if is_plan else "Refund a payment"
         buttons.append(button(label, ids.per_item(ids.REFUND_PAYMENT, item.id), value))
     if item.payments_paused:
-        resume = button("Resume payments", ids.per_item(ids.RESUME_PAYMENTS, item.id), value)
+        # It acts at once, on the plan as this record showed it.
+        resume = button(
+            "Resume payments",
+            ids.per_item(ids.RESUME_PAYMENTS, item.id),
+            with_seen(value, record.fingerprint),
+        )
         resume.confirm = ConfirmObject(
             title="Resume payments?",
             text=f"Stripe will bill {truncate(one_line(record.customer_name), 100)} again from the next bill date.",

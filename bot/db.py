@@ -12,12 +12,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.faults import DatabaseUnavailable
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
-
-
-class DatabaseUnavailable(Exception):
-    """The database could not be reached or refused the connection."""
 
 
 def make_engine(database_url: str) -> Engine:

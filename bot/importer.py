@@ -57,10 +57,12 @@ def import_stripe(
     db: Database,
     gateway: StripeGateway,
     *,
+    bot_made: stripe_sync.BotMade | None = None,
     progress: Callable[[str, int], None] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> ImportSummary:
-    """Bring every object of the Stripe account into our records; `progress(step, objects so far)` per page."""
+    """Bring every object of the Stripe account into our records; `progress(step, objects so far)` per page.
+    `bot_made` settles the bot's own requests whose refunds and payments the import meets."""
     counts = stripe_sync.SyncCounts()
     resumed = _start(db, clock())
     pages = 0
@@ -94,7 +96,7 @@ def import_stripe(
             cursor = rows[-1]["id"] if rows else cursor
             finished = next_cursor is None
             progress_row = ImportProgress(kind=step, cursor=cursor, finished=finished, updated_at=clock())
-            counts.add(_apply_page(db, kind, rows, progress_row, gathered, read))
+            counts.add(_apply_page(db, kind, rows, progress_row, gathered, read, bot_made))
             done += len(rows)
             if progress is not None:
                 progress(step, done)
@@ -108,6 +110,7 @@ def _apply_page(
     progress_row: ImportProgress,
     gathered: stripe_sync.Gathered,
     read: Callable[[set[stripe_sync.Key]], None],
+    bot_made: stripe_sync.BotMade | None,
 ) -> stripe_sync.SyncCounts:
     """Apply a page's rows and save its cursor in one transaction, reading first what they look up; what it
     created and updated."""
@@ -117,13 +120,13 @@ def _apply_page(
         try:
             with db.session() as session:
                 for obj in rows:
-                    _apply(session, kind, obj, gathered.fetch, counts)
+                    _apply(session, kind, obj, gathered.fetch, counts, bot_made)
                     applied += 1
                 session.merge(progress_row)
             return counts
         except stripe_sync.NotGathered as missing:
             # Rolled back. Find what the rest of the page looks up too, so that one round of reads serves it.
-            read({missing.key} | _lookups(db, kind, rows[applied + 1 :], gathered.fetch))
+            read({missing.key} | _lookups(db, kind, rows[applied + 1 :], gathered.fetch, bot_made))
     raise StripeFailure(
         f"The import stopped at the page of {kind.replace('_', ' ')}s ending with {progress_row.cursor}: "
         f"after {stripe_sync.ROUNDS} tries, its objects still led to more in Stripe."
@@ -135,7 +138,11 @@ class _TriedOnly(Exception):
 
 
 def _lookups(
-    db: Database, kind: str, rows: list[dict[str, Any]], fetch: stripe_sync.Fetch
+    db: Database,
+    kind: str,
+    rows: list[dict[str, Any]],
+    fetch: stripe_sync.Fetch,
+    bot_made: stripe_sync.BotMade | None,
 ) -> set[stripe_sync.Key]:
     """The objects these rows look up that were not read yet, each row tried in a transaction of its own and
     rolled back. A row stops at its first missing object, half applied, so it must not share a transaction with
@@ -145,7 +152,7 @@ def _lookups(
     for obj in rows:
         try:
             with db.session() as session:
-                _apply(session, kind, obj, fetch, stripe_sync.SyncCounts())
+                _apply(session, kind, obj, fetch, stripe_sync.SyncCounts(), bot_made)
                 raise _TriedOnly
         except stripe_sync.NotGathered as lookup:
             missing.add(lookup.key)
@@ -165,7 +172,14 @@ def _start(db: Database, now: datetime) -> bool:
     return False
 
 
-def _apply(session, kind: str, obj: dict[str, Any], fetch: stripe_sync.Fetch, counts) -> None:
+def _apply(
+    session,
+    kind: str,
+    obj: dict[str, Any],
+    fetch: stripe_sync.Fetch,
+    counts,
+    bot_made: stripe_sync.BotMade | None,
+) -> None:
     if kind == "customer":
         if not obj.get("deleted"):
             stripe_sync.sync_customer(session, obj, fetch, counts)
@@ -174,6 +188,6 @@ def _apply(session, kind: str, obj: dict[str, Any], fetch: stripe_sync.Fetch, co
     elif kind == "invoice":
         stripe_sync.sync_invoice(session, obj, fetch, counts)
     elif kind == "payment_intent":
-        stripe_sync.sync_payment_intent(session, obj, fetch, counts)
+        stripe_sync.sync_payment_intent(session, obj, fetch, counts, bot_made=bot_made)
     elif kind == "refund":
-        stripe_sync.sync_refund(session, obj, counts)
+        stripe_sync.sync_refund(session, obj, counts, bot_made=bot_made)

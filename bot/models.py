@@ -356,7 +356,8 @@ class ActionAttempt(Base):
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     tries: Mapped[int] = mapped_column(default=1, server_default="1")
-    tried_at: Mapped[datetime]
+    tried_at: Mapped[datetime]  # when this attempt was last taken up (its window starts there)
+    sent_at: Mapped[datetime]  # when its current idempotency key was first sent (Stripe replays it for 24 h)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     request: Mapped[dict | None] = mapped_column(JSON)  # what settling needs to redo the record from Stripe
     details: Mapped[dict | None] = mapped_column(JSON)  # errors, for people reading the table

@@ -91,6 +91,13 @@ class RecordNotFound(LookupError):
         self.what = what
 
 
+def customer_row(session: Session, customer_id: int) -> Customer:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise RecordNotFound("customer", customer_id)
+    return customer
+
+
 def awaiting_stripe(session: Session, target_type: str, target_id: int) -> list[str]:
     """What was asked of Stripe for this record and is still awaiting its answer, oldest first."""
     requests = session.scalars(

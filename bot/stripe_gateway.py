@@ -79,9 +79,11 @@ class StripeFailure(Exception):
         request_id: str | None = None,
         payment_intent_id: str | None = None,
         answered: bool = True,
+        replayed: bool = False,
     ) -> None:
         super().__init__(user_message)
         self.answered = answered  # Stripe sent an HTTP answer (False: the network failed or timed out)
+        self.replayed = replayed  # the answer Stripe stored for this idempotency key, sent again
         self.user_message = user_message
         self.code = code
         self.outcome_unknown = outcome_unknown
@@ -187,6 +189,11 @@ def _worth_retrying(error: stripe.StripeError) -> bool:
     return status in (409, 429) or status >= 500
 
 
+def _refused_unheard(error: stripe.StripeError) -> bool:
+    """Refused before Stripe's idempotency layer: rate limited, or the key not accepted."""
+    return isinstance(error, stripe.RateLimitError | stripe.AuthenticationError | stripe.PermissionError)
+
+
 def _error_body(error: stripe.StripeError) -> dict[str, Any]:
     body = error.json_body
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -209,12 +216,14 @@ def _card_failure(
     stripe_message: str | None,
     request_id: str | None,
     payment_intent_id: str | None,
+    replayed: bool = False,
 ) -> StripeFailure:
     common = {
         "code": code,
         "stripe_message": stripe_message,
         "request_id": request_id,
         "payment_intent_id": payment_intent_id,
+        "replayed": replayed,
     }
     if "authentication_required" in (code, decline_code):
         return AuthenticationRequired(AUTHENTICATION_REQUIRED_MESSAGE, **common)
@@ -228,7 +237,8 @@ def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
     code = body.get("code") or error.code
     message = body.get("message") or error.user_message
     request_id = error.request_id
-    common = {"stripe_message": message, "request_id": request_id}
+    replayed = (error.headers or {}).get("idempotent-replayed") == "true"
+    common = {"stripe_message": message, "request_id": request_id, "replayed": replayed}
 
     if isinstance(error, stripe.CardError):
         return _card_failure(
@@ -237,6 +247,7 @@ def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
             stripe_message=message,
             request_id=request_id,
             payment_intent_id=_payment_intent_id_of(body.get("payment_intent")),
+            replayed=replayed,
         )
     if isinstance(error, stripe.AuthenticationError):
         return StripeRejected("Stripe refused our API key; tell whoever runs the bot.", code=code, **common)
@@ -385,19 +396,31 @@ class StripeGateway:
         failure is worth retrying and another try fits in the budget; translate any failure."""
         deadline = time.monotonic() + self.limits.budget
         delays = list(self.limits.retry_delays)
+        may_have_acted = False  # an earlier try of this call may have reached Stripe
         while True:
             try:
                 return request()
             except stripe.StripeError as error:
+                failure = _translate(error, noun)
                 delay = delays.pop(0) * random.uniform(1.0, 1.5) if delays else None
                 fits = delay is not None and time.monotonic() + delay + self.limits.longest_try <= deadline
                 if fits and _worth_retrying(error):
+                    may_have_acted = may_have_acted or failure.outcome_unknown
                     logger.info(
                         "Stripe %s failed (%s); trying again in %.1f s", what, type(error).__name__, delay
                     )
                     self._sleep(delay)  # type: ignore[arg-type]
                     continue
-                failure = _translate(error, noun)
+                if may_have_acted and _refused_unheard(error):
+                    # Refused before Stripe looked at the key: it says nothing of what the earlier try did.
+                    failure = StripeUnavailable(
+                        "Stripe did not answer one of our tries and then refused the next, so we cannot tell "
+                        "whether this went through. Check the record in a minute before trying again.",
+                        code=failure.code,
+                        outcome_unknown=True,
+                        stripe_message=failure.stripe_message,
+                        request_id=failure.request_id,
+                    )
                 logger.warning(
                     "Stripe %s failed: %s (code %s, request %s, outcome unknown: %s)",
                     what,

@@ -10,6 +10,11 @@ from typing import Literal
 from bot.money import Money
 
 ListFilter = Literal["active", "all"]
+
+# How much a person may type into the action forms: the forms offer no more, and the actions' rules accept no more.
+REFUND_NOTE_LENGTH = 500
+DESCRIPTION_LENGTH = 250  # what a new order is for
+EMAIL_LENGTH = 254  # the longest address email allows
 _FILTER_CODES: dict[str, str] = {"active": "a", "all": "l"}
 
 
@@ -287,6 +292,17 @@ class OrderRecord:
 def record_value(record_id: int, back: CardState) -> str:
     """A button value naming a record and the card state its Back button returns to."""
     return f"{record_id}:{back.encode()}"
+
+
+def with_seen(value: str, seen: str) -> str:
+    """A button value that also carries the state of the record the button was drawn from."""
+    return f"{value}@{seen}"
+
+
+def parse_seen(value: str) -> tuple[str, str]:
+    """(the rest of the value, the state it was drawn from); an empty state when it carries none."""
+    rest, _, seen = value.partition("@")
+    return rest, seen
 
 
 def parse_record_value(value: str) -> tuple[int, CardState]:

@@ -12,10 +12,10 @@ from slack_sdk import WebClient
 from blocks import modals
 from blocks.message import Message
 from bot.actions.outcomes import Done, Failed, Invalid, NotAllowed, Pending
-from bot.db import DatabaseUnavailable
+from bot.faults import DatabaseUnavailable
 from bot.records import RecordNotFound, Records
 from bot.viewmodels import Notice
-from commands.forms import Form
+from commands.forms import Form, StaleForm
 from commands.records import render_record
 
 
@@ -25,21 +25,21 @@ def notice_of(actor: str, outcome: Done | Pending) -> Notice:
 
 def act_and_tell(
     title: str,
-    act: Callable[[], Done | Pending],
+    act: Callable[[Form, str], Done | Pending],
     *,
-    form: Form,
-    actor: str,
-    view_id: str,
+    body: dict,
+    view: dict,
     client: WebClient,
     records: Records,
     logger: logging.Logger,
 ) -> None:
+    """Do `act(form, actor)` for the modal `view` submitted, and tell: the record, then the modal."""
+    actor = body["user"]["id"]
     try:
-        outcome = act()
+        form = Form.decode(view["private_metadata"])
+        outcome = act(form, actor)
     except Exception as error:  # every failure becomes the modal's answer
-        client.views_update(
-            view_id=view_id, view=modals.result(title, failure_message(error, logger).text, ok=False)
-        )
+        client.views_update(view_id=view["id"], view=modals.failed(title, failure_message(error, logger)))
         return
     if form.response_url:  # the record first: once the modal says done, everything is
         kind, record_id = outcome.record
@@ -54,9 +54,9 @@ def act_and_tell(
         except Exception:  # the action's outcome stands; the record catches up when it is opened again
             logger.exception("could not update the record after %s", title)
     if isinstance(outcome, Pending):
-        client.views_update(view_id=view_id, view=modals.pending(title, outcome.summary, outcome.why))
+        client.views_update(view_id=view["id"], view=modals.pending(title, outcome.summary, outcome.why))
     else:
-        client.views_update(view_id=view_id, view=modals.result(title, _sentence(outcome.summary), ok=True))
+        client.views_update(view_id=view["id"], view=modals.result(title, _sentence(outcome.summary)))
 
 
 def _sentence(clause: str) -> str:
@@ -68,6 +68,11 @@ def failure_message(error: Exception, logger: logging.Logger) -> Message:
     asked reach here: after that the ledger answers Done or Pending."""
     if isinstance(error, NotAllowed):
         return modals.not_allowed(error.admins)
+    if isinstance(error, StaleForm):
+        return modals.failure(
+            "This form was opened before the bot was updated and can no longer be used, so nothing was done. "
+            "Close it and start again from the record."
+        )
     if isinstance(error, Invalid | Failed):
         return modals.failure(error.message)
     if isinstance(error, DatabaseUnavailable):

@@ -51,13 +51,11 @@ def change_email(
     new_email = text(view["state"]["values"], modals.EMAIL)
     if email_problems(new_email):
         return  # the person was shown the problems and the form stays open
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
     act_and_tell(
         TITLE,
-        lambda: email.change(actor, form.shown[1], new_email),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
+        lambda form, actor: email.change(actor, form.shown[1], new_email),
+        body=body,
+        view=view,
         client=client,
         records=records,
         logger=logger,

@@ -10,6 +10,12 @@ from typing import Any
 
 from bot.viewmodels import CardState
 
+VERSION = 2  # of what a modal keeps; a form opened under another is refused, not misread
+
+
+class StaleForm(Exception):
+    """A modal's memory that this version of the bot did not write (opened before an update, or not by us)."""
+
 
 @dataclass(frozen=True)
 class Form:
@@ -27,6 +33,7 @@ class Form:
     def encode(self) -> str:
         return json.dumps(
             {
+                "v": VERSION,
                 "u": self.response_url,
                 "s": list(self.shown),
                 "b": self.back.encode(),
@@ -38,9 +45,14 @@ class Form:
 
     @classmethod
     def decode(cls, text: str) -> Form:
-        raw = json.loads(text)
-        kind, record_id = raw["s"]
-        return cls(raw["u"], (kind, int(record_id)), CardState.decode(raw["b"]), raw["d"], raw["p"])
+        try:
+            raw = json.loads(text)
+            if raw["v"] != VERSION:
+                raise StaleForm(f"form version {raw['v']!r}")
+            kind, record_id = raw["s"]
+            return cls(raw["u"], (kind, int(record_id)), CardState.decode(raw["b"]), dict(raw["d"]), raw["p"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise StaleForm(str(error)[:80]) from error
 
     def add(self, **data: Any) -> Form:
         return replace(self, data={**self.data, **data})

@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 
 from blocks import ids, modals
 from bot.actions.new_orders import NewOrders
-from bot.actions.outcomes import Invalid
+from bot.actions.outcomes import Done, Invalid, Pending
 from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import CardState, NewOrderRequest
@@ -39,9 +39,9 @@ def open_new_order(
 
 
 def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: NewOrders) -> None:
-    form = Form.decode(view["private_metadata"])
     values = view["state"]["values"]
     try:
+        form = Form.decode(view["private_metadata"])
         offered, request = new_orders.check(
             form.shown[1],
             form.data["last"],
@@ -55,9 +55,7 @@ def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: N
         ack(response_action="errors", errors=invalid.problems or {modals.AMOUNT: invalid.message})
         return
     except Exception as error:
-        ack(
-            response_action="update", view=modals.result(TITLE, failure_message(error, logger).text, ok=False)
-        )
+        ack(response_action="update", view=modals.failed(TITLE, failure_message(error, logger)))
         return
     confirmed = form.add(
         description=request.description,
@@ -75,25 +73,13 @@ def start_charge(ack: Ack) -> None:
 def charge(
     body: dict, view: dict, client: WebClient, logger: logging.Logger, new_orders: NewOrders, records: Records
 ) -> None:
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
-    data = form.data
-    request = NewOrderRequest(
-        form.shown[1],
-        data["description"],
-        Money(data["unit_amount"], data["currency"]),
-        data["quantity"],
-        data["last"],
-    )
-    act_and_tell(
-        TITLE,
-        lambda: new_orders.charge(actor, request),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
-        client=client,
-        records=records,
-        logger=logger,
-    )
+    def confirmed(form: Form, actor: str) -> Done | Pending:
+        data = form.data
+        unit = Money(data["unit_amount"], data["currency"])
+        request = NewOrderRequest(form.shown[1], data["description"], unit, data["quantity"], data["last"])
+        return new_orders.charge(actor, request)
+
+    act_and_tell(TITLE, confirmed, body=body, view=view, client=client, records=records, logger=logger)
 
 
 def register(app: App) -> None:

@@ -14,7 +14,7 @@ from bot.actions import recurring as changes
 from bot.actions.outcomes import Problems
 from bot.actions.recurring import SubscriptionChanges
 from bot.records import Records
-from bot.viewmodels import RecurringRecord, parse_record_value
+from bot.viewmodels import RecurringRecord, parse_record_value, parse_seen
 from commands.acting import act_and_tell, failure_message, notice_of
 from commands.forms import Form, picked_date, selected
 from commands.records import render_record
@@ -128,16 +128,14 @@ def cancel(
     subscriptions: SubscriptionChanges,
     records: Records,
 ) -> None:
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
     at_period_end = selected(view["state"]["values"], modals.WHEN) != "now"
     act_and_tell(
         "Cancel",
-        lambda: subscriptions.cancel(
+        lambda form, actor: subscriptions.cancel(
             actor, form.data["id"], at_period_end=at_period_end, seen=form.data["seen"]
         ),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
+        body=body,
+        view=view,
         client=client,
         records=records,
         logger=logger,
@@ -164,16 +162,17 @@ def pause(
 ) -> None:
     if _pause_problems(view, subscriptions):
         return  # the person was shown the problems and the form stays open
-    form, actor, values = Form.decode(view["private_metadata"]), body["user"]["id"], view["state"]["values"]
+    values = view["state"]["values"]
     resumes_on = (
         picked_date(values, modals.RESUMES_AT) if selected(values, modals.WHEN) == "until_date" else None
     )
     act_and_tell(
         "Pause payments",
-        lambda: subscriptions.pause(actor, form.data["id"], resumes_on=resumes_on, seen=form.data["seen"]),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
+        lambda form, actor: subscriptions.pause(
+            actor, form.data["id"], resumes_on=resumes_on, seen=form.data["seen"]
+        ),
+        body=body,
+        view=view,
         client=client,
         records=records,
         logger=logger,
@@ -200,15 +199,15 @@ def move_bill_date(
 ) -> None:
     if _bill_date_problems(view, subscriptions):
         return
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
     day = picked_date(view["state"]["values"], modals.NEXT_BILL_DATE)
     assert day is not None  # checked above
     act_and_tell(
         "Next bill date",
-        lambda: subscriptions.move_next_bill_date(actor, form.data["id"], to=day, seen=form.data["seen"]),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
+        lambda form, actor: subscriptions.move_next_bill_date(
+            actor, form.data["id"], to=day, seen=form.data["seen"]
+        ),
+        body=body,
+        view=view,
         client=client,
         records=records,
         logger=logger,
@@ -231,22 +230,20 @@ def change_plan_status(
     status = selected(view["state"]["values"], modals.STATUS)
     if changes.plan_status_problems(status):
         return
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
     act_and_tell(
         "Plan status",
-        lambda: subscriptions.change_plan_status(
+        lambda form, actor: subscriptions.change_plan_status(
             actor, form.data["id"], status=status or "", seen=form.data["seen"]
         ),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
+        body=body,
+        view=view,
         client=client,
         records=records,
         logger=logger,
     )
 
 
-# Resume payments: a button that acts at once, on the record as it is.
+# Resume payments: a button that acts at once, on the record as the person saw it.
 
 
 def answer_resume(ack: Ack) -> None:
@@ -263,13 +260,13 @@ def resume(
 ) -> None:
     actor = body["user"]["id"]
     try:
-        recurring_id, back = parse_record_value(action["value"])
-        seen = subscriptions.form(actor, changes.RESUME, recurring_id, back).fingerprint
+        value, seen = parse_seen(action["value"])
+        recurring_id, back = parse_record_value(value)
         outcome = subscriptions.resume(actor, recurring_id, seen=seen)
+        message = render_record(records, "recurring", recurring_id, back, notice=notice_of(actor, outcome))
     except Exception as error:  # told to the person; nothing else to do with it here
         respond(replace_original=False, **ephemeral(failure_message(error, logger)))
         return
-    message = render_record(records, "recurring", recurring_id, back, notice=notice_of(actor, outcome))
     if body.get("container", {}).get("is_ephemeral"):
         respond(replace_original=True, text=message.text, blocks=message.blocks)
     else:

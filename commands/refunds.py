@@ -9,7 +9,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from blocks import ids, modals
-from bot.actions.outcomes import Invalid
+from bot.actions.outcomes import Done, Invalid, Pending
 from bot.actions.refunds import Refunds
 from bot.money import Money
 from bot.records import Records
@@ -56,12 +56,12 @@ def open_payment_refund(
 
 
 def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds) -> None:
-    form = Form.decode(view["private_metadata"])
     values = view["state"]["values"]
-    offered: list[int] = form.data["orders"]
-    chosen = selected(values, modals.ORDER)
-    order_id = offered[0] if len(offered) == 1 else int(chosen) if chosen and chosen.isdecimal() else None
     try:
+        form = Form.decode(view["private_metadata"])
+        offered: list[int] = form.data["orders"]
+        chosen = selected(values, modals.ORDER)
+        order_id = offered[0] if len(offered) == 1 else int(chosen) if chosen and chosen.isdecimal() else None
         quote, request = refunds.check(
             order_id,
             text(values, modals.AMOUNT),
@@ -73,9 +73,7 @@ def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds
         ack(response_action="errors", errors=invalid.problems or {modals.AMOUNT: invalid.message})
         return
     except Exception as error:
-        ack(
-            response_action="update", view=modals.result(TITLE, failure_message(error, logger).text, ok=False)
-        )
+        ack(response_action="update", view=modals.failed(TITLE, failure_message(error, logger)))
         return
     confirmed = form.add(
         order=request.order_id,
@@ -95,25 +93,13 @@ def start_refund(ack: Ack) -> None:
 def refund(
     body: dict, view: dict, client: WebClient, logger: logging.Logger, refunds: Refunds, records: Records
 ) -> None:
-    form, actor = Form.decode(view["private_metadata"]), body["user"]["id"]
-    data = form.data
-    request = RefundRequest(
-        data["order"],
-        Money(data["amount"], data["currency"]),
-        data["reason"],
-        data["note"],
-        tuple(data["seen"]),
-    )
-    act_and_tell(
-        TITLE,
-        lambda: refunds.refund(actor, request),
-        form=form,
-        actor=actor,
-        view_id=view["id"],
-        client=client,
-        records=records,
-        logger=logger,
-    )
+    def confirmed(form: Form, actor: str) -> Done | Pending:
+        data = form.data
+        amount = Money(data["amount"], data["currency"])
+        request = RefundRequest(data["order"], amount, data["reason"], data["note"], tuple(data["seen"]))
+        return refunds.refund(actor, request)
+
+    act_and_tell(TITLE, confirmed, body=body, view=view, client=client, records=records, logger=logger)
 
 
 def register(app: App) -> None:

@@ -12,7 +12,7 @@ from slack_bolt import Ack, Respond
 from blocks import modals, notices
 from blocks.message import Message
 from bot.actions.outcomes import Failed, Invalid, NotAllowed
-from bot.db import DatabaseUnavailable
+from bot.faults import DatabaseUnavailable
 from bot.records import RecordNotFound
 
 

@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _import(settings: Settings, db) -> int:
+    from bot.actions import build_actions
     from bot.importer import import_stripe
     from bot.stripe_gateway import StripeGateway
 
@@ -103,7 +104,8 @@ def _import(settings: Settings, db) -> int:
         if sys.stderr.isatty():
             print(f"\r  {step}: {done:,} from Stripe   ", end="", file=sys.stderr, flush=True)
 
-    summary = import_stripe(db, gateway, progress=show)
+    actions = build_actions(db, gateway, settings.payment_admins)  # settles the bot's own requests it meets
+    summary = import_stripe(db, gateway, bot_made=actions.settler.bot_made, progress=show)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print("Imported from Stripe:")

@@ -239,6 +239,25 @@ def test_after_a_stored_server_error_stripe_is_searched_and_a_fresh_key_refunds_
         assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
 
 
+def test_a_rate_limited_resend_says_nothing_of_the_first_try_so_stripe_is_searched(acting, recorder, clock):
+    order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    clock.advance(IN_FLIGHT + timedelta(seconds=1))
+    marker = refunds_sent(recorder)[0].params["metadata[action_key]"]
+    recorder.fail_with_status(429, times=1 + RETRIES)  # the resend is refused before Stripe looks at its key
+    recorder.respond(
+        {"object": "list", "data": [{**REFUND, "metadata": {"action_key": marker}}], "has_more": False}
+    )
+
+    acting.person.submit(confirm)
+
+    assert "Refunded $10.00" in result_text(acting, form["id"]), "what the first try made, found and recorded"
+    with acting.db.session() as s:
+        assert (s.get(Order, order_id).amount_refunded, s.scalar(select(ActionAttempt.status))) == (
+            1000,
+            "succeeded",
+        )
+
+
 def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, recorder, clock):
     order_id, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
     clock.advance(IN_FLIGHT + timedelta(seconds=1))
@@ -257,6 +276,31 @@ def test_a_refund_that_went_through_unseen_is_recorded_not_repeated(acting, reco
     with acting.db.session() as s:
         assert s.get(Order, order_id).amount_refunded == 1000
         assert s.scalar(select(ActionAttempt.stripe_id)) == "re_seen"
+
+
+def test_a_confirmation_opened_before_an_update_is_refused_plainly(acting, recorder):
+    _, form, confirm = start_refund_that_stripe_never_answers(acting, recorder)
+    old = {**confirm, "private_metadata": '{"u": null, "s": ["order", 1], "d": {"order": 1, "seen": 0}}'}
+    acting.slack.replace_view(form["id"], old)
+    sent = len(recorder.requests)
+
+    acting.person.submit(old)
+
+    assert "opened before the bot was updated" in result_text(acting, form["id"])
+    assert len(recorder.requests) == sent
+
+
+def test_a_refund_form_with_metadata_not_ours_is_answered_not_a_server_error(acting, recorder):
+    with acting.db.session() as s:
+        order_id = make.order(s, make.customer(s), 5000, stripe_payment_intent_id="pi_9").id
+    card = acting.person.command("jane doe")
+    acting.person.click(card, f"open_order-{order_id}")
+    acting.person.click(acting.slack.message(card.ts), f"refund_order-{order_id}")
+    form = acting.slack.latest_view()
+
+    answer = acting.person.submit({**form, "private_metadata": "[]"}, {"amount": "1.00"})
+
+    assert answer["response_action"] == "update" and "can no longer be used" in str(answer["view"])
 
 
 def test_a_plan_set_to_cancel_at_period_end_moved_back_to_active_undoes_the_cancel(acting, recorder):

@@ -269,6 +269,25 @@ def test_a_second_admin_coming_back_later_sends_the_first_admins_request_not_a_n
     books_agree(shop, order_id, intent)
 
 
+def test_a_settle_run_that_could_not_ask_stripe_leaves_the_sent_key_to_be_sent_again(shop):
+    _, order_id, intent = jane_paid(shop)
+    asked = refund_form(shop, shop.admin(), order_id, "10.00")
+    shop.stand_in.lose_answer("POST", "/v1/refunds", times=None)
+    asked.submit(shop)
+    assert "cannot tell yet" in asked.outcome(shop)
+    shop.stand_in.disarm()
+    shop.stand_in.down()
+    assert shop.settle() == Settled(unreachable=1)
+    shop.stand_in.up()
+    shop.clock.advance(SETTLE_AFTER)  # the person comes back before the next settle run
+
+    asked.submit(shop)
+
+    assert "Refunded $10.00" in asked.outcome(shop)
+    assert stripe_refunds(shop, intent) == [1000], "the key Stripe had was sent again, and replayed"
+    books_agree(shop, order_id, intent)
+
+
 def test_a_refund_that_never_reached_stripe_is_let_go_by_the_settle_job_and_can_be_asked_again(shop):
     _, order_id, intent = jane_paid(shop)
     asked = refund_form(shop, shop.admin(), order_id, "50.00")
@@ -395,6 +414,27 @@ def test_stripes_webhook_settles_a_lost_refund_at_once(shop):
     assert our_refunds(shop, order_id) == [1000]
     assert any("confirmed by Stripe" in p for p in audit_posts(shop))
     assert shop.settle() == Settled(), "nothing left to settle"
+
+
+def test_what_people_typed_stays_text_in_the_modal(shop):
+    customer, card = stripe_customer_with_card(shop.stripe, "mallory@example.com", name="<!channel> Mallory")
+    intent = paid_payment_intent(shop.stripe, customer, card, 5000)
+    with shop.harness.db.session() as s:
+        owner = make.customer(s, "<!channel> <https://evil.example|Verify your card>", "mallory@example.com")
+        order_id = make.order(s, owner, 5000, stripe_payment_intent_id=intent).id
+    person = shop.admin()
+    card_message = person.command("mallory@example.com")
+    person.click(card_message, f"open_order-{order_id}")
+    person.click(shop.harness.slack.message(card_message.ts), f"refund_order-{order_id}")
+    form = shop.harness.slack.latest_view()
+    person.submit(form, {"amount": "10.00", "reason": "other"})
+    asked = Confirmation(person, form["id"], shop.harness.slack.views[form["id"]])
+
+    asked.submit(shop)
+
+    said = asked.outcome(shop)
+    assert "Refunded $10.00" in said
+    assert "<!channel>" not in said and "<https://" not in said and "&lt;!channel&gt;" in said
 
 
 # --- new orders ---------------------------------------------------------------------------------------------

@@ -11,13 +11,17 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import records, stripe_sync
+from bot.actions import build_actions
+from bot.actions.outcomes import Pending
 from bot.importer import import_stripe
-from bot.models import Customer, Order, Payment, Recurring, Refund
+from bot.models import ActionAttempt, Customer, Order, Payment, Recurring, Refund
+from bot.money import Money
 from bot.stripe_gateway import StripeFailure, StripeGateway
-from bot.viewmodels import CardState
+from bot.viewmodels import CardState, RefundRequest
 from devkit.local_stripe import LocalStripe
 from tests.stripe_support import (
     CARD_DECLINES_AFTER_ATTACH,
+    AnswerLosingHTTPClient,
     local_stripe_client,
     paid_payment_intent,
     stripe_customer_with_card,
@@ -186,3 +190,32 @@ def test_the_import_command_without_a_stripe_key_names_the_variable(db, tmp_path
 
     assert result.returncode == 2
     assert result.stderr.strip().startswith("customer-bot: STRIPE_API_KEY is not set")
+
+
+def test_the_import_settles_a_refund_of_the_bots_whose_answer_was_lost(db):
+    """The whole order refunded by the bot, Stripe's answer lost: the import meets the refund and settles the
+    request (its hold released), instead of refusing a refund beyond what is left."""
+    with LocalStripe() as server:
+        client = local_stripe_client(server)
+        jane, card = stripe_customer_with_card(client, "jane@example.com", name="Jane Doe")
+        paid_payment_intent(client, jane, card, 5000)
+        gateway = StripeGateway.connect(server.api_key, api_base=server.url)
+        import_stripe(db, gateway)
+        with db.session() as s:
+            order_id = s.scalar(select(Order.id))
+        losing = StripeGateway.connect(
+            server.api_key,
+            api_base=server.url,
+            http_client=AnswerLosingHTTPClient("/v1/refunds", reaches_stripe=True),
+            sleep=lambda _seconds: None,
+        )
+        asked = RefundRequest(order_id, Money(5000, "usd"), None, "Twice", (0, 0))
+        assert isinstance(build_actions(db, losing, frozenset({"U1"})).refunds.refund("U1", asked), Pending)
+
+        import_stripe(db, gateway, bot_made=build_actions(db, gateway, frozenset({"U1"})).settler.bot_made)
+
+    with db.session() as s:
+        order = s.get(Order, order_id)
+        assert (order.amount_refunded, order.amount_refund_pending, order.status) == (5000, 0, "refunded")
+        assert s.scalar(select(Refund.note)) == "Twice", "recorded as the bot's request, with its note"
+        assert s.scalar(select(ActionAttempt.status)) == "succeeded"

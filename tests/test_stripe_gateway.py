@@ -546,6 +546,17 @@ def test_rate_limit_forever() -> None:
     )
 
 
+def test_a_call_whose_first_try_went_unanswered_stays_unknown_whatever_ends_it() -> None:
+    # Try 1 may have reached Stripe; the 429s that follow were refused before Stripe looked at the key.
+    recorder = RecordingHTTPClient().fail_with_connection_error(1).fail_with_status(429, times=10)
+
+    with pytest.raises(StripeUnavailable) as caught:
+        recording_gateway(recorder).refund("pi_1", 100, reason=None, metadata={}, idempotency_key=key())
+
+    assert caught.value.outcome_unknown is True
+    assert "cannot tell whether this went through" in caught.value.user_message
+
+
 def test_server_error_forever_leaves_the_outcome_unknown() -> None:
     recorder = RecordingHTTPClient().fail_with_status(500, times=10)
     idempotency_key = key()

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
@@ -19,23 +19,21 @@ from bot.actions.permission import Permission
 from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.crm import Crm, CrmError, distinct_emails, same_email
 from bot.db import Database
-from bot.models import Customer
 from bot.naming import shown_name
-from bot.records import RecordNotFound, last_change
+from bot.records import customer_row, last_change
 from bot.search import index_customer
 from bot.shared import Shared
 from bot.stripe_gateway import StripeFailure, StripeGateway
-from bot.viewmodels import EmailForm
+from bot.viewmodels import EMAIL_LENGTH, EmailForm
 
 CHANGE, PUSH = "change_email", "push_email"
-MAX_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def email_problems(email: str, current: str | None = None) -> Problems:
     """Field → what is wrong with a new email address; empty when it may be used."""
     email = email.strip()
-    if not _EMAIL.match(email) or len(email) > MAX_LENGTH:
+    if not _EMAIL.match(email) or len(email) > EMAIL_LENGTH:
         return {"email": "Enter an email address like jane@example.com."}
     if current is not None and email == current:
         return {"email": "That is already the email on file."}
@@ -62,7 +60,7 @@ class EmailChanges(Shared):
     def form(self, actor: str, customer_id: int) -> EmailForm:
         self.permission.require(actor, CHANGE, "customer", customer_id)
         with self.db.session() as session:
-            customer = _customer(session, customer_id)
+            customer = customer_row(session, customer_id)
             name = shown_name(customer.name, customer.email)
             return EmailForm(customer_id, name, customer.email, customer.stripe_customer_id is not None)
 
@@ -71,7 +69,7 @@ class EmailChanges(Shared):
         self.permission.require(actor, CHANGE, "customer", customer_id)
         new_email = new_email.strip()
         with self.db.session() as session:
-            customer = _customer(session, customer_id)
+            customer = customer_row(session, customer_id)
             old_email, stripe_customer = customer.email, customer.stripe_customer_id
             name = shown_name(customer.name, customer.email)
             after = last_change(session, "customer", customer_id)
@@ -131,7 +129,7 @@ class EmailChanges(Shared):
         raises `Failed` (after the audit) saying what was done and what was not. Our record is never changed."""
         self.permission.require(actor, PUSH, "customer", customer_id)
         with self.db.session() as session:
-            customer = _customer(session, customer_id)
+            customer = customer_row(session, customer_id)
             ours, stripe_id = customer.email.strip(), customer.stripe_customer_id
             name = shown_name(customer.name, customer.email)
 
@@ -194,6 +192,8 @@ class EmailChanges(Shared):
 class EmailEffect(StripeSide):
     """A new email on the Stripe customer (when there is one: else only our record changes), and on our record."""
 
+    resend_first: ClassVar[bool] = False
+
     customer_id: int
     request: Mapping[str, Any]
 
@@ -218,16 +218,9 @@ class EmailEffect(StripeSide):
         return Made(obj.get("id"))
 
     def record(self, session: Session, made: Made, now: datetime) -> None:
-        customer = _customer(session, self.customer_id)
+        customer = customer_row(session, self.customer_id)
         customer.email = self.request["email"]
         index_customer(session, customer)
-
-
-def _customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise RecordNotFound("customer", customer_id)
-    return customer
 
 
 def _push_summary(name: str, ours: str, pushed: list[str], already: list[str], missing: list[str]) -> str:

@@ -97,6 +97,10 @@ class Made:
 class Effect(Protocol):
     """The Stripe side and the records side of one attempt."""
 
+    # Taking over, send the last sent key again before searching (money: Stripe's replay is the surest answer);
+    # False for changes of state, which are read back as they stand now instead.
+    resend_first: bool
+
     def call(self, idempotency_key: str) -> Made:
         """Ask Stripe to do it (raises StripeFailure)."""
         ...
@@ -152,6 +156,7 @@ class Attempt:
     status: str
     tries: int
     tried_at: datetime
+    sent_at: datetime
     stripe_key: str
     reserved: int
     request: Mapping[str, Any]
@@ -170,6 +175,7 @@ class Attempt:
             row.status,
             row.tries,
             row.tried_at,
+            row.sent_at,
             row.stripe_idempotency_key,
             row.reserved,
             row.request or {},
@@ -200,7 +206,6 @@ class ClaimState(enum.Enum):
 class _Claim:
     attempt: Attempt
     state: ClaimState
-    before: Attempt | None = None  # for a take-over: the attempt as its latest try left it
 
 
 class Ledger(Shared):
@@ -234,7 +239,7 @@ class Ledger(Shared):
             self.audit.write(self._entry(intent, "invalid", invalid.message))
             raise
         attempt = claim.attempt
-        effect = self.effects[attempt.action](attempt)
+        effect = self.effects[attempt.action](attempt)  # the request as its row keeps it, whoever asks
         if claim.state is ClaimState.SUCCEEDED:
             self.audit.write(self._entry(intent, "already_done", intent.done, attempt.stripe_id))
             return Done(
@@ -247,11 +252,15 @@ class Ledger(Shared):
             )
             return intent.pending(ALREADY_ASKED.format(ago=ago))
         if claim.state is ClaimState.TAKEN_OVER:
-            earlier = self._what_earlier_tries_made(intent, attempt, effect, claim.before)
+            earlier = self._what_earlier_tries_made(intent, attempt, effect)
             if isinstance(earlier, Pending):
                 return earlier
             if earlier is not None:
                 return self._recorded(intent, attempt, effect, earlier)
+            fresh = self._fresh_key(attempt)
+            if fresh is None:
+                return intent.pending(ALREADY_ASKED.format(ago="just now"))
+            attempt = fresh
         try:
             made = effect.call(attempt.stripe_key)
         except StripeFailure as failure:
@@ -267,28 +276,29 @@ class Ledger(Shared):
         return self._recorded(intent, attempt, effect, made)
 
     def _what_earlier_tries_made(
-        self, intent: Intent, attempt: Attempt, effect: Effect, before: Attempt
+        self, intent: Intent, attempt: Attempt, effect: Effect
     ) -> Made | Pending | None:
-        """Taking an attempt over, first learn what its latest try did. Within Stripe's replay window that try's
-        own key is sent again: Stripe answers what it made, or 409 if it is still running, or runs it now if it
-        never arrived; so no timing has to be trusted. Only when that does not tell (a stored 5xx, the network
-        again), or the key is too old to be replayed, is Stripe searched for an object carrying the attempt's key.
-        None means nothing was made and a fresh try may go out."""
-        if self.clock() - before.tried_at < REPLAYED_FOR:
+        """Taking an attempt over, first learn what its tries made. A money request's last sent key is sent again
+        (within Stripe's replay window): Stripe replays what that try got, runs it if it never arrived, or answers
+        409 while it still runs, so no timing has to be trusted. Only an answer that is not about that try (a 429,
+        a key Stripe no longer keeps, a stored server error) sends the bot to search Stripe for an object carrying
+        the attempt's key; a change of state is always read back that way, as it stands now. None means nothing was
+        made, and a fresh try may go out."""
+        if effect.resend_first and self.clock() - attempt.sent_at < REPLAYED_FOR:
             try:
-                return effect.call(before.stripe_key)
+                return effect.call(attempt.stripe_key)
             except StripeFailure as failure:
                 if failure.code == IN_PROGRESS:
                     return intent.pending(STILL_RUNNING)
-                if not failure.outcome_unknown:
-                    self._failed(intent, attempt, failure)
-                    raise Failed(failure.user_message) from failure
                 if (
                     not failure.answered
                 ):  # this very resend may still be on its way: wait for it as for any try
                     self._unknown(intent, attempt, failure.user_message, failure.code)
                     return intent.pending(BEING_CONFIRMED)
-                # Stripe answered that key with a server error: it is done with it, and what it made is findable.
+                if failure.replayed and not failure.outcome_unknown:  # how the try ended, for certain
+                    self._failed(intent, attempt, failure)
+                    raise Failed(failure.user_message) from failure
+                # Any other answer says nothing of that try's outcome: look for what it made.
             except Exception:
                 logger.exception("attempt %s: sending its latest try again failed", attempt.id)
                 self._unknown(intent, attempt, "the bot failed while asking Stripe", None)
@@ -337,6 +347,7 @@ class Ledger(Shared):
                     created_at=now,
                     tries=1,
                     tried_at=now,
+                    sent_at=now,
                     reserved=intent.reserved,
                     request={**intent.request, "asked": intent.asked, "done": intent.done},
                 )
@@ -350,9 +361,7 @@ class Ledger(Shared):
             if row.tried_at > now - self.in_flight:
                 return _Claim(attempt, ClaimState.BUSY)
             taken = self._take_over(session, attempt, now)
-            return (
-                _Claim(taken, ClaimState.TAKEN_OVER, attempt) if taken else _Claim(attempt, ClaimState.BUSY)
-            )
+            return _Claim(taken, ClaimState.TAKEN_OVER) if taken else _Claim(attempt, ClaimState.BUSY)
 
     # Ends of an attempt ---------------------------------------------------------------------------------------
 
@@ -472,8 +481,9 @@ class Ledger(Shared):
             return self._take_over(session, attempt, now)
 
     def _take_over(self, session: Session, attempt: Attempt, now: datetime) -> Attempt | None:
+        """Hold the attempt for this process: its try number moves on and its window starts again. Its key stays
+        the one last sent, until a fresh try really goes out (`_fresh_key`)."""
         tries = attempt.tries + 1
-        stripe_key = _stripe_key(attempt.id, tries, attempt.key)
         taken = session.execute(
             update(ActionAttempt)
             .where(
@@ -482,11 +492,27 @@ class Ledger(Shared):
                 ActionAttempt.tries == attempt.tries,
                 ActionAttempt.tried_at <= now - self.in_flight,
             )
-            .values(tries=tries, tried_at=now, stripe_idempotency_key=stripe_key)
+            .values(tries=tries, tried_at=now)
         )
         if taken.rowcount != 1:
             return None
-        return replace(attempt, tries=tries, tried_at=now, stripe_key=stripe_key)
+        return replace(attempt, tries=tries, tried_at=now)
+
+    def _fresh_key(self, attempt: Attempt) -> Attempt | None:
+        """Give a held attempt a key Stripe has never seen, just before a fresh try goes out under it; None when
+        the attempt is no longer this process's to try. From here on this key is the one last sent."""
+        stripe_key, now = _stripe_key(attempt.id, attempt.tries, attempt.key), self.clock()
+        with self.db.session() as session:
+            marked = session.execute(
+                update(ActionAttempt)
+                .where(
+                    ActionAttempt.id == attempt.id,
+                    ActionAttempt.status == PENDING,
+                    ActionAttempt.tries == attempt.tries,
+                )
+                .values(stripe_idempotency_key=stripe_key, sent_at=now)
+            )
+        return replace(attempt, stripe_key=stripe_key, sent_at=now) if marked.rowcount == 1 else None
 
     def open_attempts(self, *, limit: int) -> list[Attempt]:
         """Pending attempts whose latest try must have ended, oldest first."""
@@ -499,6 +525,11 @@ class Ledger(Shared):
                 .limit(limit)
             ).all()
             return [Attempt.of(row) for row in rows]
+
+    def effect_for(self, attempt: Attempt) -> Effect | None:
+        """The attempt's effect as its row keeps it; None for an action this version does not know."""
+        make = self.effects.get(attempt.action)
+        return make(attempt) if make else None
 
     def attempt_by_key(self, session: Session, key: str) -> Attempt | None:
         row = session.scalar(select(ActionAttempt).where(ActionAttempt.key == key))

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from bot.db import Database
 from bot.models import Customer, Order, OrderSource, Product
 from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
-from bot.records import RecordNotFound
+from bot.records import customer_row
 from bot.shared import Shared
 from bot.stripe_gateway import (
     ACTION_KEY,
@@ -31,7 +31,7 @@ from bot.stripe_gateway import (
     StripeGateway,
     charge_result,
 )
-from bot.viewmodels import NewOrderForm, NewOrderRequest, ProductOption
+from bot.viewmodels import DESCRIPTION_LENGTH, NewOrderForm, NewOrderRequest, ProductOption
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ ACTION = "new_order"
 CURRENCIES = ("usd", "eur", "gbp", "cad", "aud", "jpy", "kwd", "chf", "sek", "nok", "dkk", "pln", "nzd")
 MAX_AMOUNT = 99_999_999  # Stripe's largest charge: eight digits in the smallest unit, for most currencies
 MAX_QUANTITY = 1000
-MAX_DESCRIPTION = 250
 MOST_PRODUCTS = 100
 
 
@@ -65,7 +64,7 @@ class NewOrders(Shared):
 
     def _offer(self, customer_id: int, last_order_seen: int | None = None) -> NewOrderForm:
         with self.db.session() as session:
-            customer = _customer(session, customer_id)
+            customer = customer_row(session, customer_id)
             name = shown_name(customer.name, customer.email)
             card = _card(customer)
             if card is None:
@@ -144,7 +143,7 @@ class NewOrders(Shared):
         self.permission.require(actor, ACTION, "customer", customer_id)
         self.stripe.require(actor, ACTION, "customer", customer_id, total)
         with self.db.session() as session:
-            customer = _customer(session, customer_id)
+            customer = customer_row(session, customer_id)
             name = shown_name(customer.name, customer.email)
             stripe_customer, payment_method = customer.stripe_customer_id, customer.default_payment_method_id
             card = _card(customer)
@@ -189,8 +188,8 @@ def order_problems(description: str, unit_amount: int, currency: str, quantity: 
     problems: Problems = {}
     if not description.strip():
         problems["description"] = "Choose a product or describe what you are selling."
-    elif len(description) > MAX_DESCRIPTION:
-        problems["description"] = f"Keep the description to {MAX_DESCRIPTION} characters."
+    elif len(description) > DESCRIPTION_LENGTH:
+        problems["description"] = f"Keep the description to {DESCRIPTION_LENGTH} characters."
     if not 1 <= quantity <= MAX_QUANTITY:
         problems["quantity"] = f"Enter a whole number from 1 to {MAX_QUANTITY}."
     if unit_amount <= 0:
@@ -204,6 +203,8 @@ def order_problems(description: str, unit_amount: int, currency: str, quantity: 
 @dataclass(frozen=True)
 class ChargeEffect(StripeSide):
     """A charge of the card on file in Stripe, and the internal order it pays for in our records."""
+
+    resend_first: ClassVar[bool] = True
 
     key: str  # the attempt's, kept in the payment's metadata so a later look finds it
     actor: str
@@ -262,7 +263,7 @@ class ChargeEffect(StripeSide):
         charge: ChargeResult = made.answer
         if order_book.order_paid_by(session, charge.payment_intent_id, charge.charge_id) is not None:
             return  # recorded already
-        customer = _customer(session, self.customer_id)
+        customer = customer_row(session, self.customer_id)
         quantity, unit = self.request["quantity"], self.request["unit_amount"]
         if unit * quantity != charge.amount:  # Stripe's amount is what was paid: one line for it
             quantity, unit = 1, charge.amount
@@ -281,13 +282,6 @@ class ChargeEffect(StripeSide):
             lines=[order_book.Line(self.request["description"], quantity, unit)],
             created_at=now,
         )
-
-
-def _customer(session: Session, customer_id: int) -> Customer:
-    customer = session.get(Customer, customer_id)
-    if customer is None:
-        raise RecordNotFound("customer", customer_id)
-    return customer
 
 
 def _card(customer: Customer) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
@@ -194,6 +194,8 @@ def _name(record: RecurringRecord) -> str:
 @dataclass(frozen=True)
 class SubscriptionEffect(StripeSide):
     """A change to a Stripe subscription, and the same change to our record of it."""
+
+    resend_first: ClassVar[bool] = False
 
     action: str
     recurring_id: int

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -23,12 +23,11 @@ from bot.naming import shown_name
 from bot.records import RecordNotFound
 from bot.shared import Shared
 from bot.stripe_gateway import ACTION_KEY, StripeGateway, StripeRejected
-from bot.viewmodels import RefundQuote, RefundRequest
+from bot.viewmodels import REFUND_NOTE_LENGTH, RefundQuote, RefundRequest
 
 ACTION = "refund"
 REASONS = ("requested_by_customer", "duplicate", "fraudulent")  # Stripe's
 OTHER = "other"  # the form's choice for none of Stripe's reasons
-NOTE_LENGTH = 500
 MOST_PAYMENTS = 100  # payments of one subscription or plan offered in one refund form
 
 
@@ -174,8 +173,8 @@ def refund_problems(
     problems: Problems = {}
     if reason is not None and reason not in REASONS:
         problems["reason"] = "Choose one of the reasons offered."
-    if note is not None and len(note) > NOTE_LENGTH:
-        problems["note"] = f"Keep the note to {NOTE_LENGTH} characters."
+    if note is not None and len(note) > REFUND_NOTE_LENGTH:
+        problems["note"] = f"Keep the note to {REFUND_NOTE_LENGTH} characters."
     if amount <= 0:
         problems["amount"] = "Enter an amount above zero."
     elif amount > quote.refundable.amount:
@@ -208,6 +207,8 @@ def _reserve(session: Session, order_id: int, amount: int, seen: tuple[int, int]
 @dataclass(frozen=True)
 class RefundEffect(StripeSide):
     """A refund in Stripe, and in our records."""
+
+    resend_first: ClassVar[bool] = True
 
     key: str  # the attempt's, kept in the refund's metadata so a later look finds it
     actor: str

@@ -10,7 +10,9 @@ what the attempt set aside is given back and the same request can be asked again
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,13 @@ from bot.shared import Shared
 from bot.stripe_gateway import StripeFailure
 
 logger = logging.getLogger(__name__)
+
+
+class Ending(enum.Enum):
+    RECORDED = "recorded"
+    LET_GO = "let_go"
+    NOT_YET = "not_yet"  # Stripe could not be asked, or the records not written: a later run tries again
+    OTHERS = "others"  # someone else ended it meanwhile (a person, a webhook)
 
 
 @dataclass(frozen=True)
@@ -41,43 +50,41 @@ class Settler(Shared):
         self.connected = connected  # with Stripe not connected there is nothing to ask, and nothing to settle
 
     def settle_unanswered(self, limit: int = 100) -> Settled:
-        recorded = let_go = unreachable = 0
+        ended: Counter[Ending] = Counter()
         for open_attempt in self.ledger.open_attempts(limit=limit) if self.connected else []:
-            effect_for = self.ledger.effects.get(open_attempt.action)
-            attempt = self.ledger.take_over(open_attempt) if effect_for else None
-            if attempt is None or effect_for is None:
+            attempt = self.ledger.take_over(open_attempt)
+            effect = self.ledger.effect_for(attempt) if attempt else None
+            if attempt is None or effect is None:
                 continue  # someone else is on it, or an action this version no longer knows
             try:
-                outcome = self._settle(attempt, effect_for(attempt))
+                ended[self._settle(attempt, effect)] += 1
             except Exception:  # one attempt's trouble must not stop the others; the next run tries again
                 logger.exception("could not settle attempt %s", attempt.id)
-                outcome = "unreachable"
-            recorded += outcome == "recorded"
-            let_go += outcome == "let_go"
-            unreachable += outcome == "unreachable"
-        return Settled(recorded, let_go, unreachable)
+                ended[Ending.NOT_YET] += 1
+        return Settled(ended[Ending.RECORDED], ended[Ending.LET_GO], ended[Ending.NOT_YET])
 
-    def _settle(self, attempt: Attempt, effect: Effect) -> str | None:
+    def _settle(self, attempt: Attempt, effect: Effect) -> Ending:
         try:
             made = effect.find()
         except StripeFailure as failure:
             logger.warning("could not ask Stripe about attempt %s: %s", attempt.id, failure.stripe_message)
-            return "unreachable"
+            return Ending.NOT_YET
         if made is not None:
             summary = f"{attempt.done}: Stripe made it, though its answer was lost at the time"
-            return "recorded" if self.ledger.succeed(attempt, effect, made, summary) is not None else None
+            recorded = self.ledger.succeed(attempt, effect, made, summary) is not None
+            return Ending.RECORDED if recorded else Ending.OTHERS
         summary = (
             f"{attempt.asked}: did not happen. Its answer from Stripe was lost, and Stripe never made it, so "
             "nothing changed; it can be asked for again"
         )
-        return "let_go" if self.ledger.let_go(attempt, summary) else None
+        return Ending.LET_GO if self.ledger.let_go(attempt, summary) else Ending.OTHERS
 
     def bot_made(self, session: Session, action_key: str, obj: Mapping[str, Any]) -> bool:
         """A refund or payment from Stripe carrying an attempt's key: record it as that attempt's outcome. False
         when no attempt of ours stands for it (it is then recorded like any other)."""
         attempt = self.ledger.attempt_by_key(session, action_key)
-        effect_for = self.ledger.effects.get(attempt.action) if attempt else None
-        if attempt is None or effect_for is None:
+        effect = self.ledger.effect_for(attempt) if attempt else None
+        if attempt is None or effect is None:
             return False
         if attempt.status == SUCCEEDED:
             if attempt.stripe_id != obj.get("id"):  # a second object for one request: it must not go unseen
@@ -89,7 +96,6 @@ class Settler(Shared):
                 )
                 return False
             return True
-        effect = effect_for(attempt)
         self.ledger.succeed(
             attempt, effect, effect.made_from(obj), f"{attempt.done} (confirmed by Stripe)", session
         )

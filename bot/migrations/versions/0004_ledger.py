@@ -28,6 +28,7 @@ attempts = sa.table(
     sa.column("created_at", sa.DateTime(timezone=True)),
     sa.column("finished_at", sa.DateTime(timezone=True)),
     sa.column("tried_at", sa.DateTime(timezone=True)),
+    sa.column("sent_at", sa.DateTime(timezone=True)),
     sa.column("reserved", sa.BigInteger()),
     sa.column("details", sa.JSON()),
     sa.column("request", sa.JSON()),
@@ -51,6 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table("action_attempts") as batch_op:
         batch_op.add_column(sa.Column("tries", sa.Integer(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("tried_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("reserved", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("request", sa.JSON(), nullable=True))
         batch_op.create_check_constraint("action_attempt_reserved_not_negative", "reserved >= 0")
@@ -61,6 +63,7 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("action_attempts") as batch_op:
         batch_op.alter_column("tried_at", existing_type=sa.DateTime(timezone=True), nullable=False)
+        batch_op.alter_column("sent_at", existing_type=sa.DateTime(timezone=True), nullable=False)
     op.create_index("ix_action_attempts_status_tried", "action_attempts", ["status", "tried_at"])
 
 
@@ -75,7 +78,7 @@ def _carried_over(connection, row) -> dict:
         tried_at = datetime.fromisoformat(details["tried_at"]).astimezone(UTC)
         if connection.dialect.name == "sqlite":
             tried_at = tried_at.replace(tzinfo=None)
-    values: dict = {"tried_at": tried_at, "request": asked or None}
+    values: dict = {"tried_at": tried_at, "sent_at": tried_at, "request": asked or None}
     if row["status"] != "pending":
         return values
     if row["action"] == "refund":
@@ -125,5 +128,6 @@ def downgrade() -> None:
         batch_op.drop_constraint("action_attempt_reserved_not_negative", type_="check")
         batch_op.drop_column("request")
         batch_op.drop_column("reserved")
+        batch_op.drop_column("sent_at")
         batch_op.drop_column("tried_at")
         batch_op.drop_column("tries")
