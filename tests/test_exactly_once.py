@@ -246,7 +246,9 @@ class ExactlyOnce(RuleBasedStateMachine):
         refunds = list(self.stripe.v1.refunds.list(params={"payment_intent": self.intent, "limit": 100}).data)
         charges = [
             pi
-            for pi in self.stripe.v1.payment_intents.list(params={"customer": self.stripe_customer}).data
+            for pi in self.stripe.v1.payment_intents.list(
+                params={"customer": self.stripe_customer, "limit": 100}
+            ).data
             if pi.status == "succeeded" and _key(pi)
         ]
         with self.db.session() as s:
