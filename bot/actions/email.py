@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy.orm import Session
 
 from bot.actions.audit import AuditEntry
+from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
 from bot.actions.outcomes import Done, Failed, Pending, Problems
 from bot.actions.permission import Permission
@@ -22,7 +23,6 @@ from bot.db import Database
 from bot.naming import shown_name
 from bot.records import customer_row, last_change
 from bot.search import index_customer
-from bot.shared import Shared
 from bot.stripe_gateway import StripeFailure, StripeGateway
 from bot.viewmodels import EMAIL_LENGTH, EmailForm
 
@@ -40,7 +40,7 @@ def email_problems(email: str, current: str | None = None) -> Problems:
     return {}
 
 
-class EmailChanges(Shared):
+class EmailChanges(Family):
     def __init__(
         self,
         db: Database,
@@ -50,12 +50,8 @@ class EmailChanges(Shared):
         crms: Sequence[Crm],
         clock: Callable[[], datetime],
     ) -> None:
-        self.db = db
-        self.ledger = ledger
-        self.permission = permission
-        self.stripe = stripe
+        super().__init__(db, ledger, permission, stripe, clock)
         self.crms = list(crms)
-        self.clock = clock
 
     def form(self, actor: str, customer_id: int) -> EmailForm:
         self.permission.require(actor, CHANGE, "customer", customer_id)

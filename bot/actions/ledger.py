@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -431,19 +431,14 @@ class Ledger(Shared):
                 details = {"error": failure.user_message, "code": failure.code}
                 if self._end_failed(session, attempt, details):
                     self.audit.add(session, self._entry(intent, "failed", failure.user_message))
-        except (
-            Exception
-        ):  # Stripe's no stands; the settle job finds nothing in Stripe and lets the attempt go
+        except Exception:
+            # Stripe's no stands; the settle job finds nothing in Stripe and lets the attempt go.
             logger.exception("attempt %s: Stripe refused it, but ending it failed", attempt.id)
 
     def _end_failed(self, session: Session, attempt: Attempt, details: dict[str, Any]) -> bool:
         ended = session.execute(
             update(ActionAttempt)
-            .where(
-                ActionAttempt.id == attempt.id,
-                ActionAttempt.status == PENDING,
-                ActionAttempt.tries == attempt.tries,
-            )
+            .where(*_still_held(attempt))
             .values(
                 status=FAILED,
                 finished_at=self.clock(),
@@ -486,12 +481,7 @@ class Ledger(Shared):
         tries = attempt.tries + 1
         taken = session.execute(
             update(ActionAttempt)
-            .where(
-                ActionAttempt.id == attempt.id,
-                ActionAttempt.status == PENDING,
-                ActionAttempt.tries == attempt.tries,
-                ActionAttempt.tried_at <= now - self.in_flight,
-            )
+            .where(*_still_held(attempt), ActionAttempt.tried_at <= now - self.in_flight)
             .values(tries=tries, tried_at=now)
         )
         if taken.rowcount != 1:
@@ -505,11 +495,7 @@ class Ledger(Shared):
         with self.db.session() as session:
             marked = session.execute(
                 update(ActionAttempt)
-                .where(
-                    ActionAttempt.id == attempt.id,
-                    ActionAttempt.status == PENDING,
-                    ActionAttempt.tries == attempt.tries,
-                )
+                .where(*_still_held(attempt))
                 .values(stripe_idempotency_key=stripe_key, sent_at=now)
             )
         return replace(attempt, stripe_key=stripe_key, sent_at=now) if marked.rowcount == 1 else None
@@ -561,6 +547,15 @@ class Ledger(Shared):
         kind, target_id = attempt.target
         stripe_id = made.stripe_id if made else None
         return AuditEntry(attempt.actor, attempt.action, kind, target_id, outcome, summary, money, stripe_id)
+
+
+def _still_held(attempt: Attempt) -> tuple[ColumnElement[bool], ...]:
+    """The attempt is still open and still at the try it was read at: no one else has taken it since."""
+    return (
+        ActionAttempt.id == attempt.id,
+        ActionAttempt.status == PENDING,
+        ActionAttempt.tries == attempt.tries,
+    )
 
 
 def _stripe_key(attempt_id: int, tries: int, key: str) -> str:

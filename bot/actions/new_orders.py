@@ -4,7 +4,7 @@ described, and putting the order on their record."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -13,16 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import order_book
-from bot.actions.ledger import Attempt, Intent, Ledger, Made
+from bot.actions.family import Family
+from bot.actions.ledger import Attempt, Intent, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
-from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess, StripeSide
-from bot.db import Database
+from bot.actions.stripe_access import StripeSide
 from bot.models import Customer, Order, OrderSource, Product
 from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import customer_row
-from bot.shared import Shared
 from bot.stripe_gateway import (
     ACTION_KEY,
     AuthenticationRequired,
@@ -42,21 +40,7 @@ MAX_QUANTITY = 1000
 MOST_PRODUCTS = 100
 
 
-class NewOrders(Shared):
-    def __init__(
-        self,
-        db: Database,
-        ledger: Ledger,
-        permission: Permission,
-        stripe: StripeAccess,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.db = db
-        self.ledger = ledger
-        self.permission = permission
-        self.stripe = stripe
-        self.clock = clock
-
+class NewOrders(Family):
     def form(self, actor: str, customer_id: int) -> NewOrderForm:
         """What the form offers; Invalid when the customer has no card on file to charge."""
         self.permission.require(actor, ACTION, "customer", customer_id)

@@ -3,7 +3,7 @@ until resumed), resume them, move the next bill date, and a payment plan's statu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
@@ -11,14 +11,12 @@ from typing import Any, ClassVar
 from sqlalchemy.orm import Session
 
 from bot.actions.audit import AuditEntry
-from bot.actions.ledger import Attempt, Intent, Ledger, Made
+from bot.actions.family import Family
+from bot.actions.ledger import Attempt, Intent, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
-from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess, StripeSide
-from bot.db import Database
+from bot.actions.stripe_access import StripeSide
 from bot.models import Recurring
 from bot.records import RecordNotFound, recurring_record
-from bot.shared import Shared
 from bot.stripe_gateway import StripeGateway
 from bot.stripe_sync import apply_subscription_state
 from bot.viewmodels import CardState, RecurringRecord
@@ -66,21 +64,7 @@ class _Change:
     done: str
 
 
-class SubscriptionChanges(Shared):
-    def __init__(
-        self,
-        db: Database,
-        ledger: Ledger,
-        permission: Permission,
-        stripe: StripeAccess,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.db = db
-        self.ledger = ledger
-        self.permission = permission
-        self.stripe = stripe
-        self.clock = clock
-
+class SubscriptionChanges(Family):
     def today(self) -> date:
         return self.clock().date()
 

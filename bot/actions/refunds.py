@@ -3,7 +3,7 @@ a note; never more than is left, counting refunds still awaiting Stripe's answer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -12,16 +12,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import order_book
-from bot.actions.ledger import Attempt, Intent, Ledger, Made
+from bot.actions.family import Family
+from bot.actions.ledger import Attempt, Intent, Made
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
-from bot.actions.permission import Permission
-from bot.actions.stripe_access import StripeAccess, StripeSide
-from bot.db import Database
+from bot.actions.stripe_access import StripeSide
 from bot.models import Customer, Order
 from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import RecordNotFound
-from bot.shared import Shared
 from bot.stripe_gateway import ACTION_KEY, StripeGateway, StripeRejected
 from bot.viewmodels import REFUND_NOTE_LENGTH, RefundQuote, RefundRequest
 
@@ -31,21 +29,7 @@ OTHER = "other"  # the form's choice for none of Stripe's reasons
 MOST_PAYMENTS = 100  # payments of one subscription or plan offered in one refund form
 
 
-class Refunds(Shared):
-    def __init__(
-        self,
-        db: Database,
-        ledger: Ledger,
-        permission: Permission,
-        stripe: StripeAccess,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.db = db
-        self.ledger = ledger
-        self.permission = permission
-        self.stripe = stripe
-        self.clock = clock
-
+class Refunds(Family):
     # The form -------------------------------------------------------------------------------------------------
 
     def order_form(self, actor: str, order_id: int) -> RefundQuote:
