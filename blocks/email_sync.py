@@ -14,11 +14,11 @@ from typing import Any
 from slack_sdk.models.blocks import Block, ConfirmObject, HeaderBlock, PlainTextObject
 
 from blocks import ids
-from blocks.elements import button, context, notice, section
+from blocks.elements import action_notice, button, context, section
 from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
 from blocks.text import escape, one_line, plural, truncate
-from bot.viewmodels import Difference
+from bot.viewmodels import Difference, Notice
 
 PUSH_EMAIL = "push_email"
 MOST_LISTED = 20  # customers listed in one message; the rest are counted ("and N more")
@@ -40,11 +40,11 @@ def email_sync_report(
     crms: Sequence[str] = (),
     problems: Sequence[str] = (),
     hidden: int = 0,
-    notice_text: str | None = None,
+    pushed: Notice | None = None,
 ) -> Message:
     """The report: a header, one section per customer who differs (at most MOST_LISTED, then "and N more"),
     or an all-clear. `hidden` counts customers who differ but are not in `differences` (a redraw after a
-    push); `notice_text` goes on top (who pushed what)."""
+    push); `pushed` goes on top (who pushed what)."""
     listed: list[Block] = []
     size = 0
     for difference in differences[:MOST_LISTED]:
@@ -59,8 +59,8 @@ def email_sync_report(
     header_id = _HEADER + json.dumps([checked, more, list(crms)], separators=(",", ":"))
 
     blocks: list[Block] = []
-    if notice_text:
-        blocks.append(notice(notice_text))
+    if pushed:
+        blocks.append(action_notice(pushed))
     if total:
         title = f"Email check: {plural(total, 'customer')} {'differs' if total == 1 else 'differ'}"
         text = f"{title} from our records"
@@ -103,7 +103,7 @@ def email_sync_report(
     return Message.of(text, blocks)
 
 
-def report_after_push(blocks: list[dict[str, Any]], customer_id: int, notice_text: str) -> Message:
+def report_after_push(blocks: list[dict[str, Any]], customer_id: int, pushed: Notice) -> Message:
     """The report in `blocks` (as Slack sent it back) redrawn without this customer, with a notice on top."""
     checked, hidden, crms = 0, 0, []
     for block in blocks:
@@ -112,10 +112,16 @@ def report_after_push(blocks: list[dict[str, Any]], customer_id: int, notice_tex
             checked, hidden, crms = json.loads(block_id[len(_HEADER) :])
     remaining = [d for d in listed_differences(blocks) if d.customer_id != customer_id]
     problems_block = next((b for b in blocks if b.get("block_id") == PROBLEMS), None)
-    message = email_sync_report(remaining, checked, crms=crms, hidden=hidden, notice_text=notice_text)
+    message = email_sync_report(remaining, checked, crms=crms, hidden=hidden, pushed=pushed)
     if problems_block is not None and not any(b.get("block_id") == PROBLEMS for b in message.blocks):
         return Message(message.text, [*message.blocks, problems_block])
     return message
+
+
+def pushed_message(pushed: Notice) -> Message:
+    """What the person who pushed is told, privately."""
+    text = f"<@{escape(pushed.actor, 32)}> {escape(one_line(pushed.said), 2000)}."
+    return Message.of(text, [action_notice(pushed)])
 
 
 def listed_differences(blocks: list[dict[str, Any]]) -> list[Difference]:

@@ -13,11 +13,10 @@ import logging
 from slack_bolt import Ack, App, Respond
 
 from blocks import ids
-from blocks.elements import section
-from blocks.email_sync import PUSH_EMAIL, parse_push_value, report_after_push
-from blocks.message import Message
+from blocks.email_sync import PUSH_EMAIL, parse_push_value, pushed_message, report_after_push
 from bot.actions.email import EmailChanges
 from bot.email_sync import old_emails
+from bot.viewmodels import Notice
 from commands.replies import ephemeral, telling_the_user
 
 
@@ -34,15 +33,12 @@ def push_email(
     with telling_the_user(ack, respond, logger):
         shown = parse_push_value(action["value"])
         actor = body["user"]["id"]
-        summary = email.push(actor, shown.customer_id, old_emails=old_emails(shown))
-        said = f"<@{actor}> {summary}."
+        pushed = Notice(actor, email.push(actor, shown.customer_id, old_emails=old_emails(shown)))
         blocks = (body.get("message") or {}).get("blocks")
         if blocks:
-            report = report_after_push(blocks, shown.customer_id, said)
+            report = report_after_push(blocks, shown.customer_id, pushed)
             respond(replace_original=True, text=report.text, blocks=report.blocks)
-        respond(
-            replace_original=False, **ephemeral(Message.of(said, [section(f":white_check_mark: {said}")]))
-        )
+        respond(replace_original=False, **ephemeral(pushed_message(pushed)))
 
 
 def register(app: App) -> None:
