@@ -234,3 +234,25 @@ def test_a_customer_with_5000_orders_and_60_subscriptions_works_through_slack(ha
     assert "page 3 of 500" in text_of(final)
     assert "*Subscriptions* · 30 active of 60 · page 2 of 12" in text_of(final)
     # The `slack` fixture fails the test if any message on the way was one Slack would refuse.
+
+
+def test_who_did_what_is_escaped_where_people_see_it():
+    from blocks.elements import action_notice, awaiting_stripe
+    from blocks.email_sync import pushed_message
+    from bot.viewmodels import Notice
+
+    said = "pushed <!channel>'s email a@b.co to <https://evil.example|Stripe>"
+    pushed = pushed_message(Notice("U0ADMIN01", said))
+    asked = "refund $5.00 of order #1 (<!channel> <https://evil.example|Jane>)"
+    notice = action_notice(Notice("U0ADMIN01", asked, pending=True)).to_dict()
+    awaiting = awaiting_stripe(["refund $5.00 of order #1 (<!here>)"]).to_dict()
+
+    assert pushed.text == (
+        "<@U0ADMIN01> pushed &lt;!channel&gt;'s email a@b.co to &lt;https://evil.example|Stripe&gt;."
+    )
+    for text in (str(pushed.blocks), str(notice), str(awaiting)):
+        assert "<!channel>" not in text and "<!here>" not in text and "<https://" not in text
+    assert notice["elements"][0]["text"] == (
+        ":hourglass_flowing_sand: <@U0ADMIN01> asked to refund $5.00 of order #1 (&lt;!channel&gt; "
+        "&lt;https://evil.example|Jane&gt;): awaiting Stripe's answer."
+    )
