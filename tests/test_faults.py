@@ -227,6 +227,23 @@ def text_of_view(view: dict) -> str:
     )
 
 
+def test_after_stripe_refused_the_first_admins_refund_the_second_admins_same_refund_goes_ahead(shop):
+    _, order_id, intent = jane_paid(shop)
+    first = refund_form(shop, shop.admin(ADMIN), order_id, "10.00")
+    second = refund_form(shop, shop.admin(OTHER_ADMIN), order_id, "10.00")
+    refused = {"error": {"type": "invalid_request_error", "message": "This charge is being reviewed."}}
+    shop.stand_in.fail("POST", "/v1/refunds", 400, body=refused)
+
+    first.submit(shop)
+    assert "Stripe refused to do this: This charge is being reviewed." in first.outcome(shop)
+    books_agree(shop, order_id, intent)  # nothing held back after a definite no
+    second.submit(shop)
+
+    assert "Refunded $10.00" in second.outcome(shop)
+    assert stripe_refunds(shop, intent) == [1000]
+    books_agree(shop, order_id, intent)
+
+
 def test_a_refund_whose_answer_was_lost_is_found_by_the_retry_not_made_again(shop):
     _, order_id, intent = jane_paid(shop)
     asked = refund_form(shop, shop.admin(), order_id, "10.00")
