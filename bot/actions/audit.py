@@ -14,8 +14,6 @@ from bot.models import AuditEvent
 from bot.money import Money
 from bot.shared import Shared
 
-OUTCOMES = ("refused", "invalid", "succeeded", "failed", "unknown", "in_progress", "already_done", "let_go")
-
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -23,7 +21,8 @@ class AuditEntry:
     action: str
     target_type: str
     target_id: int | None
-    outcome: str  # one of OUTCOMES
+    # refused, invalid, succeeded, failed, unknown (Stripe may have acted), in_progress, already_done, let_go
+    outcome: str
     summary: str
     amount: Money | None = None
     stripe_id: str | None = None

@@ -58,6 +58,3 @@ class Pending:
     record: Record
     why: str  # a sentence: what happened, and what the person should (not) do
     stripe_id: str | None = None  # Stripe's object, when Stripe said yes but our records could not be updated
-
-
-Outcome = Done | Pending
