@@ -9,7 +9,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block
 from blocks import ids
 from blocks.elements import button, context, section
 from blocks.message import Message
-from blocks.text import date_token, escape, one_line, plural
+from blocks.text import Mrkdwn, date_token, escape, md, money, one_line, plural
 from bot.viewmodels import CardState, MissedPayment, record_value
 
 
@@ -18,10 +18,14 @@ def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
     what = "payment plan" if missed.kind == "payment_plan" else "subscription"
     overdue = max(0, (now - missed.failed_at).days)
     reason = escape(one_line(missed.reason), 300) if missed.reason else "no reason given by the bank"
-    text = (
-        f":rotating_light: *Missed payment* · *{escape(missed.customer_name, 120)}*\n"
-        f"{missed.amount.format()} for the {what} *{escape(one_line(missed.product), 120)}* failed "
-        f"{date_token(missed.failed_at)}: {reason}."
+    text = md(
+        ":rotating_light: *Missed payment* · *{}*\n{} for the {} *{}* failed {}: {}.",
+        _name(missed),
+        money(missed.amount),
+        what,
+        escape(one_line(missed.product), 120),
+        date_token(missed.failed_at),
+        reason,
     )
     back = CardState(missed.customer_id)
     value = record_value(missed.recurring_id, back)
@@ -37,19 +41,23 @@ def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
     actions.append(cancel)
     blocks: list[Block] = [
         section(text),
-        context(f"Overdue {plural(overdue, 'day')} · payment {missed.payment_id}"),
+        context(md("Overdue {} · payment {}", plural(overdue, "day"), missed.payment_id)),
         ActionsBlock(block_id=f"alert_{missed.payment_id}", elements=actions),
     ]
-    return Message.of(f"Missed payment: {missed.customer_name}, {missed.amount.format()}", blocks)
+    return Message.of(md("Missed payment: {}, {}", _name(missed), money(missed.amount)), blocks)
 
 
 def paid_after_all(missed: MissedPayment, *, now: datetime) -> Message:
     """The same alert, updated: the payment went through after all."""
     what = "payment plan" if missed.kind == "payment_plan" else "subscription"
-    text = (
-        f":white_check_mark: *Paid* · *{escape(missed.customer_name, 120)}*\n"
-        f"{missed.amount.format()} for the {what} *{escape(one_line(missed.product), 120)}*, missed "
-        f"{date_token(missed.failed_at)}, has been paid (seen {date_token(now)})."
+    text = md(
+        ":white_check_mark: *Paid* · *{}*\n{} for the {} *{}*, missed {}, has been paid (seen {}).",
+        _name(missed),
+        money(missed.amount),
+        what,
+        escape(one_line(missed.product), 120),
+        date_token(missed.failed_at),
+        date_token(now),
     )
     back = CardState(missed.customer_id)
     blocks: list[Block] = [
@@ -61,4 +69,8 @@ def paid_after_all(missed: MissedPayment, *, now: datetime) -> Message:
             ],
         ),
     ]
-    return Message.of(f"Paid: {missed.customer_name}, {missed.amount.format()}", blocks)
+    return Message.of(md("Paid: {}, {}", _name(missed), money(missed.amount)), blocks)
+
+
+def _name(missed: MissedPayment) -> Mrkdwn:
+    return escape(one_line(missed.customer_name), 120)

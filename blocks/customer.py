@@ -7,15 +7,14 @@ from slack_sdk.models.blocks import (
     Block,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
     SectionBlock,
 )
 
 from blocks import ids
-from blocks.elements import action_notice, awaiting_stripe, button, context, section
+from blocks.elements import action_notice, awaiting_stripe, button, context, field, plain, section
 from blocks.limits import HEADER_TEXT
 from blocks.message import Message
-from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
+from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
 from bot.viewmodels import (
     Card,
     CardState,
@@ -58,37 +57,36 @@ SOURCE_LABELS = {
 
 
 def usage() -> Message:
-    text = (
+    text = md(
         "*Find a customer*\n"
         "`/customer jane` any part of a name\n"
         "`/customer jane@example.com` an email, or part of one\n"
         "`/customer cus_NffrFeUfNV2Hib` a Stripe customer id\n"
         "`/customer 100234` an order number"
     )
-    return Message.of("How to use /customer", [SectionBlock(text=MarkdownTextObject(text=text))])
+    return Message.of(md("How to use /customer"), [section(text)])
 
 
 def no_match(query: str) -> Message:
     shown = escape(one_line(query), QUERY_IN_TEXT)
-    text = (
-        f"No customer matches “{shown}”.\n"
+    text = md(
+        "No customer matches “{}”.\n"
         "Try the start of a first or last name (`jan`), the whole email, a Stripe id (`cus_…`) "
-        "or an order number (`100234`)."
+        "or an order number (`100234`).",
+        shown,
     )
-    return Message.of(f"No customer matches “{truncate(one_line(query), QUERY_IN_TEXT)}”", [section(text)])
+    return Message.of(md("No customer matches “{}”", shown), [section(text)])
 
 
 def search_results(result: SearchResult) -> Message:
     """Several customers match: a short list, best first, each with an Open button."""
     shown = escape(one_line(result.query), QUERY_IN_TEXT)
-    count = f"More than {result.total:,}" if result.capped else f"{result.total:,}"
-    blocks: list[Block] = [section(f"*{count} customers match “{shown}”*")]
+    count = md("More than {:,}", result.total) if result.capped else md("{:,}", result.total)
+    blocks: list[Block] = [section(md("*{} customers match “{}”*", count, shown))]
     for customer_id, name, email in ((m.customer_id, m.name, m.email) for m in result.matches):
         blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=f"*{escape(one_line(name), NAME_IN_TEXT)}*\n{escape(email, EMAIL_IN_TEXT)}"
-                ),
+            section(
+                md("*{}*\n{}", escape(one_line(name), NAME_IN_TEXT), escape(one_line(email), EMAIL_IN_TEXT)),
                 accessory=button(
                     "Open", ids.per_item(ids.OPEN_CUSTOMER, customer_id), CardState(customer_id).encode()
                 ),
@@ -97,10 +95,13 @@ def search_results(result: SearchResult) -> Message:
     if result.capped or result.total > len(result.matches):
         blocks.append(
             context(
-                f"Showing the best {len(result.matches)}. Type more of the name, or the email, to narrow it down."
+                md(
+                    "Showing the best {}. Type more of the name, or the email, to narrow it down.",
+                    len(result.matches),
+                )
             )
         )
-    return Message.of(f"{count} customers match", blocks)
+    return Message.of(md("{} customers match", count), blocks)
 
 
 def customer_card(
@@ -112,14 +113,14 @@ def customer_card(
     state = card.state
     blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
-        HeaderBlock(text=truncate(one_line(card.name), HEADER_TEXT)),
+        HeaderBlock(text=plain(one_line(card.name), HEADER_TEXT)),
         context(_subtitle(card, shared_by)),
         *([awaiting_stripe(card.awaiting)] if card.awaiting and interactive else []),
         _stats(card),
         SectionBlock(
             fields=[
-                MarkdownTextObject(text=f"*Email*\n{escape(card.email, EMAIL_IN_TEXT)}"),
-                MarkdownTextObject(text=f"*Card on file*\n{_card_text(card.card)}"),
+                field("Email", code(card.email, EMAIL_IN_TEXT)),
+                field("Card on file", _card_text(card.card)),
             ]
         ),
         DividerBlock(),
@@ -130,16 +131,16 @@ def customer_card(
     blocks.append(DividerBlock())
     blocks += _orderssection(card, interactive)
     blocks.append(_footer(state, interactive))
-    return Message.of(f"Customer record: {truncate(one_line(card.name), NAME_IN_TEXT)}", blocks)
+    return Message.of(md("Customer record: {}", escape(one_line(card.name), NAME_IN_TEXT)), blocks)
 
 
-def _subtitle(card: CustomerCard, shared_by: str | None) -> str:
-    parts = [f"Customer since {date_token(card.created_at)}"]
+def _subtitle(card: CustomerCard, shared_by: str | None) -> Mrkdwn:
+    parts = [md("Customer since {}", date_token(card.created_at))]
     if card.stripe_customer_id:
-        parts.append(f"Stripe `{escape(card.stripe_customer_id, 64)}`")
+        parts.append(md("Stripe {}", code(card.stripe_customer_id, 64)))
     if shared_by:
-        parts.append(f"shared by <@{shared_by}>")
-    return " · ".join(parts)
+        parts.append(md("shared by {}", mention(shared_by)))
+    return md(" · ").join(parts)
 
 
 def _stats(card: CustomerCard) -> SectionBlock:
@@ -150,34 +151,35 @@ def _stats(card: CustomerCard) -> SectionBlock:
             parts.append(plural(stats.subscriptions_missing_payment, "subscription"))
         if stats.plans_missing_payment:
             parts.append(plural(stats.plans_missing_payment, "payment plan"))
-        missed = f":warning: *{stats.missing_payment}* ({', '.join(parts)})"
+        missed = md(":warning: *{}* ({})", stats.missing_payment, md(", ").join(parts))
     else:
-        missed = ":white_check_mark: None"
+        missed = md(":white_check_mark: None")
     return SectionBlock(
         fields=[
-            MarkdownTextObject(text=f"*Orders*\n{stats.orders:,}"),
-            MarkdownTextObject(text=f"*Lifetime value*\n{money_list(stats.lifetime_value)}"),
-            MarkdownTextObject(text=f"*Active subscriptions*\n{stats.active_subscriptions:,}"),
-            MarkdownTextObject(text=f"*Active payment plans*\n{stats.active_plans:,}"),
-            MarkdownTextObject(text=f"*Missed payments*\n{missed}"),
+            field("Orders", md("{:,}", stats.orders)),
+            field("Lifetime value", money_list(stats.lifetime_value)),
+            field("Active subscriptions", md("{:,}", stats.active_subscriptions)),
+            field("Active payment plans", md("{:,}", stats.active_plans)),
+            field("Missed payments", missed),
         ]
     )
 
 
-def _card_text(card: Card | None) -> str:
+def _card_text(card: Card | None) -> Mrkdwn:
     if card is None:
-        return "No card on file"
-    text = f":credit_card: {card_label(card)}"
+        return md("No card on file")
+    text = md(":credit_card: {}", card_label(card))
     if card.exp_month and card.exp_year:
-        text += f" · expires {card.exp_month:02d}/{card.exp_year}"
+        text += md(" · expires {:02d}/{}", card.exp_month, card.exp_year)
     return text
 
 
 def card_label(card: Card) -> str:
+    """'Visa •••• 4242': plain text (escape it for mrkdwn)."""
     brand = {"amex": "American Express", "mastercard": "Mastercard", "visa": "Visa"}.get(
         card.brand.lower(), card.brand.title()
     )
-    return f"{escape(brand, 40)} •••• {escape(card.last4, 4)}"
+    return f"{one_line(brand)[:40]} •••• {one_line(card.last4)[:4]}"
 
 
 _RECURRING_IDS = {
@@ -199,9 +201,9 @@ def _recurringsection(listing: RecurringList, state: CardState, which: str, inte
     page_field = "subscriptions_page" if which == "subscriptions" else "plans_page"
     filter_field = "subscriptions" if which == "subscriptions" else "plans"
 
-    heading = f"*{title}* · {listing.active_count:,} active of {listing.all_count:,}"
+    heading = md("*{}* · {:,} active of {:,}", title, listing.active_count, listing.all_count)
     if listing.page_count > 1:
-        heading += f" · page {listing.page + 1} of {listing.page_count}"
+        heading += md(" · page {} of {}", listing.page + 1, listing.page_count)
     blocks: list[Block] = [section(heading)]
     if interactive:
         blocks.append(
@@ -224,17 +226,13 @@ def _recurringsection(listing: RecurringList, state: CardState, which: str, inte
             )
         )
     if not listing.items:
-        empty = f"No active {noun}s." if listing.filter == "active" else f"No {noun}s."
-        if listing.filter == "active" and listing.all_count:
-            empty += " Choose *All* to see the ended ones." if interactive else ""
+        empty = md("No active {}s.", noun) if listing.filter == "active" else md("No {}s.", noun)
+        if listing.filter == "active" and listing.all_count and interactive:
+            empty += md(" Choose *All* to see the ended ones.")
         blocks.append(context(empty))
     for item in listing.items:
         accessory = button("Open", ids.per_item(open_id, item.id), record_value(item.id, state))
-        blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=recurring_line(item)), accessory=accessory)
-            if interactive
-            else section(recurring_line(item))
-        )
+        blocks.append(section(recurring_line(item), accessory=accessory if interactive else None))
     if interactive and listing.page_count > 1:
         blocks.append(
             _pager(
@@ -251,55 +249,51 @@ def _recurringsection(listing: RecurringList, state: CardState, which: str, inte
     return blocks
 
 
-def recurring_line(item: RecurringSummary) -> str:
+def recurring_line(item: RecurringSummary) -> Mrkdwn:
     """Two lines: what it is and costs; where it stands."""
     product = escape(one_line(item.product), PRODUCT_IN_TEXT)
-    first = f"*{product}* · {money(item.price)} {interval_text(item.interval, item.interval_count)}"
+    first = md("*{}* · {} {}", product, money(item.price), interval_text(item.interval, item.interval_count))
     if item.kind == "payment_plan" and item.installments_total:
-        first += f" · {item.installments_paid or 0} of {item.installments_total} paid"
-    return first + "\n" + status_text(item)
+        first += md(" · {} of {} paid", item.installments_paid or 0, item.installments_total)
+    return md("{}\n{}", first, status_text(item))
 
 
 def interval_text(interval: str, count: int) -> str:
     return f"/ {interval}" if count == 1 else f"every {count} {interval}s"
 
 
-def status_text(item: RecurringSummary) -> str:
-    parts = [STATUS_LABELS.get(item.status, item.status.replace("_", " ").capitalize())]
+def status_text(item: RecurringSummary) -> Mrkdwn:
+    parts = [escape(STATUS_LABELS.get(item.status, item.status.replace("_", " ").capitalize()), 40)]
     if item.payments_paused:
         parts.append(
-            f":pause_button: payments paused until {date_token(item.paused_until)}"
+            md(":pause_button: payments paused until {}", date_token(item.paused_until))
             if item.paused_until
-            else ":pause_button: payments paused until resumed"
+            else md(":pause_button: payments paused until resumed")
         )
     if item.status in ("canceled", "completed"):
         if item.canceled_at:
-            parts.append(f"ended {date_token(item.canceled_at)}")
+            parts.append(md("ended {}", date_token(item.canceled_at)))
     elif item.cancel_at_period_end and item.next_bill_at:
-        parts.append(f"cancels {date_token(item.next_bill_at)}")
+        parts.append(md("cancels {}", date_token(item.next_bill_at)))
     elif item.next_bill_at and not item.payments_paused:
         word = "next instalment" if item.kind == "payment_plan" else "next bill"
-        parts.append(f"{word} {date_token(item.next_bill_at)}")
+        parts.append(md("{} {}", word, date_token(item.next_bill_at)))
     if item.missed_payments:
-        parts.append(f":warning: {plural(item.missed_payments, 'missed payment')}")
-    return " · ".join(parts)
+        parts.append(md(":warning: {}", plural(item.missed_payments, "missed payment")))
+    return md(" · ").join(parts)
 
 
 def _orderssection(card: CustomerCard, interactive: bool) -> list[Block]:
     orders = card.orders
-    heading = f"*Orders* · {orders.total:,}"
+    heading = md("*Orders* · {:,}", orders.total)
     if orders.page_count > 1:
-        heading += f" · page {orders.page + 1} of {orders.page_count}, newest first"
+        heading += md(" · page {} of {}, newest first", orders.page + 1, orders.page_count)
     blocks: list[Block] = [section(heading)]
     if not orders.items:
-        blocks.append(context("No orders yet."))
+        blocks.append(context(md("No orders yet.")))
     for order in orders.items:
         accessory = button("Open", ids.per_item(ids.OPEN_ORDER, order.id), record_value(order.id, card.state))
-        blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=order_line(order)), accessory=accessory)
-            if interactive
-            else section(order_line(order))
-        )
+        blocks.append(section(order_line(order), accessory=accessory if interactive else None))
     if interactive and orders.page_count > 1:
         state = card.state
         blocks.append(
@@ -317,15 +311,19 @@ def _orderssection(card: CustomerCard, interactive: bool) -> list[Block]:
     return blocks
 
 
-def order_line(order: OrderSummary) -> str:
-    status = ORDER_STATUS_LABELS.get(order.status, order.status)
+def order_line(order: OrderSummary) -> Mrkdwn:
+    status = escape(ORDER_STATUS_LABELS.get(order.status, order.status), 40)
     if order.status == "partially_refunded":
-        status += f" ({money(order.refunded)} back)"
-    first = (
-        f"*#{escape(order.number, 32)}* · {date_token(order.created_at)} · {money(order.total)} · {status}"
+        status += md(" ({} back)", money(order.refunded))
+    first = md(
+        "*#{}* · {} · {} · {}",
+        escape(order.number, 32),
+        date_token(order.created_at),
+        money(order.total),
+        status,
     )
-    description = escape(one_line(order.description), DESCRIPTION_IN_TEXT) or "No items"
-    return f"{first}\n{description} · {SOURCE_LABELS.get(order.source, order.source)}"
+    description = escape(one_line(order.description), DESCRIPTION_IN_TEXT) or md("No items")
+    return md("{}\n{} · {}", first, description, SOURCE_LABELS.get(order.source, order.source))
 
 
 def _footer(state: CardState, interactive: bool) -> ActionsBlock:

@@ -1,55 +1,83 @@
-"""Small builders for the Block Kit pieces every renderer uses."""
+"""Small builders for the Block Kit pieces every renderer uses. Text that Slack reads as mrkdwn goes in only
+through `mrkdwn`, which takes `Mrkdwn` (see blocks.text) and refuses a plain string."""
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import ButtonElement, ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
 
-from blocks.limits import BUTTON_TEXT
-from blocks.text import escape, one_line, truncate
+from blocks.limits import BUTTON_TEXT, CONTEXT_TEXT, SECTION_FIELD_TEXT, SECTION_TEXT
+from blocks.text import Mrkdwn, clip, escape, md, mention, one_line, truncate
 from bot.viewmodels import Notice
+
+
+def mrkdwn(text: Mrkdwn, limit: int = SECTION_TEXT) -> MarkdownTextObject:
+    """A mrkdwn text object; `verbatim` so Slack does not turn bare names or URLs in it into mentions or links."""
+    if not isinstance(text, Mrkdwn):
+        raise TypeError("mrkdwn text must be built with blocks.text.md or escape, so data in it is escaped")
+    return MarkdownTextObject(text=clip(text, limit), verbatim=True)
+
+
+def plain(text: str, limit: int) -> PlainTextObject:
+    """Plain text: Slack shows it as written (no mentions, links or formatting), cut to `limit`."""
+    return PlainTextObject(text=truncate(str(text), limit))
 
 
 def button(label: str, action_id: str, value: str, *, selected: bool = False) -> ButtonElement:
     """A button; `selected` marks the current choice of a toggle (Slack's primary style)."""
     return ButtonElement(
-        text=truncate(label, BUTTON_TEXT),
+        text=plain(label, BUTTON_TEXT),
         action_id=action_id,
         value=value,
         style="primary" if selected else None,
     )
 
 
-def section(text: str, accessory: ButtonElement | None = None) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text), accessory=accessory)
+def confirm(title: str, text: str, yes: str, no: str) -> ConfirmObject:
+    """A confirmation dialog, all plain text (Slack would read a bare string there as mrkdwn)."""
+    return ConfirmObject(
+        title=plain(title, 100), text=plain(text, 300), confirm=plain(yes, 30), deny=plain(no, 30)
+    )
 
 
-def context(text: str) -> ContextBlock:
-    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+def section(text: Mrkdwn, accessory: ButtonElement | None = None) -> SectionBlock:
+    return SectionBlock(text=mrkdwn(text), accessory=accessory)
 
 
-def field(label: str, value: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=f"*{label}*\n{value}")
+def context(text: Mrkdwn) -> ContextBlock:
+    return ContextBlock(elements=[mrkdwn(text, CONTEXT_TEXT)])
 
 
-def notice(text: str, *, ok: bool = True) -> ContextBlock:
-    """A line on top of a message: what happened and who did it (`text` is mrkdwn, escaped by the caller)."""
-    icon = ":white_check_mark:" if ok else ":x:"
-    return ContextBlock(elements=[MarkdownTextObject(text=truncate(f"{icon} {text}", 1900))])
+def field(label: str, value: Mrkdwn) -> MarkdownTextObject:
+    return mrkdwn(md("*{}*\n{}", label, value), SECTION_FIELD_TEXT)
+
+
+def notice(text: Mrkdwn, *, ok: bool = True) -> ContextBlock:
+    """A line on top of a message: what happened and who did it."""
+    return context(md("{} {}", Mrkdwn(":white_check_mark:" if ok else ":x:"), text))
 
 
 def action_notice(said: Notice) -> ContextBlock:
     """The line on top of a record after someone acted on it."""
-    who = f"<@{escape(said.actor, 32)}>"
+    what = escape(one_line(said.said), 1700)
     if said.pending:
-        text = f":hourglass_flowing_sand: {who} asked to {escape(one_line(said.said), 1700)}: awaiting Stripe's answer."
-    else:
-        text = f":white_check_mark: {who} {escape(one_line(said.said), 1700)}."
-    return ContextBlock(elements=[MarkdownTextObject(text=text)])
+        return context(
+            md(
+                ":hourglass_flowing_sand: {} asked to {}: awaiting Stripe's answer.",
+                mention(said.actor),
+                what,
+            )
+        )
+    return context(md(":white_check_mark: {} {}.", mention(said.actor), what))
 
 
 def awaiting_stripe(requests: list[str]) -> ContextBlock:
     """What was asked of Stripe for a record and still awaits its answer."""
-    listed = "; ".join(escape(one_line(request), 300) for request in requests)
-    return ContextBlock(
-        elements=[MarkdownTextObject(text=f":hourglass_flowing_sand: Awaiting Stripe's answer: {listed}")]
-    )
+    listed = md("; ").join(escape(one_line(request), 300) for request in requests)
+    return context(md(":hourglass_flowing_sand: Awaiting Stripe's answer: {}", listed))

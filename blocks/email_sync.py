@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from slack_sdk.models.blocks import Block, ConfirmObject, HeaderBlock, PlainTextObject
+from slack_sdk.models.blocks import Block, HeaderBlock
 
 from blocks import ids
-from blocks.elements import action_notice, button, context, section
+from blocks.elements import action_notice, button, confirm, context, plain, section
 from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
-from blocks.text import escape, one_line, plural, truncate
+from blocks.text import Mrkdwn, code, escape, md, mention, one_line, plural
 from bot.viewmodels import Difference, Notice
 
 PUSH_EMAIL = "push_email"
@@ -62,43 +62,44 @@ def email_sync_report(
     if pushed:
         blocks.append(action_notice(pushed))
     if total:
-        title = f"Email check: {plural(total, 'customer')} {'differs' if total == 1 else 'differ'}"
-        text = f"{title} from our records"
-        blocks.append(
-            HeaderBlock(block_id=header_id[:255], text=PlainTextObject(text=truncate(title, HEADER_TEXT)))
-        )
+        title = md("Email check: {} {}", plural(total, "customer"), "differs" if total == 1 else "differ")
+        text = md("{} from our records", title)
+        blocks.append(HeaderBlock(block_id=header_id[:255], text=plain(title, HEADER_TEXT)))
         blocks.append(
             context(
                 _compared(checked, crms)
-                + " Our records are the source of truth: *Push our email* puts ours everywhere else."
+                + md(" Our records are the source of truth: *Push our email* puts ours everywhere else.")
             )
         )
         blocks.extend(listed)
         if more:
             blocks.append(
                 context(
-                    f"…and {plural(more, 'more customer')} not listed here; the next check lists them once these are fixed."
+                    md(
+                        "…and {} not listed here; the next check lists them once these are fixed.",
+                        plural(more, "more customer"),
+                    )
                 )
             )
     else:
-        title = "Email check: all clear" if not problems else "Email check: no differences found"
+        title = md("Email check: all clear") if not problems else md("Email check: no differences found")
         if problems and not checked:
             title, line = (
-                "Email check: nothing compared",
-                "No customer's email could be compared with Stripe.",
+                md("Email check: nothing compared"),
+                md("No customer's email could be compared with Stripe."),
             )
         elif problems:
-            line = f"No differences among the {plural(checked, 'customer')} compared with Stripe."
+            line = md("No differences among the {} compared with Stripe.", plural(checked, "customer"))
         elif checked == 1:
-            line = ":white_check_mark: The 1 customer's email matches Stripe."
+            line = md(":white_check_mark: The 1 customer's email matches Stripe.")
         else:
-            line = f":white_check_mark: All {plural(checked, 'customer')}' emails match Stripe."
-        text = f"{title}. {line}"
-        blocks.append(HeaderBlock(block_id=header_id[:255], text=PlainTextObject(text=title)))
+            line = md(":white_check_mark: All {}' emails match Stripe.", plural(checked, "customer"))
+        text = md("{}. {}", title, line)
+        blocks.append(HeaderBlock(block_id=header_id[:255], text=plain(title, HEADER_TEXT)))
         blocks.append(section(line))
         blocks.append(context(_crms_line(crms)))
     if problems:
-        lines = "\n".join(f":warning: {escape(one_line(p), 600)}" for p in problems[:5])
+        lines = md("\n").join(md(":warning: {}", escape(one_line(p), 600)) for p in problems[:5])
         blocks.append(_with_id(context(lines), PROBLEMS))
     return Message.of(text, blocks)
 
@@ -120,7 +121,7 @@ def report_after_push(blocks: list[dict[str, Any]], customer_id: int, pushed: No
 
 def pushed_message(pushed: Notice) -> Message:
     """What the person who pushed is told, privately."""
-    text = f"<@{escape(pushed.actor, 32)}> {escape(one_line(pushed.said), 2000)}."
+    text = md("{} {}.", mention(pushed.actor), escape(one_line(pushed.said), 2000))
     return Message.of(text, [action_notice(pushed)])
 
 
@@ -157,49 +158,46 @@ def parse_push_value(value: str) -> Difference:
 
 
 def _customer(difference: Difference) -> Block:
-    lines = [f"*{escape(one_line(difference.name), _SHOWN_NAME)}*", f"Ours: {_email(difference.our_email)}"]
+    lines = [
+        md("*{}*", escape(one_line(difference.name), _SHOWN_NAME)),
+        md("Ours: {}", code(difference.our_email, _SHOWN_EMAIL)),
+    ]
     if difference.stripe_email is not None:
-        lines.append(
-            f"Stripe: {_email(difference.stripe_email) if difference.stripe_email else '_no email_'}"
-        )
+        shown = code(difference.stripe_email, _SHOWN_EMAIL) if difference.stripe_email else md("_no email_")
+        lines.append(md("Stripe: {}", shown))
     for crm, email in difference.crm_differences:
-        lines.append(f"{escape(crm, 40)}: {_email(email) if email else '_no contact under either address_'}")
+        shown = code(email, _SHOWN_EMAIL) if email else md("_no contact under either address_")
+        lines.append(md("{}: {}", escape(crm, 40), shown))
     elsewhere = (["Stripe"] if difference.stripe_email is not None else []) + [
         crm for crm, email in difference.crm_differences if email
     ]
     push = button("Push our email", ids.per_item(PUSH_EMAIL, difference.customer_id), push_value(difference))
     where = ", ".join(elsewhere) if elsewhere else "the other systems"
-    push.confirm = ConfirmObject(
-        title=PlainTextObject(text="Push our email?"),
-        text=PlainTextObject(
-            text=truncate(
-                f"Put {one_line(difference.our_email)} for {one_line(difference.name)} into {where}?", 300
-            )
-        ),
-        confirm=PlainTextObject(text="Push"),
-        deny=PlainTextObject(text="Cancel"),
+    push.confirm = confirm(
+        "Push our email?",
+        f"Put {one_line(difference.our_email)} for {one_line(difference.name)} into {where}?",
+        "Push",
+        "Cancel",
     )
     return _with_id(
-        section("\n".join(lines), accessory=push), f"email_sync_customer-{difference.customer_id}"
+        section(md("\n").join(lines), accessory=push), f"email_sync_customer-{difference.customer_id}"
     )
 
 
-def _email(email: str) -> str:
-    shown = escape(one_line(email), _SHOWN_EMAIL).replace("`", "'")
-    return f"`{shown}`"
-
-
-def _compared(checked: int, crms: Sequence[str]) -> str:
-    line = f"Compared {plural(checked, 'customer')} with Stripe"
+def _compared(checked: int, crms: Sequence[str]) -> Mrkdwn:
+    line = md("Compared {} with Stripe", plural(checked, "customer"))
     if crms:
-        line += f", and looked up those who differ in {escape(', '.join(crms), 200)}"
-    return line + "."
+        line += md(", and looked up those who differ in {}", escape(", ".join(crms), 200))
+    return line + md(".")
 
 
-def _crms_line(crms: Sequence[str]) -> str:
+def _crms_line(crms: Sequence[str]) -> Mrkdwn:
     if not crms:
-        return "No CRMs are connected, so only Stripe was compared."
-    return f"CRMs connected: {escape(', '.join(crms), 200)} (looked up for customers whose Stripe email differs)."
+        return md("No CRMs are connected, so only Stripe was compared.")
+    return md(
+        "CRMs connected: {} (looked up for customers whose Stripe email differs).",
+        escape(", ".join(crms), 200),
+    )
 
 
 def _with_id(block: Block, block_id: str) -> Block:

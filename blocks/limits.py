@@ -17,6 +17,9 @@ VIEW_BLOCKS = 100
 SECTION_TEXT = 3000
 SECTION_FIELD_TEXT = 2000
 HEADER_TEXT = 150
+CONTEXT_TEXT = (
+    2000  # a context element's text; Slack allows 3000, a context line this long is already unreadable
+)
 BUTTON_TEXT = 75
 VIEW_TITLE = 24
 # Slack answers msg_blocks_too_long somewhere past 12,000 characters of block text; stay well inside.

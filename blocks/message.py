@@ -8,14 +8,20 @@ from typing import Any
 from slack_sdk.models.blocks import Block
 
 from blocks.limits import MESSAGE_TEXT
-from blocks.text import truncate
+from blocks.text import Mrkdwn, clip
 
 
 @dataclass(frozen=True)
 class Message:
-    text: str  # shown in notifications and by clients that cannot draw blocks
+    text: Mrkdwn  # shown in notifications and by clients that cannot draw blocks: escaped like any block text
     blocks: list[dict[str, Any]]
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, Mrkdwn):
+            raise TypeError("a message's text must be built with blocks.text.md or escape")
+
     @classmethod
-    def of(cls, text: str, blocks: list[Block]) -> Message:
-        return cls(truncate(text, MESSAGE_TEXT), [block.to_dict() for block in blocks])
+    def of(cls, text: Mrkdwn, blocks: list[Block]) -> Message:
+        if not isinstance(text, Mrkdwn):
+            raise TypeError("a message's text must be built with blocks.text.md or escape")
+        return cls(clip(text, MESSAGE_TEXT), [block.to_dict() for block in blocks])

@@ -19,10 +19,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from blocks.customer import interval_text
-from blocks.elements import context, section
-from blocks.limits import VIEW_TITLE
+from blocks.elements import context, plain, section
+from blocks.limits import SECTION_TEXT, VIEW_TITLE
 from blocks.message import Message
-from blocks.text import date_token, escape, one_line, truncate
+from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, one_line, truncate
 from bot.money import Money, exponent
 from bot.viewmodels import (
     DESCRIPTION_LENGTH,
@@ -81,7 +81,7 @@ def _view(
 
 
 def _option(label: str, value: str) -> Option:
-    return Option(text=truncate(one_line(label), 75), value=value)
+    return Option(text=plain(one_line(label), 75), value=value)
 
 
 def _input(
@@ -109,7 +109,7 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
         )
         initial = _amount_text(first.refundable)
     else:
-        blocks.append(section(f"Refund one of *{escape(first.customer_name, 120)}*'s payments."))
+        blocks.append(section(md("Refund one of *{}*'s payments.", _name(first.customer_name))))
         blocks.append(
             _input(
                 ORDER,
@@ -159,41 +159,65 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
     return _view(REFUND_FORM, "Refund", blocks, metadata, submit="Review refund")
 
 
-def _quote_text(quote: RefundQuote) -> str:
+def _name(name: str) -> Mrkdwn:
+    return escape(one_line(name), 120)
+
+
+def _quote_text(quote: RefundQuote) -> Mrkdwn:
     awaiting = (
-        f"\n:hourglass_flowing_sand: {quote.awaiting.format()} asked of Stripe awaits its answer: it is held back "
-        "and confirmed on its own. Refund again only if a second refund is owed."
+        md(
+            "\n:hourglass_flowing_sand: {} asked of Stripe awaits its answer: it is held back and confirmed on "
+            "its own. Refund again only if a second refund is owed.",
+            money(quote.awaiting),
+        )
         if quote.awaiting.amount
-        else ""
+        else md("")
     )
-    return (
-        f"*Order #{escape(quote.order_number, 32)}* · {escape(quote.customer_name, 120)}\n"
-        f"Paid {quote.paid.format()} · refunded so far {quote.refunded.format()} · "
-        f"*{quote.refundable.format()} refundable*{awaiting}"
+    return md(
+        "*Order #{}* · {}\nPaid {} · refunded so far {} · *{} refundable*{}",
+        escape(quote.order_number, 32),
+        _name(quote.customer_name),
+        money(quote.paid),
+        money(quote.refunded),
+        money(quote.refundable),
+        awaiting,
     )
 
 
 def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) -> dict:
     amount, reason, note = request.amount, request.reason, request.note
-    to = f"*{escape(quote.customer_name, 120)}*" + (f"'s {escape(quote.card, 60)}" if quote.card else "")
-    text = f"Refund *{amount.format()} {amount.currency.upper()}* of order #{escape(quote.order_number, 32)} to {to}?"
+    to = md("*{}*", _name(quote.customer_name)) + (
+        md("'s {}", escape(quote.card, 60)) if quote.card else md("")
+    )
+    text = md(
+        "Refund *{} {}* of order #{} to {}?",
+        money(amount),
+        amount.currency.upper(),
+        escape(quote.order_number, 32),
+        to,
+    )
     blocks: list[Block] = [section(text)]
-    details = [f"Reason: {REASON_LABELS.get(reason or 'other', 'Other')}"]
+    details = [md("Reason: {}", REASON_LABELS.get(reason or "other", "Other"))]
     if note:
-        details.append(f"Note: “{escape(one_line(note), 300)}”")
-    blocks.append(context(" · ".join(details)))
+        details.append(md("Note: “{}”", escape(one_line(note), 300)))
+    blocks.append(context(md(" · ").join(details)))
     if quote.awaiting.amount:
         blocks.append(
             context(
-                f":hourglass_flowing_sand: {quote.awaiting.format()} of earlier refunds still awaits Stripe's answer; "
-                "this is a refund of its own, on top of that."
+                md(
+                    ":hourglass_flowing_sand: {} of earlier refunds still awaits Stripe's answer; "
+                    "this is a refund of its own, on top of that.",
+                    money(quote.awaiting),
+                )
             )
         )
     if reason == "fraudulent":
         blocks.append(
             section(
-                ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
-                "Cancel and start again with another reason if that is not what you want."
+                md(
+                    ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
+                    "Cancel and start again with another reason if that is not what you want."
+                )
             )
         )
     return _view(REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}")
@@ -202,10 +226,13 @@ def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) ->
 # Subscriptions and payment plans ---------------------------------------------------------------------------
 
 
-def _recurring_heading(item: RecurringSummary, customer_name: str) -> str:
-    return (
-        f"*{escape(one_line(item.product), 120)}* · {item.price.format()} "
-        f"{interval_text(item.interval, item.interval_count)}\n{escape(customer_name, 120)}"
+def _recurring_heading(item: RecurringSummary, customer_name: str) -> Mrkdwn:
+    return md(
+        "*{}* · {} {}\n{}",
+        escape(one_line(item.product), 120),
+        money(item.price),
+        interval_text(item.interval, item.interval_count),
+        _name(customer_name),
     )
 
 
@@ -230,7 +257,7 @@ def cancel_form(record: RecurringRecord, metadata: str) -> dict:
                 initial_option=_option(at_end, "period_end"),
             ),
         ),
-        context("Cancelling refunds nothing: refund a payment separately if that is owed."),
+        context(md("Cancelling refunds nothing: refund a payment separately if that is owed.")),
     ]
     return _view(
         CANCEL_FORM,
@@ -265,7 +292,9 @@ def pause_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
             hint="Used when pausing until a date.",
             optional=True,
         ),
-        context("While paused, Stripe does not charge: bills that fall due are voided, not collected later."),
+        context(
+            md("While paused, Stripe does not charge: bills that fall due are voided, not collected later.")
+        ),
     ]
     return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
 
@@ -283,7 +312,7 @@ def next_bill_date_form(record: RecurringRecord, earliest: date, metadata: str) 
         ),
     ]
     if item.next_bill_at:
-        blocks.insert(1, context(f"Now: {date_token(item.next_bill_at)}"))
+        blocks.insert(1, context(md("Now: {}", date_token(item.next_bill_at))))
     return _view(NEXT_BILL_DATE_FORM, "Next bill date", blocks, metadata, submit="Move date")
 
 
@@ -319,7 +348,9 @@ def plan_status_form(record: RecurringRecord, metadata: str) -> dict:
 def new_order_form(offered: NewOrderForm, metadata: str) -> dict:
     products, currency = offered.products, offered.currency
     blocks: list[Block] = [
-        section(f"Charge *{escape(offered.customer_name, 120)}*'s card on file ({escape(offered.card, 60)}).")
+        section(
+            md("Charge *{}*'s card on file ({}).", _name(offered.customer_name), escape(offered.card, 60))
+        )
     ]
     if products:
         blocks.append(
@@ -371,13 +402,20 @@ def new_order_form(offered: NewOrderForm, metadata: str) -> dict:
 
 def new_order_confirm(offered: NewOrderForm, request: NewOrderRequest, metadata: str) -> dict:
     total = request.total
-    text = (
-        f"Charge *{total.format()} {total.currency.upper()}* to *{escape(offered.customer_name, 120)}*'s "
-        f"{escape(offered.card, 60)} for {request.quantity} × {escape(one_line(request.description), 250)}?"
+    text = md(
+        "Charge *{} {}* to *{}*'s {} for {} × {}?",
+        money(total),
+        total.currency.upper(),
+        _name(offered.customer_name),
+        escape(offered.card, 60),
+        request.quantity,
+        escape(one_line(request.description), 250),
     )
     blocks: list[Block] = [
         section(text),
-        context("The card is charged now, without the customer present; the order appears on their record."),
+        context(
+            md("The card is charged now, without the customer present; the order appears on their record.")
+        ),
     ]
     return _view(
         NEW_ORDER_CONFIRM,
@@ -394,7 +432,7 @@ def new_order_confirm(offered: NewOrderForm, request: NewOrderRequest, metadata:
 def change_email_form(offered: EmailForm, metadata: str) -> dict:
     where = "our records and in Stripe" if offered.in_stripe else "our records"
     blocks: list[Block] = [
-        section(f"Change *{escape(offered.customer_name, 120)}*'s email in {where}."),
+        section(md("Change *{}*'s email in {}.", _name(offered.customer_name), where)),
         _input(
             EMAIL,
             "New email",
@@ -410,7 +448,9 @@ def change_email_form(offered: EmailForm, metadata: str) -> dict:
 
 
 def working(title: str, text: str) -> dict[str, Any]:
-    return _view("working", title, [section(f":hourglass: {text}")], "", close="Close")
+    return _view(
+        "working", title, [section(md(":hourglass: {}", escape(text, SECTION_TEXT - 20)))], "", close="Close"
+    )
 
 
 def pending(title: str, asked: str, why: str) -> dict[str, Any]:
@@ -419,7 +459,7 @@ def pending(title: str, asked: str, why: str) -> dict[str, Any]:
     return _view(
         "result",
         title,
-        [section(f":hourglass_flowing_sand: *{what}*: {escape(why, 1500)}")],
+        [section(md(":hourglass_flowing_sand: *{}*: {}", what, escape(why, 1500)))],
         "",
         close="Done",
     )
@@ -427,7 +467,9 @@ def pending(title: str, asked: str, why: str) -> dict[str, Any]:
 
 def result(title: str, text: str) -> dict[str, Any]:
     """What an action did: `text` is a plain sentence, escaped here."""
-    return _view("result", title, [section(f":white_check_mark: {escape(text, 2900)}")], "", close="Done")
+    return _view(
+        "result", title, [section(md(":white_check_mark: {}", escape(text, 2900)))], "", close="Done"
+    )
 
 
 def failed(title: str, message: Message) -> dict[str, Any]:
@@ -436,16 +478,21 @@ def failed(title: str, message: Message) -> dict[str, Any]:
 
 
 def not_allowed(admins: frozenset[str]) -> Message:
-    who = ", ".join(f"<@{a}>" for a in sorted(admins)[:10])
-    text = ":lock: Only payment admins can refund, cancel, pause, charge cards or change emails, so nothing was done."
+    who = md(", ").join(mention(a) for a in sorted(admins)[:10])
+    text = md(
+        ":lock: Only payment admins can refund, cancel, pause, charge cards or change emails, so nothing was done."
+    )
     text += (
-        f" Ask {who}." if who else " No one is a payment admin yet: whoever runs the bot sets PAYMENT_ADMINS."
+        md(" Ask {}.", who)
+        if who
+        else md(" No one is a payment admin yet: whoever runs the bot sets PAYMENT_ADMINS.")
     )
     return Message.of(text, [section(text)])
 
 
 def failure(text: str) -> Message:
-    return Message.of(text, [section(f":x: {escape(text, 2900)}")])
+    said = escape(one_line(text), 2900)
+    return Message.of(said, [section(md(":x: {}", said))])
 
 
 OUTCOME_ICONS = {
@@ -461,8 +508,16 @@ OUTCOME_ICONS = {
 
 
 def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id: str | None) -> Message:
-    text = f"{OUTCOME_ICONS.get(outcome, '')} <@{escape(actor, 32)}> · {action.replace('_', ' ')} · *{outcome.replace('_', ' ')}*"
-    detail = escape(one_line(summary), 2000)
+    text = md(
+        "{} {} · {} · *{}*",
+        Mrkdwn(OUTCOME_ICONS.get(outcome, "")),
+        mention(actor),
+        escape(action.replace("_", " "), 60),
+        escape(outcome.replace("_", " "), 40),
+    )
+    detail = escape(one_line(summary), 1800)
     if stripe_id:
-        detail += f" · Stripe `{escape(stripe_id, 64)}`"
-    return Message.of(f"{action}: {outcome}", [section(text), context(detail)])
+        detail += md(" · Stripe {}", code(stripe_id, 64))
+    return Message.of(
+        md("{}: {}: {}", escape(action, 60), escape(outcome, 40), detail), [section(text), context(detail)]
+    )

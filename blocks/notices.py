@@ -4,24 +4,31 @@ from __future__ import annotations
 
 from blocks.elements import section
 from blocks.message import Message
+from blocks.text import Mrkdwn, code, md
+
+
+def _said(text: Mrkdwn) -> Message:
+    return Message.of(text, [section(text)])
 
 
 def database_unavailable() -> Message:
-    text = (
-        ":warning: The customer records database is not answering right now, so nothing was looked up or changed. "
-        "Try again in a minute; if it keeps happening, tell whoever runs the bot."
+    return _said(
+        md(
+            ":warning: The customer records database is not answering right now, so nothing was looked up or "
+            "changed. Try again in a minute; if it keeps happening, tell whoever runs the bot."
+        )
     )
-    return Message.of(text, [section(text)])
 
 
 def record_gone(what: str) -> Message:
-    text = f"That {what} is no longer in the customer records. Search again with `/customer`."
-    return Message.of(text, [section(text)])
+    return _said(md("That {} is no longer in the customer records. Search again with `/customer`.", what))
 
 
 def unexpected_error(reference: str) -> Message:
-    text = (
-        ":x: Something went wrong on our side and nothing was changed. "
-        f"Try again; if it keeps happening, give whoever runs the bot this reference: `{reference}`."
+    return _said(
+        md(
+            ":x: Something went wrong on our side and nothing was changed. "
+            "Try again; if it keeps happening, give whoever runs the bot this reference: {}.",
+            code(reference),
+        )
     )
-    return Message.of(text, [section(text)])

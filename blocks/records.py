@@ -10,7 +10,6 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     SectionBlock,
 )
-from slack_sdk.models.blocks.basic_components import ConfirmObject
 
 from blocks import ids
 from blocks.customer import (
@@ -22,10 +21,10 @@ from blocks.customer import (
     interval_text,
     status_text,
 )
-from blocks.elements import action_notice, awaiting_stripe, button, context, field, section
+from blocks.elements import action_notice, awaiting_stripe, button, confirm, context, field, plain, section
 from blocks.limits import HEADER_TEXT, SECTION_TEXT
 from blocks.message import Message
-from blocks.text import date_token, escape, money, money_list, one_line, plural, truncate
+from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
 from bot.money import Money
 from bot.viewmodels import (
     CardState,
@@ -62,11 +61,11 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     title = f"{kind}: {one_line(item.product)}"
     fields = [
         field("Status", status_text(item)),
-        field("Price", f"{money(item.price)} {interval_text(item.interval, item.interval_count)}"),
+        field("Price", md("{} {}", money(item.price), interval_text(item.interval, item.interval_count))),
     ]
     if is_plan and item.installments_total:
         fields.append(
-            field("Instalments", f"{item.installments_paid or 0} of {item.installments_total} paid")
+            field("Instalments", md("{} of {} paid", item.installments_paid or 0, item.installments_total))
         )
     fields.append(field("Started", date_token(item.started_at)))
     if item.next_bill_at and item.status not in ("canceled", "completed"):
@@ -79,14 +78,16 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     fields.append(
         field(
             "Missed payments",
-            f":warning: {item.missed_payments}" if item.missed_payments else ":white_check_mark: None",
+            md(":warning: {}", item.missed_payments)
+            if item.missed_payments
+            else md(":white_check_mark: None"),
         )
     )
-    subtitle = f"{escape(one_line(record.customer_name), NAME_IN_TEXT)}"
+    subtitle = escape(one_line(record.customer_name), NAME_IN_TEXT)
     if record.stripe_subscription_id:
-        subtitle += f" · Stripe `{escape(record.stripe_subscription_id, 64)}`"
+        subtitle += md(" · Stripe {}", code(record.stripe_subscription_id, 64))
     blocks: list[Block] = [action_notice(notice)] if notice else []
-    blocks += [HeaderBlock(text=truncate(title, HEADER_TEXT)), context(subtitle)]
+    blocks += [HeaderBlock(text=plain(title, HEADER_TEXT)), context(subtitle)]
     if record.awaiting:
         blocks.append(awaiting_stripe(record.awaiting))
     blocks += [SectionBlock(fields=fields), DividerBlock(), section(_payments_text(record))]
@@ -94,11 +95,11 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     if actions:
         blocks.append(ActionsBlock(block_id="recurring_actions", elements=actions))
     elif item.status not in ENDED and not record.stripe_subscription_id:
-        blocks.append(context("Not linked to a Stripe subscription, so it can't be changed from here."))
+        blocks.append(context(md("Not linked to a Stripe subscription, so it can't be changed from here.")))
     blocks.append(
         ActionsBlock(block_id="record_actions", elements=[_back(record.back, record.customer_name)])
     )
-    return Message.of(f"{kind}: {truncate(one_line(item.product), PRODUCT_IN_TEXT)}", blocks)
+    return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
 
 
 ENDED = ("canceled", "completed")
@@ -122,11 +123,11 @@ def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
             ids.per_item(ids.RESUME_PAYMENTS, item.id),
             with_seen(value, record.fingerprint),
         )
-        resume.confirm = ConfirmObject(
-            title="Resume payments?",
-            text=f"Stripe will bill {truncate(one_line(record.customer_name), 100)} again from the next bill date.",
-            confirm="Resume payments",
-            deny="Not now",
+        resume.confirm = confirm(
+            "Resume payments?",
+            f"Stripe will bill {one_line(record.customer_name)[:100]} again from the next bill date.",
+            "Resume payments",
+            "Not now",
         )
         buttons.append(resume)
     else:
@@ -144,28 +145,28 @@ def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
     return buttons
 
 
-def _payments_text(record: RecurringRecord) -> str:
-    heading = f"*Payments* · {record.payment_count:,}"
+def _payments_text(record: RecurringRecord) -> Mrkdwn:
+    heading = md("*Payments* · {:,}", record.payment_count)
     if record.payment_count > len(record.payments):
-        heading += f", latest {len(record.payments)}"
+        heading += md(", latest {}", len(record.payments))
     if not record.payments:
-        return heading + "\nNo payments yet."
+        return heading + md("\nNo payments yet.")
     lines = [heading] + [_payment_line(p) for p in record.payments]
     return _fit(lines)
 
 
-def _payment_line(payment: PaymentLine) -> str:
-    status = PAYMENT_STATUS_LABELS.get(payment.status, payment.status)
-    line = f"{date_token(payment.due_at)} · {money(payment.amount)} · {status}"
+def _payment_line(payment: PaymentLine) -> Mrkdwn:
+    status = escape(PAYMENT_STATUS_LABELS.get(payment.status, payment.status), 40)
+    line = md("{} · {} · {}", date_token(payment.due_at), money(payment.amount), status)
     if payment.failure_reason and payment.status == "failed":
-        line += f": {escape(one_line(payment.failure_reason), 120)}"
+        line += md(": {}", escape(one_line(payment.failure_reason), 120))
     if payment.order_number:
-        line += f" · order #{escape(payment.order_number, 32)}"
+        line += md(" · order #{}", escape(payment.order_number, 32))
     return line
 
 
 def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Message:
-    status = ORDER_STATUS_LABELS.get(record.status, record.status)
+    status = escape(ORDER_STATUS_LABELS.get(record.status, record.status), 40)
     fields = [
         field("Status", status),
         field("Placed", date_token(record.created_at, "{date_short} at {time}")),
@@ -177,22 +178,25 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
             if record.refund_pending
             else []
         ),
-        field("Source", SOURCE_LABELS.get(record.source, record.source)),
-        field("Card used", f":credit_card: {card_label(record.card)}" if record.card else "Not recorded"),
+        field("Source", escape(SOURCE_LABELS.get(record.source, record.source), 40)),
+        field(
+            "Card used",
+            md(":credit_card: {}", card_label(record.card)) if record.card else md("Not recorded"),
+        ),
     ]
     blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
-        HeaderBlock(text=truncate(f"Order #{record.number}", HEADER_TEXT)),
+        HeaderBlock(text=plain(f"Order #{record.number}", HEADER_TEXT)),
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),
         *([awaiting_stripe(record.awaiting)] if record.awaiting else []),
         SectionBlock(fields=fields),
         section(_items_text(record)),
         section(
-            "*Billing address*\n"
-            + (
-                "\n".join(escape(one_line(line), 200) for line in record.billing.lines())
+            md(
+                "*Billing address*\n{}",
+                md("\n").join(escape(one_line(line), 200) for line in record.billing.lines())
                 if record.billing
-                else "None given"
+                else md("None given"),
             )
         ),
         section(_refunds_text(record)),
@@ -207,8 +211,11 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         is_plan = link.kind == "payment_plan"
         blocks.append(
             section(
-                f"Paid towards the {'payment plan' if is_plan else 'subscription'} "
-                f"*{escape(one_line(link.product), PRODUCT_IN_TEXT)}*"
+                md(
+                    "Paid towards the {} *{}*",
+                    "payment plan" if is_plan else "subscription",
+                    escape(one_line(link.product), PRODUCT_IN_TEXT),
+                )
             )
         )
         actions.append(
@@ -221,51 +228,51 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     actions.append(_back(record.back, record.customer_name))
     blocks.append(DividerBlock())
     blocks.append(ActionsBlock(block_id="record_actions", elements=actions))
-    return Message.of(f"Order #{truncate(record.number, 32)}", blocks)
+    return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
 
 
-def _items_text(record: OrderRecord) -> str:
-    lines = ["*Items*"]
+def _items_text(record: OrderRecord) -> Mrkdwn:
+    lines = [md("*Items*")]
     for line in record.lines[:ORDER_LINES_SHOWN]:
         description = escape(one_line(line.description), LINE_ITEM_IN_TEXT)
-        each = f" at {money(line.unit_amount)}" if line.quantity != 1 else ""
-        lines.append(f"{line.quantity} × {description}{each} · {money(line.amount)}")
+        each = md(" at {}", money(line.unit_amount)) if line.quantity != 1 else md("")
+        lines.append(md("{} × {}{} · {}", line.quantity, description, each, money(line.amount)))
     if len(record.lines) > ORDER_LINES_SHOWN:
-        lines.append(f"and {plural(len(record.lines) - ORDER_LINES_SHOWN, 'more item')}")
+        lines.append(md("and {}", plural(len(record.lines) - ORDER_LINES_SHOWN, "more item")))
     if not record.lines:
-        lines.append("No items recorded.")
+        lines.append(md("No items recorded."))
     return _fit(lines)
 
 
-def _refunds_text(record: OrderRecord) -> str:
+def _refunds_text(record: OrderRecord) -> Mrkdwn:
     if not record.refunds:
-        return "*Refunds*\nNone so far."
-    lines = [f"*Refunds* · {len(record.refunds)}"]
+        return md("*Refunds*\nNone so far.")
+    lines = [md("*Refunds* · {}", len(record.refunds))]
     for refund in record.refunds[:REFUNDS_SHOWN]:
-        line = f"{date_token(refund.created_at)} · {money(refund.amount)}"
+        line = md("{} · {}", date_token(refund.created_at), money(refund.amount))
         if refund.reason:
-            line += f" · {REFUND_REASONS.get(refund.reason, escape(refund.reason, 40))}"
+            line += md(" · {}", escape(REFUND_REASONS.get(refund.reason, refund.reason), 40))
         if refund.note:
-            line += f" · “{escape(one_line(refund.note), 120)}”"
+            line += md(" · “{}”", escape(one_line(refund.note), 120))
         if refund.requested_by:
-            line += f" · by <@{escape(refund.requested_by, 32)}>"
+            line += md(" · by {}", mention(refund.requested_by))
         lines.append(line)
     if len(record.refunds) > REFUNDS_SHOWN:
-        lines.append(f"and {plural(len(record.refunds) - REFUNDS_SHOWN, 'earlier refund')}")
+        lines.append(md("and {}", plural(len(record.refunds) - REFUNDS_SHOWN, "earlier refund")))
     return _fit(lines)
 
 
-def _fit(lines: list[str]) -> str:
+def _fit(lines: list[Mrkdwn]) -> Mrkdwn:
     """Join lines, dropping whole lines from the end so the text fits a section."""
-    kept: list[str] = []
+    kept: list[Mrkdwn] = []
     size = 0
     for line in lines:
         if size + len(line) + 1 > SECTION_TEXT - 40:
-            kept.append(f"and {len(lines) - len(kept)} more")
+            kept.append(md("and {} more", len(lines) - len(kept)))
             break
         kept.append(line)
         size += len(line) + 1
-    return "\n".join(kept)
+    return md("\n").join(kept)
 
 
 def _back(state: CardState, customer_name: str) -> ButtonElement:

@@ -1,62 +1,147 @@
-"""Text for Block Kit: escaping user content for mrkdwn, truncating to limits, dates and money in words."""
+"""Text for Block Kit. Every mrkdwn string the bot sends is a `Mrkdwn`: one of our own templates with each piece
+of data escaped on the way in, so text from customers, Stripe, CRMs or people can never mention, link or format.
+
+    md("*{}* · {}", name, money(total))      # name is escaped; money(...) is already Mrkdwn and kept as is
+
+The renderers' builders (blocks.elements, blocks.message) accept only `Mrkdwn`, so the unsafe way (an f-string
+with data in it) fails the first time it is rendered. A template passed to `md` is ours: a literal, never data.
+"""
 
 from __future__ import annotations
 
+import re
+import string
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, LiteralString
 
 from bot.money import Money
 
 ELLIPSIS = "…"
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+# Slack formats *bold*, _italic_, ~strike~ and `code` when a marker pair stands at word boundaries. In data, the
+# markers of such a pair are shown as look-alikes that Slack leaves alone; a lone marker (jane_doe) stays as is.
+_FORMATTING = re.compile(r"(?<![\w])([*_~])(?=\S)(.*?\S)\1(?![\w])")
+_LOOK_ALIKES = {"*": "∗", "_": "‗", "~": "∼"}
+_BACKTICK_LOOK_ALIKE = "ˋ"
+
+
+class Mrkdwn(str):
+    """Text safe to send as Slack mrkdwn. Build it with `md`, `escape` or the helpers here, never by hand."""
+
+    __slots__ = ()
+
+    def __add__(self, other: str) -> Mrkdwn:  # type: ignore[override]
+        return Mrkdwn(str.__add__(self, _safe(other)))
+
+    def __radd__(self, other: str) -> Mrkdwn:
+        return Mrkdwn(str.__add__(_safe(other), self))
+
+    def join(self, pieces: Iterable[str]) -> Mrkdwn:  # type: ignore[override]
+        return Mrkdwn(str.join(self, (_safe(piece) for piece in pieces)))
+
+
+class _EscapingFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Mrkdwn) and not format_spec:
+            return value
+        return escape(format(value, format_spec))
+
+
+_FORMATTER = _EscapingFormatter()
+
+
+def md(template: LiteralString, /, *args: Any, **kwargs: Any) -> Mrkdwn:
+    """Our `template` (str.format syntax) with every value escaped, except values that are already Mrkdwn."""
+    return Mrkdwn(_FORMATTER.vformat(template, args, kwargs))
+
+
+def _safe(text: str) -> str:
+    return text if isinstance(text, Mrkdwn) else escape(text)
+
+
+def escape(text: str, limit: int | None = None) -> Mrkdwn:
+    """Data made safe for mrkdwn: &, < and > escaped, formatting pairs disarmed; cut to fit `limit`."""
+    if isinstance(text, Mrkdwn):
+        return clip(text, limit) if limit is not None else text
+    text = _unformat(text.replace("`", _BACKTICK_LOOK_ALIKE))
+    out: list[str] = []
+    size = 0
+    room = None if limit is None or _escaped_length(text) <= limit else limit - len(ELLIPSIS)
+    for ch in text:
+        piece = _ESCAPES.get(ch, ch)
+        if room is not None and size + len(piece) > room:
+            return Mrkdwn("".join(out).rstrip() + ELLIPSIS)
+        out.append(piece)
+        size += len(piece)
+    return Mrkdwn("".join(out))
+
+
+def code(text: str, limit: int | None = None) -> Mrkdwn:
+    """Data shown as inline code (emails, Stripe ids): exactly as written, easy to copy, never formatted."""
+    return Mrkdwn("`") + escape(one_line(text).replace("`", "'"), limit) + Mrkdwn("`")
+
+
+def _escaped_length(text: str) -> int:
+    return len(text) + sum(len(_ESCAPES[ch]) - 1 for ch in text if ch in _ESCAPES)
+
+
+def _unformat(text: str) -> str:
+    if not any(marker in text for marker in _LOOK_ALIKES):
+        return text
+    return _FORMATTING.sub(lambda m: _LOOK_ALIKES[m[1]] + _unformat(m[2]) + _LOOK_ALIKES[m[1]], text)
+
+
+def clip(text: Mrkdwn, limit: int | None) -> Mrkdwn:
+    """Mrkdwn cut to at most `limit` characters, never inside an escape (&amp;) or a token (<!date…>)."""
+    if limit is None or len(text) <= limit:
+        return text
+    cut = max(0, limit - len(ELLIPSIS))
+    opened = max(text.rfind("<", 0, cut), text.rfind("&", 0, cut))
+    if opened >= 0 and text.find(">" if text[opened] == "<" else ";", opened, cut) < 0:
+        cut = opened
+    return Mrkdwn(text[:cut].rstrip() + ELLIPSIS)
 
 
 def truncate(text: str, limit: int) -> str:
-    """At most `limit` characters, ending in an ellipsis when something was cut."""
+    """Plain text (headers, buttons, options) of at most `limit` characters, ending in an ellipsis when cut."""
+    if isinstance(text, Mrkdwn):
+        return clip(text, limit)
     if len(text) <= limit:
         return text
     return text[: max(0, limit - 1)].rstrip() + ELLIPSIS
-
-
-def escape(text: str, limit: int | None = None) -> str:
-    """User content made safe for mrkdwn (&, <, > escaped), cut so the escaped form fits `limit`."""
-    escaped = text.translate(_ESCAPE_TABLE)
-    if limit is None or len(escaped) <= limit:
-        return escaped
-    out: list[str] = []
-    size = 0
-    for ch in text:
-        piece = _ESCAPES.get(ch, ch)
-        if size + len(piece) > limit - len(ELLIPSIS):
-            break
-        out.append(piece)
-        size += len(piece)
-    return "".join(out).rstrip() + ELLIPSIS
 
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def date_token(moment: datetime, fmt: str = "{date_short}") -> str:
+def date_token(moment: datetime, fmt: LiteralString = "{date_short}") -> Mrkdwn:
     """A Slack date that each reader sees in their own time zone; the fallback is UTC."""
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC") if "{time}" in fmt else moment.strftime("%b %-d, %Y")
-    return f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>"
+    return Mrkdwn(f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>")
 
 
-def money(value: Money) -> str:
-    return value.format()
+def mention(user_id: str) -> Mrkdwn:
+    """A Slack user, by id. Ids are letters and digits; anything else is shown as text, never as markup."""
+    if user_id.isascii() and user_id.isalnum() and 0 < len(user_id) <= 32:
+        return Mrkdwn(f"<@{user_id}>")
+    return escape(user_id, 32)
 
 
-def money_list(values: list[Money], *, most: int = 4) -> str:
+def money(value: Money) -> Mrkdwn:
+    return escape(value.format())
+
+
+def money_list(values: list[Money], *, most: int = 4) -> Mrkdwn:
     """'$1,234.00 · €50.00', or '—' when there is nothing."""
     if not values:
-        return "—"
-    shown = " · ".join(v.format() for v in values[:most])
+        return Mrkdwn("—")
+    shown = md(" · ").join(money(v) for v in values[:most])
     more = len(values) - most
-    return shown + (f" · and {more} more currencies" if more > 0 else "")
+    return shown + (md(" · and {} more currencies", more) if more > 0 else Mrkdwn(""))
 
 
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+def plural(count: int, singular: str, plural_form: str | None = None) -> Mrkdwn:
     word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count:,} {word}"
+    return md("{:,} {}", count, word)
