@@ -19,14 +19,22 @@ from bot.viewmodels import Notice
 
 def mrkdwn(text: Mrkdwn, limit: int = SECTION_TEXT) -> MarkdownTextObject:
     """A mrkdwn text object; `verbatim` so Slack does not turn bare names or URLs in it into mentions or links."""
+    return MarkdownTextObject(text=clip(_checked(text), limit), verbatim=True)
+
+
+def _checked(text: Mrkdwn) -> Mrkdwn:
     if not isinstance(text, Mrkdwn):
         raise TypeError("mrkdwn text must be built with blocks.text.md or escape, so data in it is escaped")
-    return MarkdownTextObject(text=clip(text, limit), verbatim=True)
+    return text
+
+
+_ANGLES = str.maketrans({"<": "‹", ">": "›"})
 
 
 def plain(text: str, limit: int) -> PlainTextObject:
-    """Plain text: Slack shows it as written (no mentions, links or formatting), cut to `limit`."""
-    return PlainTextObject(text=truncate(str(text), limit))
+    """Plain text, cut to `limit`. Slack parses no markup in it; angle brackets are still shown as look-alikes
+    so that nothing in any field of a message reads as markup to whatever relays or inspects it."""
+    return PlainTextObject(text=truncate(str(text).translate(_ANGLES), limit))
 
 
 def button(label: str, action_id: str, value: str, *, selected: bool = False) -> ButtonElement:
@@ -55,12 +63,7 @@ def context(text: Mrkdwn) -> ContextBlock:
 
 
 def field(label: str, value: Mrkdwn) -> MarkdownTextObject:
-    return mrkdwn(md("*{}*\n{}", label, value), SECTION_FIELD_TEXT)
-
-
-def notice(text: Mrkdwn, *, ok: bool = True) -> ContextBlock:
-    """A line on top of a message: what happened and who did it."""
-    return context(md("{} {}", Mrkdwn(":white_check_mark:" if ok else ":x:"), text))
+    return mrkdwn(md("*{}*\n{}", label, _checked(value)), SECTION_FIELD_TEXT)
 
 
 def action_notice(said: Notice) -> ContextBlock:

@@ -17,8 +17,8 @@ from blocks import ids
 from blocks.elements import action_notice, button, confirm, context, plain, section
 from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
-from blocks.text import Mrkdwn, code, escape, md, mention, one_line, plural
-from bot.viewmodels import Difference, Notice
+from blocks.text import Mrkdwn, code, escape, json_value, md, mention, one_line, plural
+from bot.viewmodels import BadValue, Difference, Notice
 
 PUSH_EMAIL = "push_email"
 MOST_LISTED = 20  # customers listed in one message; the rest are counted ("and N more")
@@ -144,17 +144,30 @@ def push_value(difference: Difference) -> str:
         "s": None if difference.stripe_email is None else difference.stripe_email[:254],
         "k": crms,
     }
-    value = json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+    value = json_value(row)
     while len(value) > BUTTON_VALUE and row["k"]:
         row["k"] = row["k"][:-1]
-        value = json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+        value = json_value(row)
     return value
 
 
 def parse_push_value(value: str) -> Difference:
-    row = json.loads(value)
-    crms = [(str(crm), email) for crm, email in row.get("k") or []]
-    return Difference(int(row["c"]), row.get("n") or "", row.get("e") or "", row.get("s"), crms)
+    """A report's row back from its button; BadValue when the value is not one a report wrote."""
+    try:
+        row = json.loads(value)
+        crms = [(str(crm), None if email is None else str(email)) for crm, email in row.get("k") or []]
+        customer_id, stripe_email = row["c"], row.get("s")
+        if not isinstance(customer_id, int) or isinstance(customer_id, bool):
+            raise TypeError("customer id")
+        return Difference(
+            customer_id,
+            str(row.get("n") or ""),
+            str(row.get("e") or ""),
+            None if stripe_email is None else str(stripe_email),
+            crms,
+        )
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as error:
+        raise BadValue(f"not an email check row: {str(value)[:80]!r}") from error
 
 
 def _customer(difference: Difference) -> Block:

@@ -472,6 +472,15 @@ def result(title: str, text: str) -> dict[str, Any]:
     )
 
 
+def unshown(title: str) -> dict[str, Any]:
+    """The answer could not be drawn: say where to look, never leave the "working" view up."""
+    text = md(
+        ":warning: This was handled, but its answer could not be shown here. Open the record again to see "
+        "what happened; nothing is done twice if you try again."
+    )
+    return _view("result", title, [section(text)], "", close="Done")
+
+
 def failed(title: str, message: Message) -> dict[str, Any]:
     """Why an action was not done: the same blocks the person would get in a message."""
     return _view("result", title, list(message.blocks), "", close="Done")

@@ -24,6 +24,15 @@ def record_gone(what: str) -> Message:
     return _said(md("That {} is no longer in the customer records. Search again with `/customer`.", what))
 
 
+def bad_value() -> Message:
+    return _said(
+        md(
+            ":x: That button came from a message the bot cannot read any more (an older version, or changed "
+            "since), so nothing was done. Open the record again with `/customer` and try there."
+        )
+    )
+
+
 def unexpected_error(reference: str) -> Message:
     return _said(
         md(

@@ -28,6 +28,10 @@ class Notice:
     pending: bool = False  # asked of Stripe, its answer not known yet
 
 
+class BadValue(ValueError):
+    """A button or form value the bot did not write (a message from an older bot, or altered)."""
+
+
 @dataclass(frozen=True)
 class CardState:
     """Where a person is on a customer record card; carried in its buttons so the card needs no session."""
@@ -54,15 +58,15 @@ class CardState:
 
     @classmethod
     def decode(cls, value: str) -> CardState:
-        """Read a state back from a button value; raises ValueError on anything we did not write."""
+        """Read a state back from a button value; raises BadValue on anything we did not write."""
         try:
             customer_id, subs, subs_page, plans, plans_page, orders_page = json.loads(value)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"not a card state: {value[:80]!r}") from error
+        except (TypeError, ValueError, RecursionError) as error:
+            raise BadValue(f"not a card state: {str(value)[:80]!r}") from error
         filters = {code: name for name, code in _FILTER_CODES.items()}
         numbers = (customer_id, subs_page, plans_page, orders_page)
         if subs not in filters or plans not in filters or not all(_natural(n) for n in numbers):
-            raise ValueError(f"not a card state: {value[:80]!r}")
+            raise BadValue(f"not a card state: {value[:80]!r}")
         return cls(customer_id, filters[subs], subs_page, filters[plans], plans_page, orders_page)
 
     def with_(self, **changes) -> CardState:
@@ -306,9 +310,9 @@ def parse_seen(value: str) -> tuple[str, str]:
 
 
 def parse_record_value(value: str) -> tuple[int, CardState]:
-    head, _, state = value.partition(":")
-    if not head.isdigit():
-        raise ValueError(f"not a record value: {value[:80]!r}")
+    head, _, state = str(value).partition(":")
+    if not (head.isascii() and head.isdecimal()):
+        raise BadValue(f"not a record value: {str(value)[:80]!r}")
     return int(head), CardState.decode(state)
 
 

@@ -6,21 +6,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from slack_bolt import Ack
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
-from blocks import modals
+from blocks import modals, notices
 from blocks.message import Message
 from bot.actions.outcomes import Done, Failed, Invalid, NotAllowed, Pending
 from bot.faults import DatabaseUnavailable
 from bot.records import RecordNotFound, Records
-from bot.viewmodels import Notice
+from bot.viewmodels import BadValue, Notice
 from commands.forms import Form, StaleForm
 from commands.records import render_record
 
 
 def notice_of(actor: str, outcome: Done | Pending) -> Notice:
     return Notice(actor, outcome.summary, pending=isinstance(outcome, Pending))
+
+
+def answer_working(ack: Ack, view: dict, title: str, working: str, logger: logging.Logger) -> None:
+    """Answer a confirmed modal at once with a "working" view, or, for a form this bot cannot read, with why.
+    The lazy listener then says the same thing, so whichever of the two views reaches Slack last, the modal
+    does not stay on "working" for a form that was never acted on."""
+    try:
+        Form.decode(view["private_metadata"])
+    except StaleForm as stale:
+        ack(response_action="update", view=modals.failed(title, failure_message(stale, logger)))
+        return
+    ack(response_action="update", view=modals.working(title, working))
 
 
 def act_and_tell(
@@ -33,13 +46,15 @@ def act_and_tell(
     records: Records,
     logger: logging.Logger,
 ) -> None:
-    """Do `act(form, actor)` for the modal `view` submitted, and tell: the record, then the modal."""
+    """Do `act(form, actor)` for the modal `view` submitted, and tell: the record, then the modal. Whatever
+    happens, the modal leaves its "working" view: with the outcome, or with why it cannot be shown."""
     actor = body["user"]["id"]
     try:
         form = Form.decode(view["private_metadata"])
         outcome = act(form, actor)
     except Exception as error:  # every failure becomes the modal's answer
-        client.views_update(view_id=view["id"], view=modals.failed(title, failure_message(error, logger)))
+        refused = error  # the name `error` is unbound when the except block ends
+        _show(client, view, title, lambda: modals.failed(title, failure_message(refused, logger)), logger)
         return
     if form.response_url:  # the record first: once the modal says done, everything is
         kind, record_id = outcome.record
@@ -54,9 +69,24 @@ def act_and_tell(
         except Exception:  # the action's outcome stands; the record catches up when it is opened again
             logger.exception("could not update the record after %s", title)
     if isinstance(outcome, Pending):
-        client.views_update(view_id=view["id"], view=modals.pending(title, outcome.summary, outcome.why))
+        _show(client, view, title, lambda: modals.pending(title, outcome.summary, outcome.why), logger)
     else:
-        client.views_update(view_id=view["id"], view=modals.result(title, _sentence(outcome.summary)))
+        _show(client, view, title, lambda: modals.result(title, _sentence(outcome.summary)), logger)
+
+
+def _show(
+    client: WebClient, view: dict, title: str, render: Callable[[], dict], logger: logging.Logger
+) -> None:
+    """Put `render()` in the modal; if it cannot be drawn, a view that says so rather than "working" forever."""
+    try:
+        shown = render()
+    except Exception:
+        logger.exception("could not draw the answer to %s", title)
+        shown = modals.unshown(title)
+    try:
+        client.views_update(view_id=view["id"], view=shown)
+    except Exception:  # closed by the person, expired, or Slack unreachable: the record still tells
+        logger.exception("could not show the answer to %s", title)
 
 
 def _sentence(clause: str) -> str:
@@ -79,6 +109,8 @@ def failure_message(error: Exception, logger: logging.Logger) -> Message:
         return modals.failure(
             "The customer records database is not answering, so nothing was done. Try again in a minute."
         )
+    if isinstance(error, BadValue):
+        return notices.bad_value()
     if isinstance(error, RecordNotFound):
         return modals.failure(f"That {error.what} is no longer in the customer records, so nothing was done.")
     logger.exception("action failed")

@@ -11,7 +11,7 @@ from blocks import ids, modals
 from bot.actions.email import EmailChanges, email_problems
 from bot.records import Records
 from bot.viewmodels import CardState
-from commands.acting import act_and_tell
+from commands.acting import act_and_tell, answer_working
 from commands.forms import Form, text
 from commands.replies import telling_the_user
 
@@ -29,7 +29,7 @@ def open_change_email(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        back = CardState.decode(action["value"])
+        back = CardState.decode(action.get("value", ""))
         offered = email.form(body["user"]["id"], back.customer_id)
         form = Form.opened_from(body, ("customer", back.customer_id), back)
         client.views_open(
@@ -37,12 +37,12 @@ def open_change_email(
         )
 
 
-def start_change_email(ack: Ack, view: dict) -> None:
+def start_change_email(ack: Ack, view: dict, logger: logging.Logger) -> None:
     problems = email_problems(text(view["state"]["values"], modals.EMAIL))
     if problems:
         ack(response_action="errors", errors=problems)
     else:
-        ack(response_action="update", view=modals.working(TITLE, "Changing the email…"))
+        answer_working(ack, view, TITLE, "Changing the email…", logger)
 
 
 def change_email(

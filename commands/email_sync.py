@@ -31,7 +31,7 @@ def push_email(
     # telling_the_user to reply through the response URL, privately, as it does after any ack.
     ack()
     with telling_the_user(ack, respond, logger):
-        shown = parse_push_value(action["value"])
+        shown = parse_push_value(action.get("value", ""))
         actor = body["user"]["id"]
         pushed = Notice(actor, email.push(actor, shown.customer_id, old_emails=old_emails(shown)))
         blocks = (body.get("message") or {}).get("blocks")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from blocks.text import json_value
 from bot.viewmodels import CardState
 
 VERSION = 2  # of what a modal keeps; a form opened under another is refused, not misread
@@ -31,7 +32,7 @@ class Form:
         return cls(body.get("response_url"), shown, back, data, in_place=private)
 
     def encode(self) -> str:
-        return json.dumps(
+        return json_value(
             {
                 "v": VERSION,
                 "u": self.response_url,
@@ -39,8 +40,7 @@ class Form:
                 "b": self.back.encode(),
                 "d": self.data,
                 "p": self.in_place,
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod

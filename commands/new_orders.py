@@ -14,7 +14,7 @@ from bot.actions.outcomes import Done, Invalid, Pending
 from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import CardState, NewOrderRequest
-from commands.acting import act_and_tell, failure_message
+from commands.acting import act_and_tell, answer_working, failure_message
 from commands.forms import Form, selected, text
 from commands.replies import telling_the_user
 
@@ -32,7 +32,7 @@ def open_new_order(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        back = CardState.decode(action["value"])
+        back = CardState.decode(action.get("value", ""))
         offered = new_orders.form(body["user"]["id"], back.customer_id)
         form = Form.opened_from(body, ("customer", back.customer_id), back, last=offered.last_order_seen)
         client.views_open(trigger_id=body["trigger_id"], view=modals.new_order_form(offered, form.encode()))
@@ -66,8 +66,8 @@ def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: N
     ack(response_action="update", view=modals.new_order_confirm(offered, request, confirmed.encode()))
 
 
-def start_charge(ack: Ack) -> None:
-    ack(response_action="update", view=modals.working(TITLE, "Charging the card…"))
+def start_charge(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    answer_working(ack, view, TITLE, "Charging the card…", logger)
 
 
 def charge(

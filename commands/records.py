@@ -41,7 +41,7 @@ def show_card(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        state = CardState.decode(action["value"])
+        state = CardState.decode(action.get("value", ""))
         show(respond, body, render_record(records, "customer", state.customer_id, state))
 
 
@@ -50,7 +50,7 @@ def show_recurring(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        recurring_id, back = parse_record_value(action["value"])
+        recurring_id, back = parse_record_value(action.get("value", ""))
         show(respond, body, render_record(records, "recurring", recurring_id, back))
 
 
@@ -59,7 +59,7 @@ def show_order(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        order_id, back = parse_record_value(action["value"])
+        order_id, back = parse_record_value(action.get("value", ""))
         show(respond, body, render_record(records, "order", order_id, back))
 
 
@@ -68,7 +68,7 @@ def share_card(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        customer_id = CardState.decode(action["value"]).customer_id
+        customer_id = CardState.decode(action.get("value", "")).customer_id
         message = customer_blocks.customer_card(
             customer_card(records, CardState(customer_id)), shared_by=body["user"]["id"]
         )

@@ -15,7 +15,7 @@ from bot.actions.outcomes import Problems
 from bot.actions.recurring import SubscriptionChanges
 from bot.records import Records
 from bot.viewmodels import RecurringRecord, parse_record_value, parse_seen
-from commands.acting import act_and_tell, failure_message, notice_of
+from commands.acting import act_and_tell, answer_working, failure_message, notice_of
 from commands.forms import Form, picked_date, selected
 from commands.records import render_record
 from commands.replies import ephemeral, telling_the_user
@@ -31,7 +31,7 @@ def _open_form(
     change: str,
     build: BuildForm,
 ) -> None:
-    recurring_id, back = parse_record_value(action["value"])
+    recurring_id, back = parse_record_value(action.get("value", ""))
     record = subscriptions.form(body["user"]["id"], change, recurring_id, back)
     form = Form.opened_from(body, ("recurring", recurring_id), back, id=recurring_id, seen=record.fingerprint)
     client.views_open(trigger_id=body["trigger_id"], view=build(record, form.encode()))
@@ -109,15 +109,17 @@ def open_plan_status_form(
 # The submits that act: checked as Slack waits (field errors stay in the form), then done in a lazy listener.
 
 
-def _working(ack: Ack, title: str, working: str, problems: Problems) -> None:
+def _working(
+    ack: Ack, view: dict, logger: logging.Logger, title: str, working: str, problems: Problems
+) -> None:
     if problems:
         ack(response_action="errors", errors=problems)
     else:
-        ack(response_action="update", view=modals.working(title, working))
+        answer_working(ack, view, title, working, logger)
 
 
-def start_cancel(ack: Ack) -> None:
-    _working(ack, "Cancel", "Cancelling…", {})
+def start_cancel(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    _working(ack, view, logger, "Cancel", "Cancelling…", {})
 
 
 def cancel(
@@ -148,8 +150,8 @@ def _pause_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
     return changes.pause_problems(until_a_date, picked_date(values, modals.RESUMES_AT), subscriptions.today())
 
 
-def start_pause(ack: Ack, view: dict, subscriptions: SubscriptionChanges) -> None:
-    _working(ack, "Pause payments", "Pausing payments…", _pause_problems(view, subscriptions))
+def start_pause(ack: Ack, view: dict, logger: logging.Logger, subscriptions: SubscriptionChanges) -> None:
+    _working(ack, view, logger, "Pause payments", "Pausing payments…", _pause_problems(view, subscriptions))
 
 
 def pause(
@@ -185,8 +187,15 @@ def _bill_date_problems(view: dict, subscriptions: SubscriptionChanges) -> Probl
     )
 
 
-def start_bill_date(ack: Ack, view: dict, subscriptions: SubscriptionChanges) -> None:
-    _working(ack, "Next bill date", "Moving the next bill date…", _bill_date_problems(view, subscriptions))
+def start_bill_date(ack: Ack, view: dict, logger: logging.Logger, subscriptions: SubscriptionChanges) -> None:
+    _working(
+        ack,
+        view,
+        logger,
+        "Next bill date",
+        "Moving the next bill date…",
+        _bill_date_problems(view, subscriptions),
+    )
 
 
 def move_bill_date(
@@ -214,9 +223,9 @@ def move_bill_date(
     )
 
 
-def start_plan_status(ack: Ack, view: dict) -> None:
+def start_plan_status(ack: Ack, view: dict, logger: logging.Logger) -> None:
     status = selected(view["state"]["values"], modals.STATUS)
-    _working(ack, "Plan status", "Changing the status…", changes.plan_status_problems(status))
+    _working(ack, view, logger, "Plan status", "Changing the status…", changes.plan_status_problems(status))
 
 
 def change_plan_status(
@@ -260,7 +269,7 @@ def resume(
 ) -> None:
     actor = body["user"]["id"]
     try:
-        value, seen = parse_seen(action["value"])
+        value, seen = parse_seen(action.get("value", ""))
         recurring_id, back = parse_record_value(value)
         outcome = subscriptions.resume(actor, recurring_id, seen=seen)
         message = render_record(records, "recurring", recurring_id, back, notice=notice_of(actor, outcome))

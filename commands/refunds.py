@@ -14,7 +14,7 @@ from bot.actions.refunds import Refunds
 from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import RefundRequest, parse_record_value
-from commands.acting import act_and_tell, failure_message
+from commands.acting import act_and_tell, answer_working, failure_message
 from commands.forms import Form, selected, text
 from commands.replies import telling_the_user
 
@@ -32,7 +32,7 @@ def open_order_refund(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        order_id, back = parse_record_value(action["value"])
+        order_id, back = parse_record_value(action.get("value", ""))
         quote = refunds.order_form(body["user"]["id"], order_id)
         form = Form.opened_from(body, ("order", order_id), back, orders=[order_id])
         client.views_open(trigger_id=body["trigger_id"], view=modals.refund_form([quote], form.encode()))
@@ -49,7 +49,7 @@ def open_payment_refund(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        recurring_id, back = parse_record_value(action["value"])
+        recurring_id, back = parse_record_value(action.get("value", ""))
         quotes = refunds.payments_form(body["user"]["id"], recurring_id)
         form = Form.opened_from(body, ("recurring", recurring_id), back, orders=[q.order_id for q in quotes])
         client.views_open(trigger_id=body["trigger_id"], view=modals.refund_form(quotes, form.encode()))
@@ -86,8 +86,8 @@ def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds
     ack(response_action="update", view=modals.refund_confirm(quote, request, confirmed.encode()))
 
 
-def start_refund(ack: Ack) -> None:
-    ack(response_action="update", view=modals.working(TITLE, "Refunding…"))
+def start_refund(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    answer_working(ack, view, TITLE, "Refunding…", logger)
 
 
 def refund(

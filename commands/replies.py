@@ -14,6 +14,7 @@ from blocks.message import Message
 from bot.actions.outcomes import Failed, Invalid, NotAllowed
 from bot.faults import DatabaseUnavailable
 from bot.records import RecordNotFound
+from bot.viewmodels import BadValue
 
 
 def ephemeral(message: Message) -> dict:
@@ -28,6 +29,8 @@ def telling_the_user(ack: Ack, respond: Respond, logger: logging.Logger) -> Iter
     except DatabaseUnavailable:
         logger.exception("database unavailable")
         _reply(ack, respond, notices.database_unavailable())
+    except BadValue:
+        _reply(ack, respond, notices.bad_value())
     except RecordNotFound as gone:
         _reply(ack, respond, notices.record_gone(gone.what))
     except NotAllowed as refused:

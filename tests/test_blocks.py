@@ -256,3 +256,52 @@ def test_who_did_what_is_escaped_where_people_see_it():
         ":hourglass_flowing_sand: <@U0ADMIN01> asked to refund $5.00 of order #1 (&lt;!channel&gt; "
         "&lt;https://evil.example|Jane&gt;): awaiting Stripe's answer."
     )
+
+
+# --- the one escaping rule ----------------------------------------------------------------------------------
+
+
+def test_data_goes_into_our_templates_escaped_and_disarmed():
+    from blocks.text import date_token, escape, md, money
+
+    text = md("*{}* paid {} on {}", "<!channel> *VIP* jane_doe", money(Money(1234, "usd")), date_token(T0))
+
+    assert text.startswith("*&lt;!channel&gt; ∗VIP∗ jane_doe* paid $12.34 on <!date^")
+    assert escape("`rm` ~x~ _y_ a*b*c") == "ˋrmˋ ∼x∼ ‗y‗ a*b*c", "pairs disarmed; a lone marker stays"
+    assert md("{:,} of {}", 12345, "<b>") == "12,345 of &lt;b&gt;"
+    assert md("a") + "<!here>" == "a&lt;!here&gt;" and "<!here>" + md("a") == "&lt;!here&gt;a"
+
+
+def test_renderers_refuse_text_that_did_not_go_through_the_rule():
+    from blocks.elements import context, field, section
+    from blocks.message import Message
+    from blocks.text import md
+
+    for build in (section, context, lambda t: field("Label", t), lambda t: Message.of(t, [])):
+        with pytest.raises(TypeError):
+            build(f"Customer: {'<!channel>'}")
+    assert Message.of(md("fine"), []).text == "fine"
+
+
+def test_cut_text_never_ends_inside_an_escape_or_a_slack_date():
+    from blocks.text import clip, date_token, escape, md
+
+    for limit in range(1, 80):
+        cut = clip(md("{} {}", "&" * 10, date_token(T0)), limit)
+        assert len(cut) <= limit
+        tail = cut.rsplit(" ", 1)[-1]
+        assert not tail.startswith("<!date") or tail.endswith(">") or tail.endswith("…")
+        assert "<!date" not in cut or cut.count("<") == cut.count(">")
+        assert not any(cut.endswith(p) for p in ("&", "&a", "&am", "&amp")), cut
+    assert escape("a&b" * 100, 10) == "a&amp;ba…"
+
+
+def test_data_carried_in_button_values_and_modal_memory_reads_as_no_markup():
+    from blocks.email_sync import parse_push_value, push_value
+    from bot.viewmodels import Difference
+
+    row = Difference(7, "<!channel> Jane", "<@U0BOSS001>@x.co", None, [("Keap", "<http://e|x>")])
+    value = push_value(row)
+
+    assert "<" not in value and ">" not in value
+    assert parse_push_value(value) == row

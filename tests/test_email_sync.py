@@ -244,7 +244,7 @@ def test_the_report_lists_who_differs_where_with_a_push_button_each():
     assert (button["text"]["text"], button["action_id"]) == ("Push our email", "push_email-1")
     assert (
         button["confirm"]["text"]["text"]
-        == "Put c1@new.example.com for Customer <1> into Stripe, ActiveCampaign?"
+        == "Put c1@new.example.com for Customer ‹1› into Stripe, ActiveCampaign?"
     )
     assert listed_differences(message.blocks) == [difference(1), difference(2, stripe_email="")]
 
