@@ -81,12 +81,12 @@ class StripeWebhooks:
         database could not be reached, so that Stripe delivers again."""
         try:
             stripe.WebhookSignature.verify_header(payload, signature or "", self.secret, TOLERANCE_SECONDS)
-        except stripe.SignatureVerificationError as error:
+        except (ValueError, stripe.SignatureVerificationError) as error:  # ValueError: a body not UTF-8
             logger.warning("refused a Stripe webhook: %s", error)
-            return 400, {"error": "bad signature"}
+            return 400, {"error": "bad signature or payload"}
         try:
             event = json.loads(payload)
-        except ValueError:  # not UTF-8, or not JSON
+        except ValueError:
             return _malformed("the body is not JSON")
         problem = _event_problem(event)
         if problem:
@@ -94,7 +94,8 @@ class StripeWebhooks:
         event_id, event_type = event["id"], event["type"]
         if event_type not in HANDLED:
             return 200, {"ignored": event_type}
-        obj = event["data"]["object"]
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
         problem = _object_problem(event_type, obj)
         if problem:
             return _malformed(f"{event_type} {event_id}: {problem}")
@@ -229,7 +230,7 @@ def _event_problem(event: Any) -> str | None:
 def _object_problem(event_type: str, obj: Any) -> str | None:
     """What keeps a handled event's data.object from naming what the event is about, or None."""
     if not isinstance(obj, dict):
-        return "data.object is not an object"
+        return "data.object is missing or not an object"
     if not _is_id(obj.get("id")):
         return "data.object has no valid id"
     customer = obj.get("customer")
