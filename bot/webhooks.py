@@ -8,6 +8,10 @@ No Stripe call happens inside that transaction (on SQLite it would hold the writ
 the event's object, and a refunded charge's refunds, are read first; anything else the records need from Stripe (a
 customer or subscription we have not seen yet, a card, a product) rolls the transaction back, is read, and the
 event is applied again (bot.stripe_sync.Gathered).
+
+Every signed delivery gets a final answer except while Stripe or our database cannot be reached (503, delivered
+again): an object Stripe no longer has is recorded as gone (a customer unlinked, a subscription ended) and answered
+200; a malformed event 400; what the database refuses of Stripe's data 200, logged and not stored.
 """
 
 from __future__ import annotations
