@@ -10,20 +10,31 @@ No Stripe call happens while a page's transaction is open. The objects a page's 
 (cards, products, payment intents, charges) are read between tries of the page: a try that meets one it does not
 have is rolled back, the rest of the page is tried to find every other such object, all are read, and the page
 is applied again; each object is read once for the whole import.
+
+One object never stops the import. An object the database refuses, or one that needs an object Stripe no longer
+has (a subscription of a deleted customer), rolls its page back; the page is applied again without it, and it
+is named in the summary. Only a database that cannot be reached, or a Stripe that does not answer, stops the
+import, which then carries on from the page it stopped at.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+
 from bot import stripe_sync
 from bot.db import Database
+from bot.faults import DatabaseUnavailable
 from bot.models import ImportProgress
 from bot.stripe_gateway import StripeFailure, StripeGateway
+
+logger = logging.getLogger("customer_bot.import")
 
 STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method"]}),
@@ -34,6 +45,20 @@ STEPS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+# Errors that say something about one object (what Stripe holds, or how the database takes it), so the same object
+# fails the same way every time; a database that cannot be reached or is busy (OperationalError) is not one.
+_OBJECT_ERRORS = (SQLAlchemyError, ValueError, TypeError, KeyError, AttributeError, stripe_sync.Gone)
+_TRANSIENT = (DatabaseUnavailable, OperationalError)
+SHOWN_NOT_IMPORTED = 20  # the summary names this many; the log names every one
+
+
+@dataclass(frozen=True)
+class NotImported:
+    kind: str  # as Stripe names it: customer, subscription, invoice, payment_intent, refund
+    stripe_id: str
+    reason: str
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     counts: stripe_sync.SyncCounts
@@ -42,6 +67,7 @@ class ImportSummary:
     resumed: bool
     seconds: float
     stripe_seconds: float  # of which waiting for Stripe
+    not_imported: list[NotImported] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         kinds = sorted(set(self.counts.created) | set(self.counts.updated))
@@ -50,7 +76,18 @@ class ImportSummary:
             for kind in kinds
         ]
         calls = f"{self.pages:,} list pages and {self.lookups:,} lookups from Stripe"
-        return [*rows, calls + (" (carried on from an interrupted import)" if self.resumed else "")]
+        rows.append(calls + (" (carried on from an interrupted import)" if self.resumed else ""))
+        if self.not_imported:
+            rows.append(
+                f"not imported: {len(self.not_imported):,} (everything else was; "
+                "run the import again once the cause is fixed)"
+            )
+            rows += [f"  {n.kind} {n.stripe_id}: {n.reason}" for n in self.not_imported[:SHOWN_NOT_IMPORTED]]
+            if len(self.not_imported) > SHOWN_NOT_IMPORTED:
+                rows.append(
+                    f"  and {len(self.not_imported) - SHOWN_NOT_IMPORTED:,} more, each named in the log"
+                )
+        return rows
 
 
 def import_stripe(
@@ -83,7 +120,9 @@ def import_stripe(
         nonlocal lookups
         for kind, object_id in sorted(wanted):
             lookups += 1
-            gathered.add(kind, object_id, timed(gateway.retrieve, kind, object_id))
+            gathered.read(kind, object_id, lambda k, i: timed(gateway.retrieve, k, i))
+
+    not_imported: list[NotImported] = []
 
     for step, kind, params in STEPS:
         with db.session() as session:
@@ -96,11 +135,13 @@ def import_stripe(
             cursor = rows[-1]["id"] if rows else cursor
             finished = next_cursor is None
             progress_row = ImportProgress(kind=step, cursor=cursor, finished=finished, updated_at=clock())
-            counts.add(_apply_page(db, kind, rows, progress_row, gathered, read, bot_made))
+            counts.add(_apply_page(db, kind, rows, progress_row, gathered, read, bot_made, not_imported))
             done += len(rows)
             if progress is not None:
                 progress(step, done)
-    return ImportSummary(counts, pages, lookups, resumed, time.perf_counter() - started, waiting)
+    return ImportSummary(
+        counts, pages, lookups, resumed, time.perf_counter() - started, waiting, not_imported
+    )
 
 
 def _apply_page(
@@ -111,26 +152,60 @@ def _apply_page(
     gathered: stripe_sync.Gathered,
     read: Callable[[set[stripe_sync.Key]], None],
     bot_made: stripe_sync.BotMade | None,
+    not_imported: list[NotImported],
 ) -> stripe_sync.SyncCounts:
     """Apply a page's rows and save its cursor in one transaction, reading first what they look up; what it
-    created and updated."""
-    for _try in range(stripe_sync.ROUNDS):
+    created and updated. A row that cannot be stored is left out (named in `not_imported`) and the page applied
+    again without it: one transaction per try, no savepoints (see bot.db)."""
+    rows = list(rows)
+    rounds_of_reads = 0
+    collided: set[str] = set()  # rows refused once as duplicates: a webhook may have stored them meanwhile
+    while True:
         counts = stripe_sync.SyncCounts()
         applied = 0
         try:
             with db.session() as session:
                 for obj in rows:
                     _apply(session, kind, obj, gathered.fetch, counts, bot_made)
+                    session.flush()  # so that a refusal is this row's, not the next one's
                     applied += 1
                 session.merge(progress_row)
             return counts
         except stripe_sync.NotGathered as missing:
+            rounds_of_reads += 1
+            if rounds_of_reads >= stripe_sync.ROUNDS:
+                raise StripeFailure(
+                    f"The import stopped at the page of {kind.replace('_', ' ')}s ending with "
+                    f"{progress_row.cursor}: after {stripe_sync.ROUNDS} tries, its objects still led to more "
+                    "in Stripe."
+                ) from None
             # Rolled back. Find what the rest of the page looks up too, so that one round of reads serves it.
             read({missing.key} | _lookups(db, kind, rows[applied + 1 :], gathered.fetch, bot_made))
-    raise StripeFailure(
-        f"The import stopped at the page of {kind.replace('_', ' ')}s ending with {progress_row.cursor}: "
-        f"after {stripe_sync.ROUNDS} tries, its objects still led to more in Stripe."
-    )
+        except _TRANSIENT:
+            raise
+        except _OBJECT_ERRORS as error:
+            if applied == len(rows):
+                raise  # refused with every row applied: the page itself, not one of its objects
+            obj = rows[applied]
+            if isinstance(error, IntegrityError) and obj.get("id") not in collided:
+                collided.add(obj.get("id"))  # rolled back: once more, finding what was stored meanwhile
+                continue
+            skipped = NotImported(kind, str(obj.get("id")), _why(error, kind.replace("_", " ")))
+            not_imported.append(skipped)
+            logger.warning("not imported: %s %s: %s", kind, skipped.stripe_id, skipped.reason, exc_info=error)
+            del rows[applied]
+
+
+def _why(error: Exception, what: str) -> str:
+    """A line saying why an object could not be imported."""
+    if isinstance(error, stripe_sync.Gone):
+        kind, object_id = error.key
+        return f"its {kind.replace('_', ' ')} {object_id} is no longer in Stripe"
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    words = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0][:200]}"
+    if isinstance(error, SQLAlchemyError):
+        return f"the database refused it ({words})"
+    return f"Stripe's {what} could not be read ({words})"
 
 
 class _TriedOnly(Exception):
@@ -156,8 +231,10 @@ def _lookups(
                 raise _TriedOnly
         except stripe_sync.NotGathered as lookup:
             missing.add(lookup.key)
-        except _TriedOnly:
-            pass
+        except _TRANSIENT:
+            raise
+        except (_TriedOnly, *_OBJECT_ERRORS):
+            pass  # a row that cannot be stored is left out when the page is applied
     return missing
 
 

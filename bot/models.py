@@ -103,6 +103,11 @@ class Interval(enum.StrEnum):
     YEAR = "year"
 
 
+# Stripe takes a customer email of up to 512 characters (its API reference, customers.create), longer than
+# RFC 5321's 320: the column holds whatever Stripe holds.
+STRIPE_EMAIL_LENGTH = 512
+
+
 def _values(e: type[enum.StrEnum]) -> str:
     return ", ".join(f"'{m.value}'" for m in e)
 
@@ -112,7 +117,7 @@ class Customer(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
-    email: Mapped[str] = mapped_column(String(320))
+    email: Mapped[str] = mapped_column(String(STRIPE_EMAIL_LENGTH))
     created_at: Mapped[datetime]
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     card_brand: Mapped[str | None] = mapped_column(String(32))

@@ -38,6 +38,8 @@ API_VERSION = "2026-10-28.endive"
 ACTION_KEY = "action_key"
 # The code of a failure meaning Stripe is still running a request sent earlier with the same idempotency key.
 IN_PROGRESS = "request_in_progress"
+# Stripe's code for an object it has no record of (deleted, or never there); it answers it with 404.
+RESOURCE_MISSING = "resource_missing"
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ _REJECTED_MESSAGES: dict[str, str] = {
     "charge_already_refunded": "This payment has already been refunded in full; nothing more was refunded.",
     "amount_too_large": "That is more than is left to refund on this payment; nothing was refunded. Check the amount and try again.",
     "charge_disputed": "This payment is disputed by the customer, so it cannot be refunded here; answer the dispute in Stripe.",
-    "resource_missing": "Stripe has no record of this {noun}; it may have been deleted. Check the record in Stripe.",
+    RESOURCE_MISSING: "Stripe has no record of this {noun}; it may have been deleted. Check the record in Stripe.",
     "email_invalid": "Stripe does not accept that email address; check it and try again.",
     "payment_method_unexpected_state": "The customer's saved card cannot be used any more. Ask the customer to add a card again.",
 }
@@ -234,7 +236,8 @@ def _card_failure(
 def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
     """Turn what stripe-python raised into our failure with a sentence for Slack."""
     body = _error_body(error)
-    code = body.get("code") or error.code
+    # Stripe's 404s always carry resource_missing; an answer without a code (localstripe's) means the same.
+    code = body.get("code") or error.code or (RESOURCE_MISSING if error.http_status == 404 else None)
     message = body.get("message") or error.user_message
     request_id = error.request_id
     replayed = (error.headers or {}).get("idempotent-replayed") == "true"
@@ -272,7 +275,7 @@ def _translate(error: stripe.StripeError, noun: str) -> StripeFailure:
     if isinstance(error, stripe.InvalidRequestError):
         template = _REJECTED_MESSAGES.get(code or "")
         if template is None and error.http_status == 404:
-            template = _REJECTED_MESSAGES["resource_missing"]
+            template = _REJECTED_MESSAGES[RESOURCE_MISSING]
         if (
             template is None
             and (message or "").startswith("Refund amount")

@@ -9,23 +9,28 @@ twice leaves the same rows. Objects are plain dicts; both the shapes of the pinn
 Nothing here calls Stripe, because these functions run inside a transaction. An object they were not given is looked
 up with `fetch`, which answers from the objects read before the transaction began (`Gathered`) and raises
 `NotGathered` for any other: the caller rolls back, reads it from Stripe with no transaction open, and does the
-unit of work again (at most `ROUNDS` times).
+unit of work again (at most `ROUNDS` times). An object Stripe no longer has raises `Gone`: where it only adds
+detail (a card, a product's name, a failure reason) the record goes on without it.
+
+Every text Stripe sends goes into our columns through `stripe_text`, the one place it is made storable.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot import order_book
 from bot.models import (
     Customer,
     Order,
+    OrderLine,
     OrderSource,
     Payment,
     PaymentPlan,
@@ -33,10 +38,11 @@ from bot.models import (
     Recurring,
     RecurringKind,
     RecurringStatus,
+    Refund,
     Subscription,
 )
 from bot.search import index_customer
-from bot.stripe_gateway import ACTION_KEY
+from bot.stripe_gateway import ACTION_KEY, RESOURCE_MISSING, StripeRejected
 
 Obj = dict[str, Any]
 # (kind, id) -> the object as Stripe has it now; inside a unit of work, `Gathered.fetch`
@@ -61,6 +67,17 @@ class NotGathered(Exception):
         self.key: Key = (kind, object_id)
 
 
+class Gone(Exception):
+    """A unit of work needs a Stripe object that Stripe no longer has (deleted, or never there)."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"{kind} {object_id} is no longer in Stripe")
+        self.key: Key = (kind, object_id)
+
+
+_GONE: Obj = {}  # stands for an object Stripe answered it does not have
+
+
 class Gathered:
     """Stripe objects read before a unit of work. Its `fetch` is the unit of work's way to Stripe: it answers from
     these and never calls Stripe."""
@@ -69,13 +86,58 @@ class Gathered:
         self._objects: dict[Key, Obj] = {}
 
     def add(self, kind: str, object_id: str, obj: Obj) -> None:
-        self._objects[kind, object_id] = obj
+        # Stripe answers a deleted customer with a stub marked `deleted`; it is as gone as one it has no record of.
+        self._objects[kind, object_id] = _GONE if obj is _GONE or obj.get("deleted") else obj
+
+    def read(self, kind: str, object_id: str, retrieve: Fetch) -> None:
+        """Read one object from Stripe with `retrieve(kind, object_id)`, never with a transaction open. One that
+        Stripe answers it has no record of is kept as gone; any other failure of Stripe's is raised."""
+        try:
+            obj = retrieve(kind, object_id)
+        except StripeRejected as rejected:
+            if rejected.code != RESOURCE_MISSING:
+                raise
+            obj = _GONE
+        self.add(kind, object_id, obj)
 
     def fetch(self, kind: str, object_id: str) -> Obj:
         try:
-            return self._objects[kind, object_id]
+            obj = self._objects[kind, object_id]
         except KeyError:
             raise NotGathered(kind, object_id) from None
+        if obj is _GONE:
+            raise Gone(kind, object_id)
+        return obj
+
+
+def _if_there(fetch: Fetch, kind: str, object_id: str) -> Obj:
+    """An object that only adds detail to a record: nothing when Stripe no longer has it."""
+    try:
+        return fetch(kind, object_id)
+    except Gone:
+        return {}
+
+
+# PostgreSQL refuses NUL in text, and no driver can encode a lone surrogate (which JSON's "\ud800" makes); neither
+# means anything to a reader.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+CUT = "…"
+_MARKED_CUT = 16  # columns at least this long end a cut text with CUT
+
+
+def stripe_text(value: Any, column: InstrumentedAttribute | None = None) -> str | None:
+    """Text from Stripe as our column can hold it: characters no database stores removed, and cut to the
+    column's length, so nothing Stripe sends is refused. Our columns are as long as Stripe's documented limits, so
+    a cut happens only when Stripe sends more than it documents. Our rule then: keep the start, and end it with
+    "…" so a reader sees it was cut; a short code column (a country, the last 4 digits) just keeps its first
+    characters. None stays None."""
+    if value is None:
+        return None
+    text = _UNSTORABLE.sub("", value if isinstance(value, str) else str(value))
+    limit = getattr(column.type, "length", None) if column is not None else None
+    if limit and len(text) > limit:
+        text = text[: limit - len(CUT)] + CUT if limit >= _MARKED_CUT else text[:limit]
+    return text
 
 
 @dataclass
@@ -118,9 +180,10 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     if customer is None:
         customer = Customer(stripe_customer_id=obj["id"], created_at=_time(obj.get("created")) or _now())
         session.add(customer)
-    renamed = (customer.name, customer.email) != (obj.get("name") or "", obj.get("email") or "")
-    customer.name = obj.get("name") or ""
-    customer.email = obj.get("email") or ""
+    name = stripe_text(obj.get("name") or "", Customer.name)
+    email = stripe_text(obj.get("email") or "", Customer.email)
+    renamed = (customer.name, customer.email) != (name, email)
+    customer.name, customer.email = name, email
     method = (obj.get("invoice_settings") or {}).get("default_payment_method") or obj.get("default_source")
     method_id = ref_id(method)
     if method_id != customer.default_payment_method_id:
@@ -129,8 +192,8 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
         else:
             card = _card(fetch, method_id) if method_id else {}
         customer.default_payment_method_id = method_id if card else None
-        customer.card_brand = card.get("brand")
-        customer.card_last4 = card.get("last4")
+        customer.card_brand = stripe_text(card.get("brand"), Customer.card_brand)
+        customer.card_last4 = stripe_text(card.get("last4"), Customer.card_last4)
         customer.card_exp_month = card.get("exp_month")
         customer.card_exp_year = card.get("exp_year")
     if created or renamed:
@@ -140,9 +203,17 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     return customer
 
 
+def customer_gone(session: Session, stripe_customer_id: str) -> None:
+    """A customer deleted in Stripe: our record and its history stay, no longer linked to Stripe."""
+    customer = session.scalar(select(Customer).where(Customer.stripe_customer_id == stripe_customer_id))
+    if customer is not None:
+        customer.stripe_customer_id = None
+        customer.default_payment_method_id = None
+
+
 def _card(fetch: Fetch, method_id: str) -> Obj:
-    method = fetch("payment_method", method_id)
-    return method.get("card") or {}
+    """The card of a payment method; none when the method was deleted."""
+    return _if_there(fetch, "payment_method", method_id).get("card") or {}
 
 
 def customer_for(
@@ -184,7 +255,7 @@ def sync_subscription(
         session.add(recurring)
     item = ((obj.get("items") or {}).get("data") or [{}])[0]
     price = item.get("price") or item.get("plan") or obj.get("plan") or {}
-    recurring.product = _product_name(price, fetch)
+    recurring.product = stripe_text(_product_name(price, fetch), Recurring.product)
     recurring.amount = int(price.get("unit_amount") or price.get("amount") or 0)
     recurring.currency = price.get("currency") or "usd"
     recurring_terms = price.get("recurring") or price
@@ -231,6 +302,17 @@ def apply_subscription_state(row: Recurring, obj: Obj) -> None:
         row.next_bill_at = row.current_period_end
 
 
+def subscription_gone(session: Session, subscription_id: str, now: datetime) -> None:
+    """A subscription Stripe no longer has bills nobody: ended, unless it had ended already."""
+    row = session.scalar(select(Recurring).where(Recurring.stripe_subscription_id == subscription_id))
+    if row is None or row.status in (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value):
+        return
+    row.status = RecurringStatus.CANCELED.value
+    row.canceled_at = row.canceled_at or now
+    row.cancel_at_period_end = False
+    row.next_bill_at = None
+
+
 def _product_name(price: Obj, fetch: Fetch) -> str:
     if price.get("nickname"):
         return price["nickname"]
@@ -240,7 +322,7 @@ def _product_name(price: Obj, fetch: Fetch) -> str:
     if price.get("name"):  # older plans carried the product's name
         return price["name"]
     if product:
-        return fetch("product", product).get("name") or "Subscription"
+        return _if_there(fetch, "product", product).get("name") or "Subscription"
     return "Subscription"
 
 
@@ -283,7 +365,9 @@ def sync_invoice(
         payment.status = PaymentStatus.VOID.value
     elif status == "uncollectible" or (status == "open" and int(obj.get("attempt_count") or 0) > 0):
         payment.status = PaymentStatus.FAILED.value
-        payment.failure_reason = _failure_reason(charge, intent) or payment.failure_reason
+        payment.failure_reason = (
+            stripe_text(_failure_reason(charge, intent), Payment.failure_reason) or payment.failure_reason
+        )
         payment.failed_at = payment.failed_at or _time(obj.get("created")) or _now()
     else:
         payment.status = PaymentStatus.OPEN.value
@@ -337,13 +421,17 @@ def _invoice_charge(obj: Obj, fetch: Fetch) -> tuple[Obj, Obj]:
     for payment in (obj.get("payments") or {}).get("data") or []:
         intent_id = intent_id or ref_id((payment.get("payment") or {}).get("payment_intent"))
     if intent_id and not intent and (not charge or obj.get("status") != "paid"):
-        intent = fetch("payment_intent", intent_id)
+        intent = _if_there(fetch, "payment_intent", intent_id)
     if not intent and intent_id:
         intent = {"id": intent_id}
     if not charge:
         latest = intent.get("latest_charge")
         charge_id = ref_id(obj.get("charge")) or ref_id(latest)
-        charge = latest if isinstance(latest, dict) else (fetch("charge", charge_id) if charge_id else {})
+        charge = (
+            latest
+            if isinstance(latest, dict)
+            else (_if_there(fetch, "charge", charge_id) if charge_id else {})
+        )
     return charge, intent
 
 
@@ -376,7 +464,9 @@ def sync_payment_intent(
         return None
     customer = customer_for(session, customer_id, fetch, counts)
     latest = obj.get("latest_charge")
-    charge = latest if isinstance(latest, dict) else (fetch("charge", ref_id(latest)) if latest else {})
+    charge = (
+        latest if isinstance(latest, dict) else (_if_there(fetch, "charge", ref_id(latest)) if latest else {})
+    )
     if charge.get("invoice"):
         return None
     source = OrderSource.INTERNAL if action_key else OrderSource.CHECKOUT
@@ -414,19 +504,19 @@ def _order_for_payment(
             charge_id,
             amount,
             source_obj.get("currency") or "usd",
-            card.get("brand"),
-            card.get("last4"),
+            stripe_text(card.get("brand"), Order.card_brand),
+            stripe_text(card.get("last4"), Order.card_last4),
         ),
         lines=_lines(source_obj, amount),
         created_at=_time(charge.get("created") or source_obj.get("created")) or _now(),
         billing=order_book.Billing(
-            billing.get("name"),
-            address.get("line1"),
-            address.get("line2"),
-            address.get("city"),
-            address.get("state"),
-            address.get("postal_code"),
-            address.get("country"),
+            stripe_text(billing.get("name"), Order.billing_name),
+            stripe_text(address.get("line1"), Order.billing_line1),
+            stripe_text(address.get("line2"), Order.billing_line2),
+            stripe_text(address.get("city"), Order.billing_city),
+            stripe_text(address.get("state"), Order.billing_state),
+            stripe_text(address.get("postal_code"), Order.billing_postal_code),
+            stripe_text(address.get("country"), Order.billing_country),
         ),
     )
     if counts is not None:
@@ -458,7 +548,7 @@ def _lines(source_obj: Obj, amount: int) -> list[order_book.Line]:
             quantity, unit = 1, line_total  # a price that does not divide evenly is kept as one line
         else:
             unit = line_total // quantity
-        result.append(order_book.Line(description, quantity, unit))
+        result.append(order_book.Line(stripe_text(description, OrderLine.description), quantity, unit))
     return result
 
 
@@ -504,8 +594,8 @@ def sync_refunds(
             amount=int(refund["amount"]),
             stripe_refund_id=refund["id"],
             created_at=_time(refund.get("created")) or _now(),
-            reason=refund.get("reason"),
-            requested_by=metadata.get("requested_by"),
+            reason=stripe_text(refund.get("reason"), Refund.reason),
+            requested_by=stripe_text(metadata.get("requested_by"), Refund.requested_by),
         )
         if recorded is not None and counts is not None:
             counts.count("refunds", True)

@@ -8,23 +8,29 @@ No Stripe call happens inside that transaction (on SQLite it would hold the writ
 the event's object, and a refunded charge's refunds, are read first; anything else the records need from Stripe (a
 customer or subscription we have not seen yet, a card, a product) rolls the transaction back, is read, and the
 event is applied again (bot.stripe_sync.Gathered).
+
+Every signed delivery gets a final answer except while Stripe or our database cannot be reached (503, delivered
+again): an object Stripe no longer has is recorded as gone (a customer unlinked, a subscription ended) and answered
+200; a malformed event 400; what the database refuses of Stripe's data 200, logged and not stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import stripe_sync
 from bot.db import Database
-from bot.models import Customer, StripeEvent
+from bot.faults import DatabaseUnavailable
+from bot.models import StripeEvent
 from bot.stripe_gateway import StripeFailure, StripeGateway
 
 logger = logging.getLogger("customer_bot.webhooks")
@@ -75,20 +81,46 @@ class StripeWebhooks:
         self.clock = clock
 
     def handle(self, payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON body) for one delivery."""
+        """(HTTP status, JSON body) for one delivery. Every answer but 503 is final: 503 only when Stripe or our
+        database could not be reached, so that Stripe delivers again."""
         try:
-            event = stripe.Webhook.construct_event(payload, signature or "", self.secret, TOLERANCE_SECONDS)
-        except (ValueError, stripe.SignatureVerificationError) as error:
+            stripe.WebhookSignature.verify_header(payload, signature or "", self.secret, TOLERANCE_SECONDS)
+        except (ValueError, stripe.SignatureVerificationError) as error:  # ValueError: a body not UTF-8
             logger.warning("refused a Stripe webhook: %s", error)
             return 400, {"error": "bad signature or payload"}
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            return _malformed("the body is not JSON")
+        problem = _event_problem(event)
+        if problem:
+            return _malformed(problem)
         event_id, event_type = event["id"], event["type"]
         if event_type not in HANDLED:
             return 200, {"ignored": event_type}
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        problem = _object_problem(event_type, obj)
+        if problem:
+            return _malformed(f"{event_type} {event_id}: {problem}")
+        try:
+            return self._process(event_id, event_type, obj)
+        except (DatabaseUnavailable, OperationalError) as error:
+            # The database is down, locked or shedding load: it may take the event later, so ask for it again.
+            logger.warning("could not reach the database for %s %s: %s", event_type, event_id, error)
+            return 503, {"error": "the database is unavailable; deliver again later"}
+        except (SQLAlchemyError, ValueError, TypeError, KeyError, AttributeError) as error:
+            # What Stripe holds cannot be stored as it is: the same event would fail the same way every time.
+            # Logged for whoever runs the bot; `customer-bot import-stripe` brings the record in once it is fixed.
+            logger.exception("could not store %s %s; it is answered and not stored", event_type, event_id)
+            return 200, {"not_stored": event_id, "error": type(error).__name__}
+
+    def _process(self, event_id: str, event_type: str, obj: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if self._processed(event_id):
             return 200, {"duplicate": event_id}  # a repeated delivery costs no Stripe call
-        obj = event["data"]["object"].to_dict()
         gathered = stripe_sync.Gathered()
         wanted = _rereads(event_type, obj)
+        collided: IntegrityError | None = None
         for _try in range(stripe_sync.ROUNDS):
             try:
                 self._read(gathered, wanted)
@@ -97,6 +129,7 @@ class StripeWebhooks:
                     "could not read from Stripe for %s %s: %s", event_type, event_id, failure.user_message
                 )
                 return 503, {"error": "Stripe did not answer; deliver again later"}
+            collided = None
             try:
                 with self.db.session() as session:
                     if session.get(StripeEvent, event_id) is not None:
@@ -107,15 +140,19 @@ class StripeWebhooks:
                 break
             except stripe_sync.NotGathered as missing:
                 wanted = [missing.key]  # rolled back: read it, then go again
-            except IntegrityError:
+            except stripe_sync.Gone as gone:
+                return self._gone(event_id, event_type, gone.key)
+            except IntegrityError as error:
                 # Either this very event was processed at the same moment (then it is done), or another event
                 # created the same customer or subscription first: then go again, and find it this time.
                 if self._processed(event_id):
                     return 200, {"duplicate": event_id}
-                wanted = []
+                wanted, collided = [], error
         else:
+            if collided is not None:
+                raise collided  # the same refusal every time: not a collision but what the data is
             logger.error(
-                "event %s (%s) kept colliding with others or needing more from Stripe; it will be delivered again",
+                "event %s (%s) kept needing more from Stripe; it will be delivered again",
                 event_id,
                 event_type,
             )
@@ -124,6 +161,24 @@ class StripeWebhooks:
             self._end_plan(finished_plan)
         return 200, {"processed": event_id}
 
+    def _gone(self, event_id: str, event_type: str, key: stripe_sync.Key) -> tuple[int, dict[str, Any]]:
+        """The event names, or needs, an object Stripe no longer has: record that where it means something (a
+        customer unlinked, a subscription ended), mark the event done, and answer so it is not delivered again."""
+        kind, object_id = key
+        try:
+            with self.db.session() as session:
+                if session.get(StripeEvent, event_id) is not None:
+                    return 200, {"duplicate": event_id}
+                session.add(StripeEvent(id=event_id, type=event_type, received_at=self.clock()))
+                if kind == "customer":
+                    stripe_sync.customer_gone(session, object_id)
+                elif kind == "subscription":
+                    stripe_sync.subscription_gone(session, object_id, self.clock())
+        except IntegrityError:
+            return 200, {"duplicate": event_id}  # processed at the same moment
+        logger.info("%s %s: %s %s is no longer in Stripe", event_type, event_id, kind, object_id)
+        return 200, {"gone": f"{kind} {object_id}"}
+
     def _processed(self, event_id: str) -> bool:
         with self.db.session() as session:
             return session.get(StripeEvent, event_id) is not None
@@ -131,11 +186,13 @@ class StripeWebhooks:
     def _read(self, gathered: stripe_sync.Gathered, wanted: list[stripe_sync.Key]) -> None:
         """Read from Stripe what the unit of work will look up. Called only with no transaction open."""
         for kind, object_id in wanted:
-            if kind == REFUNDS:
-                refunds, _ = self.gateway.list_page("refund", charge=object_id)
-                gathered.add(kind, object_id, {"data": refunds})
-            else:
-                gathered.add(kind, object_id, self.gateway.retrieve(kind, object_id))
+            gathered.read(kind, object_id, self._retrieve)
+
+    def _retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
+        if kind == REFUNDS:
+            refunds, _ = self.gateway.list_page("refund", charge=object_id)
+            return {"data": refunds}
+        return self.gateway.retrieve(kind, object_id)
 
     def _end_plan(self, subscription_id: str) -> None:
         """A payment plan is a subscription that the bot ends after its last instalment."""
@@ -147,6 +204,47 @@ class StripeWebhooks:
             logger.error(
                 "could not end the finished payment plan %s: %s", subscription_id, failure.user_message
             )
+
+
+def _malformed(problem: str) -> tuple[int, dict[str, Any]]:
+    """A signed delivery that is not an event we can read: Stripe sends none such, so sending it again cannot
+    help."""
+    logger.warning("refused a signed Stripe webhook: %s", problem)
+    return 400, {"error": problem}
+
+
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")  # Stripe's ids: a prefix, an underscore, letters and digits
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and _STRIPE_ID.fullmatch(value) is not None
+
+
+def _event_problem(event: Any) -> str | None:
+    """What keeps a parsed body from being a Stripe event, or None."""
+    if not isinstance(event, dict):
+        return "the body is not a Stripe event object"
+    if not _is_id(event.get("id")):
+        return "the event has no valid id"
+    if not isinstance(event.get("type"), str) or not event["type"]:
+        return "the event has no type"
+    return None
+
+
+def _object_problem(event_type: str, obj: Any) -> str | None:
+    """What keeps a handled event's data.object from naming what the event is about, or None."""
+    if not isinstance(obj, dict):
+        return "data.object is missing or not an object"
+    if not _is_id(obj.get("id")):
+        return "data.object has no valid id"
+    customer = obj.get("customer")
+    if (
+        event_type == "payment_method.attached"
+        and customer is not None
+        and not _is_id(stripe_sync.ref_id(customer))
+    ):
+        return "data.object.customer is not a customer id"
+    return None
 
 
 def _rereads(event_type: str, obj: dict[str, Any]) -> list[stripe_sync.Key]:
@@ -172,10 +270,7 @@ def _apply(
     `fetch` answers from what was read before the transaction (no Stripe call can happen here)."""
     kind = event_type.rsplit(".", 1)[0]
     if event_type == "customer.deleted":
-        customer = session.scalar(select(Customer).where(Customer.stripe_customer_id == obj["id"]))
-        if customer is not None:
-            customer.stripe_customer_id = None  # our record and its history stay; it is no longer in Stripe
-            customer.default_payment_method_id = None
+        stripe_sync.customer_gone(session, obj["id"])
     elif kind == "customer":
         stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
     elif kind == "payment_method":

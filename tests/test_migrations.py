@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from bot.db import Database, current_revision, make_engine, upgrade
-from bot.models import ActionAttempt, Base, Order
+from bot.models import ActionAttempt, Base, Customer, Order
 from tests.conftest import BACKENDS
 
 
@@ -27,7 +29,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0004"
+    assert current_revision(db.engine) == "0005"
 
 
 def test_the_database_itself_refuses_refunds_beyond_the_total(db):
@@ -50,27 +52,44 @@ def test_the_database_itself_refuses_refunds_beyond_the_total(db):
             )
 
 
-@pytest.fixture(params=BACKENDS)
-def database_at_0003(request, tmp_path):
-    """A database of each backend at revision 0003, the release before the ledger."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
+@contextlib.contextmanager
+def database_at(backend: str, revision: str, tmp_path) -> Iterator[Database]:
+    """A database of the backend migrated up to `revision` (PostgreSQL: in a schema of its own)."""
+    schema = f"at_{revision}"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / f'{schema}.db'}"
     else:
         admin = make_engine(os.environ["TEST_DATABASE_URL"])
         with admin.begin() as connection:
-            connection.execute(text("DROP SCHEMA IF EXISTS before_ledger CASCADE"))
-            connection.execute(text("CREATE SCHEMA before_ledger"))
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
         admin.dispose()
-        url = os.environ["TEST_DATABASE_URL"] + "?options=-csearch_path%3Dbefore_ledger"
+        url = os.environ["TEST_DATABASE_URL"] + f"?options=-csearch_path%3D{schema}"
     database = Database(url)
-    upgrade(database.engine, "0003")
-    yield database
-    database.dispose()
-    if request.param != "sqlite":
-        admin = make_engine(os.environ["TEST_DATABASE_URL"])
-        with admin.begin() as connection:
-            connection.execute(text("DROP SCHEMA before_ledger CASCADE"))
-        admin.dispose()
+    upgrade(database.engine, revision)
+    try:
+        yield database
+    finally:
+        database.dispose()
+        if backend != "sqlite":
+            admin = make_engine(os.environ["TEST_DATABASE_URL"])
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0003(request, tmp_path):
+    """A database of each backend at revision 0003, the release before the ledger."""
+    with database_at(request.param, "0003", tmp_path) as database:
+        yield database
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0004(request, tmp_path):
+    """A database of each backend at revision 0004, the release before emails of Stripe's full length."""
+    with database_at(request.param, "0004", tmp_path) as database:
+        yield database
 
 
 def test_requests_left_open_by_the_previous_release_are_carried_into_the_ledger(database_at_0003):
@@ -128,3 +147,35 @@ def test_requests_left_open_by_the_previous_release_are_carried_into_the_ledger(
         )
         assert (cancel.status, cancel.key.endswith("!failed:2"), cancel.reserved) == ("failed", True, 0)
         assert s.get(Order, 1).amount_refund_pending == 1000
+
+
+def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
+    """Customers with their orders, lines, refunds, subscriptions and search terms come through the upgrade, which
+    on SQLite must not rebuild the customers table (that would cascade-delete everything that belongs to them)."""
+    from tests import factories as make
+
+    db = database_at_0004
+    with db.session() as s:
+        jane = make.customer(s, name="Jane Doe", email="jane@example.com")
+        make.order(s, jane, 5000)
+        make.subscription(s, jane)
+        customer_id = jane.id
+    before = _row_counts(db)
+
+    db.upgrade()
+
+    assert current_revision(db.engine) == "0005"
+    assert _row_counts(db) == before and before["orders"] == 1 and before["customer_search_terms"] > 0
+    long_email = "a" * 500 + "@example.com"
+    with db.session() as s:
+        s.get(Customer, customer_id).email = long_email
+    with db.session() as s:
+        assert s.get(Customer, customer_id).email == long_email
+
+
+def _row_counts(db) -> dict[str, int]:
+    with db.engine.connect() as connection:
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in Base.metadata.sorted_tables
+        }
