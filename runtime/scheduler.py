@@ -53,7 +53,9 @@ class RunningJobs:
             return [name for name, count in self._running.items() if count]
 
 
-def run_scheduler(settings: Settings, jobs: dict[str, Callable[..., object]]) -> int:
+def run_scheduler(
+    settings: Settings, jobs: dict[str, Callable[..., object]], *, stop_within: float = STOP_WITHIN
+) -> int:
     """Missed payments every few minutes (starting now), lost Stripe answers settled every 5 minutes, email sync
     daily; one run of each job at a time."""
     stopping = threading.Event()
@@ -78,7 +80,8 @@ def run_scheduler(settings: Settings, jobs: dict[str, Callable[..., object]]) ->
             signal.Signals(signum).name,
         )
         stopping.set()
-        scheduler.shutdown(wait=False)  # no new runs; the running ones are waited for below, for a while
+        if scheduler.running:  # a signal during start-up stops it before it starts
+            scheduler.shutdown(wait=False)  # no new runs; the running ones are waited for below, for a while
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -89,14 +92,15 @@ def run_scheduler(settings: Settings, jobs: dict[str, Callable[..., object]]) ->
         SETTLE_EVERY_MINUTES,
         settings.email_sync_at,
     )
-    scheduler.start()
-    unfinished = running.wait_until_done(STOP_WITHIN)
+    if not stopping.is_set():
+        scheduler.start()
+    unfinished = running.wait_until_done(stop_within)
     if unfinished:
         logger.warning(
             "scheduler stopped with %s still running after %s s: left as a crash would leave it; the next run "
             "carries on",
             ", ".join(unfinished),
-            STOP_WITHIN,
+            stop_within,
         )
         logging.shutdown()
         os._exit(0)  # the job's worker thread would otherwise hold the process open until it ends

@@ -318,3 +318,46 @@ def test_sigterm_stops_the_clock_within_20_s_after_the_alert_in_hand_and_loses_n
             == failed
         )
     assert sorted(announced) == sorted(failed), "each missed payment announced once"
+
+
+STUCK_CLOCK = """
+import logging, sys, threading
+from bot.settings import Settings
+from runtime.scheduler import run_scheduler
+
+logging.basicConfig(level=logging.INFO)
+
+def stuck(stopping=None):
+    print("job started", flush=True)
+    threading.Event().wait()  # a job that never looks at the stop flag
+
+def idle(stopping=None):
+    pass
+
+jobs = {"missed-payments": stuck, "settle-unanswered": idle, "email-sync": idle}
+sys.exit(run_scheduler(Settings(), jobs, stop_within=float(sys.argv[1])))
+"""
+
+
+def test_a_job_that_does_not_stop_is_left_behind_when_the_stop_budget_runs_out(tmp_path):
+    log = tmp_path / "clock.log"
+    with open(log, "w") as out:
+        clock_process = subprocess.Popen(
+            [sys.executable, "-c", STUCK_CLOCK, "1"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "job started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the process's output for the job to be running
+        signalled = time.monotonic()
+        clock_process.send_signal(signal.SIGTERM)
+        clock_process.wait(timeout=20)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if clock_process.poll() is None:
+            clock_process.kill()
+    output = log.read_text()
+
+    assert clock_process.returncode == 0, output
+    assert 1 <= stopped_after < 10, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert "missed-payments still running after 1.0 s" in output
