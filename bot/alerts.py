@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
@@ -79,7 +79,7 @@ def to_announce(db: Database, *, limit: int, now: datetime) -> list[Due]:
         ]
 
 
-def _abandoned(now: datetime):
+def _abandoned(now: datetime) -> ColumnElement[bool]:
     return MissedPaymentAlert.posted_at.is_(None) & (MissedPaymentAlert.claimed_at <= now - ABANDONED_CLAIM)
 
 
