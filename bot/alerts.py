@@ -3,14 +3,20 @@
 A payment is missed while it is `failed` and its subscription or plan has not ended. Each is announced once: the
 job first inserts its row in `missed_payment_alerts` (unique per payment), and only the process whose insert
 succeeds posts. So repeated runs, restarts and two schedulers at once never announce a payment twice.
+
+A claim that was never marked posted may still have a message behind it (the process died after Slack took the
+post, or Slack's answer was lost). Each alert carries message metadata naming its payment, so before such a claim
+is taken again the job looks for that message in the channel's history and, if it is there, records it instead of
+posting a second one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
@@ -19,30 +25,77 @@ from bot.money import Money
 from bot.naming import shown_name
 from bot.viewmodels import MissedPayment
 
-# A claim whose post never landed (the process died in between) is tried again after this long.
+# A claim not marked posted after this long belongs to a run that died (claim, post and mark take seconds, each
+# Slack call being bounded by the jobs' client timeout): a later run may take it over, after looking in the channel.
 ABANDONED_CLAIM = timedelta(minutes=10)
+# How far before an abandoned claim the channel's history is searched: our clock against Slack's timestamps.
+HISTORY_MARGIN = timedelta(minutes=5)
+ALERT_EVENT = "missed_payment_alert"  # the metadata event type of every missed-payment alert
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
 
 
-def to_announce(db: Database, *, limit: int, now: datetime) -> list[MissedPayment]:
-    """Missed payments with no alert yet (or an abandoned one), oldest first."""
-    stale = now - ABANDONED_CLAIM
+@dataclass(frozen=True)
+class Abandoned:
+    """A claim whose run died or lost Slack's answer: its alert may be in `channel` already, posted after
+    `claimed_at`."""
+
+    channel: str
+    claimed_at: datetime
+
+    @property
+    def search_from(self) -> datetime:
+        return self.claimed_at - HISTORY_MARGIN
+
+
+@dataclass(frozen=True)
+class Due:
+    missed: MissedPayment
+    abandoned: Abandoned | None  # None: nobody has claimed this alert yet
+
+
+def to_announce(db: Database, *, limit: int, now: datetime) -> list[Due]:
+    """Missed payments with no alert yet, oldest first, then those whose claim was abandoned: so alerts waiting for
+    the channel's history to be readable never hold new ones back."""
     with db.session() as session:
         rows = session.execute(
-            select(Payment, Recurring, Customer)
+            select(Payment, Recurring, Customer, MissedPaymentAlert)
             .join(Recurring, Recurring.id == Payment.recurring_id)
             .join(Customer, Customer.id == Recurring.customer_id)
             .outerjoin(MissedPaymentAlert, MissedPaymentAlert.payment_id == Payment.id)
             .where(
                 Payment.status == PaymentStatus.FAILED.value,
                 Recurring.status.not_in(_ENDED),
-                (MissedPaymentAlert.id.is_(None))
-                | (MissedPaymentAlert.posted_at.is_(None) & (MissedPaymentAlert.claimed_at < stale)),
+                (MissedPaymentAlert.id.is_(None)) | _abandoned(now),
             )
-            .order_by(Payment.due_at, Payment.id)
+            .order_by(MissedPaymentAlert.id.is_not(None), Payment.due_at, Payment.id)
             .limit(limit)
         ).all()
-        return [_missed(payment, recurring, customer) for payment, recurring, customer in rows]
+        return [
+            Due(
+                _missed(payment, recurring, customer),
+                Abandoned(alert.channel, alert.claimed_at) if alert else None,
+            )
+            for payment, recurring, customer, alert in rows
+        ]
+
+
+def _abandoned(now: datetime) -> ColumnElement[bool]:
+    return MissedPaymentAlert.posted_at.is_(None) & (MissedPaymentAlert.claimed_at <= now - ABANDONED_CLAIM)
+
+
+def alert_metadata(payment_id: int) -> dict[str, Any]:
+    """The message metadata each alert is posted with, so the alert of a payment can be found in the channel."""
+    return {"event_type": ALERT_EVENT, "event_payload": {"payment_id": payment_id}}
+
+
+def alerted_payment(metadata: dict[str, Any] | None) -> int | None:
+    """The payment a message's metadata names, when the message is a missed-payment alert."""
+    if not metadata or metadata.get("event_type") != ALERT_EVENT:
+        return None
+    payment_id = (metadata.get("event_payload") or {}).get("payment_id")
+    if isinstance(payment_id, str) and payment_id.isdigit():  # in case Slack hands numbers back as strings
+        return int(payment_id)
+    return payment_id if isinstance(payment_id, int) and not isinstance(payment_id, bool) else None
 
 
 def _missed(payment: Payment, recurring: Recurring, customer: Customer) -> MissedPayment:
@@ -64,34 +117,55 @@ def claim(db: Database, payment_id: int, channel: str, *, now: datetime) -> bool
     """Take the announcement of this payment; False when another run already has it."""
     try:
         with db.session() as session:
-            abandoned = session.execute(
-                update(MissedPaymentAlert)
-                .where(
-                    MissedPaymentAlert.payment_id == payment_id,
-                    MissedPaymentAlert.posted_at.is_(None),
-                    MissedPaymentAlert.claimed_at < now - ABANDONED_CLAIM,
-                )
-                .values(claimed_at=now, channel=channel)
-            )
-            if abandoned.rowcount == 1:
-                return True
             session.add(MissedPaymentAlert(payment_id=payment_id, channel=channel, claimed_at=now))
         return True
     except IntegrityError:
         return False
 
 
-def posted(db: Database, payment_id: int, message_ts: str, *, now: datetime) -> None:
+def take_over(db: Database, payment_id: int, abandoned: Abandoned, channel: str, *, now: datetime) -> bool:
+    """Take over an abandoned claim once the channel's history showed no alert for it; False when another run
+    took it over first."""
+    with db.session() as session:
+        taken = session.execute(
+            update(MissedPaymentAlert)
+            .where(
+                MissedPaymentAlert.payment_id == payment_id,
+                MissedPaymentAlert.posted_at.is_(None),
+                MissedPaymentAlert.claimed_at == abandoned.claimed_at,
+            )
+            .values(claimed_at=now, channel=channel)
+        )
+        return taken.rowcount == 1
+
+
+def posted(db: Database, payment_id: int, channel: str, message_ts: str, *, now: datetime) -> None:
+    """The alert is in `channel` (posted now, or found there from an abandoned claim)."""
     with db.session() as session:
         session.execute(
             update(MissedPaymentAlert)
-            .where(MissedPaymentAlert.payment_id == payment_id)
-            .values(message_ts=message_ts, posted_at=now)
+            .where(MissedPaymentAlert.payment_id == payment_id, MissedPaymentAlert.posted_at.is_(None))
+            .values(channel=channel, message_ts=message_ts, posted_at=now)
+        )
+
+
+def give_up(db: Database, payment_id: int, *, now: datetime) -> None:
+    """The post failed in a way that may have left the alert in the channel: abandon the claim at once, so the
+    next run looks in the channel before posting again."""
+    with db.session() as session:
+        session.execute(
+            update(MissedPaymentAlert)
+            .where(
+                MissedPaymentAlert.payment_id == payment_id,
+                MissedPaymentAlert.posted_at.is_(None),
+                MissedPaymentAlert.claimed_at == now,
+            )
+            .values(claimed_at=now - ABANDONED_CLAIM)
         )
 
 
 def release(db: Database, payment_id: int) -> None:
-    """The post failed: let a later run announce it."""
+    """The post certainly left nothing in the channel: let a later run announce it afresh."""
     with db.session() as session:
         session.execute(
             delete(MissedPaymentAlert).where(

@@ -2,7 +2,9 @@
 
 `LocalSlack` answers the Web API calls the bot makes and the messages it posts to response URLs, keeps the
 conversation as a person would see it (ephemeral messages replaced in place, shared ones posted), and refuses
-any message Slack would refuse, with Slack's own error codes. `SlackPerson` sends the bot exactly what Slack
+any message Slack would refuse, with Slack's own error codes. It keeps each message's metadata and answers
+`conversations.history` with it, and a test can make it misbehave the ways Slack does: refuse a method, take a
+call and lose the answer, or take it and answer only when told. `SlackPerson` sends the bot exactly what Slack
 sends: signed, form-encoded slash commands and `payload=` JSON for button clicks.
 
 The terminal shell and the test suite both drive the real app through these two.
@@ -10,6 +12,7 @@ The terminal shell and the test suite both drive the real app through these two.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -21,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from blocks.limits import message_problems
 
@@ -41,6 +44,9 @@ class SlackMessage:
     blocks: list[dict[str, Any]]
     visible_to: str | None = None  # a user id for an ephemeral message; None when everyone sees it
     deleted: bool = False
+    metadata: dict[str, Any] | None = (
+        None  # what the app attached (event_type, event_payload); people never see it
+    )
 
     @property
     def ephemeral(self) -> bool:
@@ -51,6 +57,24 @@ class SlackMessage:
 class ApiCall:
     method: str
     args: dict[str, Any]
+
+
+@dataclass
+class HeldAnswer:
+    """A Web API call Slack has carried out and not answered yet: `reached` is set once it has been carried out,
+    and the answer goes out on `release()` (into the void, if the caller is gone by then)."""
+
+    method: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+_LOST = "lost"  # carry the call out, then close the connection without answering
+
+HISTORY_LIMIT = 999  # conversations.history's largest page
 
 
 @dataclass
@@ -74,6 +98,9 @@ class LocalSlack:
         self.socket_mode_url: str | None = None  # what apps.connections.open hands a Socket Mode client
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._ts = itertools.count(1)
+        self._last_ts = 0  # in microseconds: each message's ts is its posting time, unique like Slack's
+        self._refusals: dict[str, str] = {}  # method -> the error every call of it is answered with
+        self._after: dict[str, HeldAnswer | str] = {}  # method -> what happens to the answer of its next call
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -139,6 +166,34 @@ class LocalSlack:
         with self._lock:
             return next(m for m in self.messages if m.ts == ts)
 
+    # Misbehaving as Slack does ---------------------------------------------------------------------------
+
+    def refuse(self, method: str, error: str = "internal_error") -> None:
+        """Answer every call of `method` with this error, doing nothing, until `accept(method)`."""
+        with self._lock:
+            self._refusals[method] = error
+
+    def accept(self, method: str) -> None:
+        with self._lock:
+            self._refusals.pop(method, None)
+
+    def hold_answer(self, method: str) -> HeldAnswer:
+        """Carry out the next call of `method`, then keep its answer until the returned hold is released."""
+        held = HeldAnswer(method)
+        with self._lock:
+            self._after[method] = held
+        return held
+
+    def lose_answer(self, method: str) -> None:
+        """Carry out the next call of `method`, then drop the connection without answering, as when the network
+        fails between Slack and the app."""
+        with self._lock:
+            self._after[method] = _LOST
+
+    def _answer_fate(self, method: str) -> HeldAnswer | str | None:
+        with self._lock:
+            return self._after.pop(method, None)
+
     # Used by SlackPerson ---------------------------------------------------------------------------------
 
     def new_response_url(self, channel: str, user: str, message_ts: str | None) -> str:
@@ -160,17 +215,64 @@ class LocalSlack:
 
     # Internals -------------------------------------------------------------------------------------------
 
-    def _post(self, channel: str, body: dict[str, Any], visible_to: str | None) -> SlackMessage:
-        message = SlackMessage(
-            ts=f"{1_700_000_000 + next(self._ts)}.000100",
-            channel=channel,
-            text=body.get("text", ""),
-            blocks=_with_block_ids(body.get("blocks", [])),
-            visible_to=visible_to,
-        )
+    def _post(
+        self,
+        channel: str,
+        body: dict[str, Any],
+        visible_to: str | None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SlackMessage:
         with self._lock:
+            self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)
+            message = SlackMessage(
+                ts=f"{self._last_ts // 1_000_000}.{self._last_ts % 1_000_000:06d}",
+                channel=channel,
+                text=body.get("text", ""),
+                blocks=_with_block_ids(body.get("blocks", [])),
+                visible_to=visible_to,
+                metadata=metadata,
+            )
             self.messages.append(message)
         return message
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: a channel's messages newest first, between `oldest` and `latest` (exclusive
+        unless `inclusive`), `limit` at a time with a cursor; metadata only when `include_all_metadata`."""
+        try:
+            oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+            limit = min(int(args.get("limit") or 100), HISTORY_LIMIT)
+            start = (
+                int(base64.b64decode(args["cursor"]).decode().removeprefix("next_ts:"))
+                if args.get("cursor")
+                else 0
+            )
+        except (ValueError, TypeError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if limit < 1:
+            return {"ok": False, "error": "invalid_limit"}
+        inclusive, metadata = _truthy(args.get("inclusive")), _truthy(args.get("include_all_metadata"))
+        with self._lock:
+            in_range = [
+                m
+                for m in reversed(self.messages)
+                if m.channel == args.get("channel")
+                and not m.ephemeral
+                and not m.deleted
+                and (oldest <= float(m.ts) if inclusive else oldest < float(m.ts))
+                and (float(m.ts) <= latest if inclusive else float(m.ts) < latest)
+            ]
+        page = in_range[start : start + limit]
+        has_more = start + limit < len(in_range)
+        answer: dict[str, Any] = {
+            "ok": True,
+            "messages": [_as_history(m, metadata) for m in page],
+            "has_more": has_more,
+            "pin_count": 0,
+        }
+        if has_more:
+            cursor = base64.b64encode(f"next_ts:{start + limit}".encode()).decode()
+            answer["response_metadata"] = {"next_cursor": cursor}
+        return answer
 
     def _refuse(self, where: str, problems: list[str]) -> None:
         with self._lock:
@@ -208,6 +310,11 @@ class LocalSlack:
     def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self.calls.append(ApiCall(method, args))
+            refusal = self._refusals.get(method)
+        if refusal:
+            return {"ok": False, "error": refusal}
+        if method == "conversations.history":
+            return self._history(args)
         if method == "auth.test":
             return {
                 "ok": True,
@@ -229,13 +336,19 @@ class LocalSlack:
             if problems:
                 self._refuse(method, problems)
                 return {"ok": False, "error": "invalid_blocks", "response_metadata": {"messages": problems}}
+            metadata = _json_field(args.get("metadata"))
             if method == "chat.update":
                 message = self.message(args["ts"])
                 message.text, message.blocks = args.get("text", ""), _with_block_ids(blocks)
+                if metadata:
+                    message.metadata = metadata
                 return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
             visible_to = args.get("user") if method == "chat.postEphemeral" else None
             message = self._post(
-                args["channel"], {"text": args.get("text", ""), "blocks": blocks}, visible_to
+                args["channel"],
+                {"text": args.get("text", ""), "blocks": blocks},
+                visible_to,
+                metadata if method == "chat.postMessage" else None,
             )
             key = "message_ts" if visible_to else "ts"
             return {"ok": True, "channel": args["channel"], key: message.ts}
@@ -273,18 +386,42 @@ class LocalSlack:
                     )
                     self._send(status, "text/plain", text.encode())
                 elif self.path.startswith("/api/"):
-                    answer = slack._api(self.path.removeprefix("/api/"), _parse_body(raw, self.headers))
-                    self._send(200, "application/json", json.dumps(answer).encode())
+                    self._answer_api(self.path.removeprefix("/api/"), _parse_body(raw, self.headers))
                 else:
                     self._send(404, "text/plain", b"not found")
                 slack._notify()
 
+            def do_GET(self) -> None:  # slack_sdk reads (conversations.history) with GET and query parameters
+                url = urlsplit(self.path)
+                if url.path.startswith("/api/"):
+                    self._answer_api(url.path.removeprefix("/api/"), dict(parse_qsl(url.query)))
+                else:
+                    self._send(404, "text/plain", b"not found")
+                slack._notify()
+
+            def _answer_api(self, method: str, args: dict[str, Any]) -> None:
+                answer = slack._api(method, args)
+                fate = slack._answer_fate(method)
+                if fate == _LOST:
+                    self.close_connection = True
+                    return
+                if isinstance(fate, HeldAnswer):
+                    slack._notify()
+                    fate.reached.set()
+                    fate.released.wait(timeout=60)
+                self._send(200, "application/json", json.dumps(answer).encode())
+
             def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (
+                    OSError
+                ):  # the caller is gone (killed, or it gave up waiting): as with Slack, nobody hears
+                    self.close_connection = True
 
             def log_message(self, *_args: object) -> None:
                 pass
@@ -355,6 +492,26 @@ def _with_block_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _json_field(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _as_history(message: SlackMessage, with_metadata: bool) -> dict[str, Any]:
+    """A message as conversations.history lists it (every message here is the app's own)."""
+    listed: dict[str, Any] = {
+        "type": "message",
+        "ts": message.ts,
+        "text": message.text,
+        "blocks": message.blocks,
+        "user": BOT_USER_ID,
+        "bot_id": "B0LOCAL01",
+        "app_id": APP_ID,
+    }
+    if with_metadata and message.metadata:
+        listed["metadata"] = message.metadata
+    return listed
 
 
 class TrackedExecutor(ThreadPoolExecutor):

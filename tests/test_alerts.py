@@ -3,21 +3,25 @@ runs, updated when the payment is made, with buttons that work; `run-job` and th
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select, update
 
+from bot.alerts import ABANDONED_CLAIM, alerted_payment
 from bot.models import MissedPaymentAlert, Payment
 from devkit.local_slack import SlackPerson, wsgi_transport
-from runtime.jobs import run_missed_payments
+from runtime.jobs import jobs_slack_client, run_missed_payments
 from tests import factories as make
+from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET
 from tests.slack_text import buttons, text_of
 
@@ -41,7 +45,7 @@ def missed(db):
 
 
 def client_for(slack) -> WebClient:
-    return WebClient(token="xoxb-test", base_url=slack.api_url)
+    return jobs_slack_client("xoxb-test", slack.api_url)
 
 
 def clock():
@@ -102,8 +106,7 @@ def test_a_later_payment_updates_the_alert(db, slack, missed):
 
 
 def test_a_failed_post_is_tried_again_next_run(db, slack, missed):
-    unreachable = WebClient(token="xoxb-test", base_url="http://127.0.0.1:9/api/")
-    unreachable.retry_handlers.clear()
+    unreachable = jobs_slack_client("xoxb-test", "http://127.0.0.1:9/api/")
 
     assert run_missed_payments(db, unreachable, CHANNEL, clock=clock).announced == 0
     assert run_missed_payments(db, client_for(slack), CHANNEL, clock=clock).announced == 1
@@ -184,3 +187,177 @@ def test_the_clock_process_runs_the_alerts_and_stops_cleanly_on_sigterm(db, slac
     output = log.read_text()
     assert clock_process.returncode == 0, output
     assert "scheduler started" in output and "SIGTERM received" in output and "scheduler stopped" in output
+
+
+# Exactly once when the job dies or loses Slack's answer at the worst moment ------------------------------------
+
+
+def alert_row(db) -> MissedPaymentAlert:
+    with db.session() as s:
+        row = s.scalar(select(MissedPaymentAlert))
+        s.expunge(row)
+        return row
+
+
+def job_process(db, slack, tmp_path, *command: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", *command],
+        env=cli_env(db, slack, ALERTS_CHANNEL=CHANNEL),
+        cwd=tmp_path,
+        stdout=open(tmp_path / "job.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_a_job_killed_between_posting_and_marking_finds_its_alert_instead_of_posting_again(
+    db, slack, missed, tmp_path
+):
+    held = slack.hold_answer("chat.postMessage")  # Slack posts the alert and keeps the answer
+    job = job_process(db, slack, tmp_path, "run-job", "missed-payments")
+    try:
+        assert held.reached.wait(60), (tmp_path / "job.log").read_text()
+        job.kill()  # SIGKILL: the alert is in the channel, the job never learns its ts nor marks it posted
+        job.wait(timeout=30)
+    finally:
+        held.release()
+        if job.poll() is None:
+            job.kill()
+    [alert] = slack.visible(CHANNEL, "U0ANYONE01")
+    assert alert_row(db).posted_at is None
+
+    later = Clock()
+    too_soon = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+    later.advance(ABANDONED_CLAIM + timedelta(seconds=1))
+    after = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+    again = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+
+    assert (too_soon.announced, too_soon.found) == (0, 0), "a fresh claim is nobody else's business"
+    assert (after.announced, after.found) == (0, 1)
+    assert (again.announced, again.found) == (0, 0)
+    assert slack.visible(CHANNEL, "U0ANYONE01") == [alert] and len(posts(slack)) == 1
+    row = alert_row(db)
+    assert row.message_ts == alert.ts and row.posted_at is not None
+    [looked] = [c for c in slack.calls if c.method == "conversations.history"]
+    assert looked.args["channel"] == CHANNEL and looked.args["include_all_metadata"] in ("1", "true")
+    assert float(looked.args["oldest"]) < float(alert.ts), "the search reaches back before the claim"
+
+
+@pytest.mark.parametrize("first_try", ["answer lost", "Slack failed"])
+def test_while_the_channel_history_cannot_be_read_a_maybe_posted_alert_waits_then_goes_out_once(
+    db, slack, missed, first_try, caplog
+):
+    later = Clock()
+    if first_try == "answer lost":
+        slack.lose_answer("chat.postMessage")  # the alert goes up; the connection drops before the answer
+    else:
+        slack.refuse("chat.postMessage", "internal_error")  # Slack says part of the work may have been done
+
+    first = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+    in_channel_after_first = len(slack.visible(CHANNEL, "U0ANYONE01"))
+    slack.accept("chat.postMessage")
+    slack.refuse("conversations.history", "internal_error")
+    with caplog.at_level(logging.ERROR, logger="customer_bot.jobs"):
+        blind = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+    slack.accept("conversations.history")
+    sighted = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+    again = run_missed_payments(db, client_for(slack), CHANNEL, clock=later)
+
+    landed = first_try == "answer lost"
+    assert first.announced == 0 and in_channel_after_first == (1 if landed else 0)
+    assert (blind.announced, blind.waiting) == (0, 1)
+    assert any(f"payment {missed['payment']} may already be in" in r.getMessage() for r in caplog.records)
+    assert (sighted.found, sighted.announced) == ((1, 0) if landed else (0, 1))
+    assert (again.found, again.announced, again.waiting) == (0, 0, 0)
+    [alert] = slack.visible(CHANNEL, "U0ANYONE01")
+    assert alert.metadata == {
+        "event_type": "missed_payment_alert",
+        "event_payload": {"payment_id": missed["payment"]},
+    }
+    assert alert_row(db).message_ts == alert.ts
+
+
+def test_sigterm_stops_the_clock_within_20_s_after_the_alert_in_hand_and_loses_none(db, slack, tmp_path):
+    with db.session() as s:
+        for i in range(3):
+            plan = make.subscription(s, make.customer(s, f"Person Number{i}"), f"Plan {i}")
+            make.payment(s, plan, "failed", reason="Insufficient funds.")
+    held = slack.hold_answer("chat.postMessage")  # the job is in the middle of its first alert
+    clock_process = job_process(db, slack, tmp_path, "scheduler")
+    log = tmp_path / "job.log"
+    try:
+        assert held.reached.wait(60), log.read_text()
+        signalled = time.monotonic()
+        clock_process.send_signal(signal.SIGTERM)
+        deadline = signalled + 20
+        while "SIGTERM received" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the process's log for the moment it heard the signal
+        held.release()
+        clock_process.wait(timeout=30)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        held.release()
+        if clock_process.poll() is None:
+            clock_process.kill()
+    output = log.read_text()
+
+    assert clock_process.returncode == 0, output
+    assert stopped_after < 20, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert len(posts(slack)) == 1, "the alert in hand was finished, no other begun"
+    assert "scheduler stopped" in output
+    next_run = run_missed_payments(db, client_for(slack), CHANNEL, clock=Clock())
+    assert next_run.announced == 2
+    announced = [alerted_payment(m.metadata) for m in slack.visible(CHANNEL, "U0ANYONE01")]
+    with db.session() as s:
+        failed = set(s.scalars(select(Payment.id).where(Payment.status == "failed")))
+        assert (
+            set(
+                s.scalars(
+                    select(MissedPaymentAlert.payment_id).where(MissedPaymentAlert.posted_at.is_not(None))
+                )
+            )
+            == failed
+        )
+    assert sorted(announced) == sorted(failed), "each missed payment announced once"
+
+
+STUCK_CLOCK = """
+import logging, sys, threading
+from bot.settings import Settings
+from runtime.scheduler import run_scheduler
+
+logging.basicConfig(level=logging.INFO)
+
+def stuck(stopping=None):
+    print("job started", flush=True)
+    threading.Event().wait()  # a job that never looks at the stop flag
+
+def idle(stopping=None):
+    pass
+
+jobs = {"missed-payments": stuck, "settle-unanswered": idle, "email-sync": idle}
+sys.exit(run_scheduler(Settings(), jobs, stop_within=float(sys.argv[1])))
+"""
+
+
+def test_a_job_that_does_not_stop_is_left_behind_when_the_stop_budget_runs_out(tmp_path):
+    log = tmp_path / "clock.log"
+    with open(log, "w") as out:
+        clock_process = subprocess.Popen(
+            [sys.executable, "-c", STUCK_CLOCK, "1"], stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "job started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the process's output for the job to be running
+        signalled = time.monotonic()
+        clock_process.send_signal(signal.SIGTERM)
+        clock_process.wait(timeout=20)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if clock_process.poll() is None:
+            clock_process.kill()
+    output = log.read_text()
+
+    assert clock_process.returncode == 0, output
+    assert 1 <= stopped_after < 10, f"stopped {stopped_after:.1f} s after SIGTERM"
+    assert "missed-payments still running after 1.0 s" in output
