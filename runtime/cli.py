@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from bot.settings import MissingSetting, Settings
+from runtime.startup import CannotStart
 
 # Commands other packages add (the dev tooling's `shell` and `seed`): each entry point names an object with
 # `help`, `log_level`, `add_arguments(parser)` and `run(args, settings) -> int`. The runtime never imports them.
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except MissingSetting as missing:
         print(f"customer-bot: {missing}", file=sys.stderr)
         return 2
+    except CannotStart as reason:
+        print(f"customer-bot: {reason}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"customer-bot: {error}", file=sys.stderr)
         return 2
@@ -64,10 +68,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         from runtime.app import create_app
+        from runtime.startup import MigratingDatabase, check_slack_tokens
 
         settings.require_slack(socket_mode=True)
-        db = Database(settings.database_url)
-        db.upgrade()
+        check_slack_tokens(settings, socket_mode=True)
+        db = MigratingDatabase(settings.database_url)
+        db.start()
         SocketModeHandler(create_app(settings, db), settings.slack_app_token).start()
         return 0
     if args.command in ("scheduler", "run-job"):
