@@ -19,6 +19,9 @@ from bot.settings import Settings
 
 logger = logging.getLogger("customer_bot.startup")
 
+_quiet = logging.getLogger("customer_bot.startup.slack_check")
+_quiet.propagate = False
+_quiet.addHandler(logging.NullHandler())
 SLACK_CHECK_TIMEOUT = 10  # seconds; Slack answers auth.test in well under one
 
 
@@ -36,7 +39,13 @@ def check_slack_tokens(settings: Settings, *, socket_mode: bool = False) -> None
 
 
 def _ask_slack(settings: Settings, variable: str, method: str, token: str | None) -> None:
-    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=SLACK_CHECK_TIMEOUT)
+    client = WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=SLACK_CHECK_TIMEOUT,
+        logger=_quiet,  # what goes wrong is said once, below, in one line
+        retry_handlers=[],  # a platform restarts a process that stops; retrying here only delays the line
+    )
     try:
         client.api_call(method)
     except SlackApiError as refused:
