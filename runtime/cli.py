@@ -68,13 +68,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         from runtime.app import create_app
-        from runtime.startup import MigratingDatabase, check_slack_tokens
+        from runtime.startup import MigratingDatabase, check_slack_token, socket_mode_address
 
         settings.require_slack(socket_mode=True)
-        check_slack_tokens(settings, socket_mode=True)
+        check_slack_token(settings)
+        address = socket_mode_address(settings)
         db = MigratingDatabase(settings.database_url)
         db.start()
-        SocketModeHandler(create_app(settings, db), settings.slack_app_token).start()
+        handler = SocketModeHandler(create_app(settings, db), settings.slack_app_token)
+        handler.client.wss_uri = address  # the address the check was given: it connects once, there
+        handler.start()
         return 0
     if args.command in ("scheduler", "run-job"):
         from runtime.jobs import scheduled_jobs

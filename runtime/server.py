@@ -16,7 +16,7 @@ import time
 from waitress.server import TcpWSGIServer
 
 from bot.settings import Settings
-from runtime.startup import CannotStart, MigratingDatabase, check_slack_tokens
+from runtime.startup import CannotStart, MigratingDatabase, check_slack_token
 from runtime.web import MAX_BODY_BYTES, WebApp
 
 logger = logging.getLogger("customer_bot.server")
@@ -136,7 +136,7 @@ def build_web_app(settings: Settings, db: MigratingDatabase) -> WebApp:
 
 def serve_http(settings: Settings) -> int:
     threads = web_threads()
-    check_slack_tokens(settings)  # before anything starts: a refused token is one line, not a traceback
+    check_slack_token(settings)  # before anything starts: a refused token is one line, not a traceback
     db = MigratingDatabase(settings.database_url)
     db.start()
     app = build_web_app(settings, db)

@@ -29,16 +29,19 @@ class CannotStart(Exception):
     """A front end must not start; the message is the one line to show."""
 
 
-def check_slack_tokens(settings: Settings, *, socket_mode: bool = False) -> None:
-    """Ask Slack once whether it accepts the tokens, before any server starts (Bolt would otherwise fail in the
-    middle of building the app, with a traceback)."""
+def check_slack_token(settings: Settings) -> None:
+    """Ask Slack once whether it accepts SLACK_BOT_TOKEN, before any server starts (Bolt would otherwise fail in
+    the middle of building the app, with a traceback)."""
     _ask_slack(settings, "SLACK_BOT_TOKEN", "auth.test", settings.slack_bot_token)
-    if socket_mode:
-        # Opening a connection is the only way to test an app-level token; the address it returns goes unused.
-        _ask_slack(settings, "SLACK_APP_TOKEN", "apps.connections.open", settings.slack_app_token)
 
 
-def _ask_slack(settings: Settings, variable: str, method: str, token: str | None) -> None:
+def socket_mode_address(settings: Settings) -> str:
+    """Ask Slack for a Socket Mode address with SLACK_APP_TOKEN: the only way to check an app-level token, and
+    the address the bot then connects to (so it opens one connection, not two)."""
+    return _ask_slack(settings, "SLACK_APP_TOKEN", "apps.connections.open", settings.slack_app_token)["url"]
+
+
+def _ask_slack(settings: Settings, variable: str, method: str, token: str | None) -> dict:
     client = WebClient(
         token=token,
         base_url=settings.slack_api_url,
@@ -47,7 +50,7 @@ def _ask_slack(settings: Settings, variable: str, method: str, token: str | None
         retry_handlers=[],  # a platform restarts a process that stops; retrying here only delays the line
     )
     try:
-        client.api_call(method)
+        return client.api_call(method).data  # type: ignore[return-value]
     except SlackApiError as refused:
         error = refused.response.get("error") if isinstance(refused.response.data, dict) else None
         if error:
