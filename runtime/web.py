@@ -89,9 +89,8 @@ class WebApp:
 
     def _slack(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         body = read_body(environ)
-        if _is_ssl_check(
-            body
-        ):  # Slack's certificate check on saving a command URL, unsigned; Bolt answers it
+        # Slack's certificate check when a command's URL is saved comes unsigned; Bolt answers it the same way.
+        if _is_ssl_check(body):
             return _answer(start_response, "200 OK", {})
         self._check_slack_signature(
             body, environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""), environ.get("HTTP_X_SLACK_SIGNATURE", "")
@@ -114,7 +113,9 @@ class WebApp:
             raise Refused("401 Unauthorized", "stale Slack signature")
         signed = b"v0:" + timestamp.encode() + b":" + body
         expected = b"v0=" + hmac.new(self.signing_secret, signed, hashlib.sha256).hexdigest().encode()
-        if not hmac.compare_digest(expected, signature.encode("latin-1")):  # WSGI headers are latin-1 strings
+        if not hmac.compare_digest(
+            expected, signature.encode("latin-1", "replace")
+        ):  # WSGI headers are latin-1 strings
             raise Refused("401 Unauthorized", "bad Slack signature")
 
     def _stripe(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -204,11 +205,7 @@ def _json_object(text: str) -> None:
 
 
 def _is_ssl_check(body: bytes) -> bool:
-    return (
-        len(body) < 200
-        and b"ssl_check=1" in body
-        and dict(parse_qsl(body.decode("latin-1"))).get("ssl_check") == "1"
-    )
+    return len(body) < 200 and dict(parse_qsl(body.decode("latin-1"))).get("ssl_check") == "1"
 
 
 def _first_line(error: Exception) -> str:

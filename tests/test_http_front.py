@@ -301,3 +301,8 @@ def test_the_in_process_front_refuses_a_claimed_size_without_reading(harness):
     assert (
         send("/slack/events", command(), {"Content-Type": FORM, "X-Slack-Request-Timestamp": "x"})[0] == 401
     )
+
+
+def test_slacks_unsigned_certificate_check_gets_its_200(harness):
+    send = wsgi_transport(harness.web)
+    assert send("/slack/events", b"ssl_check=1&token=legacy", {"Content-Type": FORM})[0] == 200
