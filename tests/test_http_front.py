@@ -211,7 +211,7 @@ def test_each_refusal_is_one_short_log_line(web):
 
 
 SLOW_CLIENTS = 20
-SLOW_SECONDS = 4
+SLOW_SECONDS = 3
 
 
 def test_clients_sending_a_byte_a_second_do_not_hold_up_slack(web, local_slack):
