@@ -1,6 +1,6 @@
 """Benchmark: /customer over the full HTTP path on a database of a million customers.
 
-Starts the real `customer-bot web` server (gunicorn) on the given database, sends it signed slash commands the way
+Starts the real `customer-bot web` server (waitress) on the given database, sends it signed slash commands the way
 Slack does, and measures each answer at the client: a surname (a list of the best 10 of many), an email (one
 record), and the name of a customer with 5,000 orders (their record card). Prints p50 / p99 / max and the server's
 peak memory.

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from bot.settings import MissingSetting, Settings
+from runtime.startup import CannotStart
 
 # Commands other packages add (the dev tooling's `shell` and `seed`): each entry point names an object with
 # `help`, `log_level`, `add_arguments(parser)` and `run(args, settings) -> int`. The runtime never imports them.
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except MissingSetting as missing:
         print(f"customer-bot: {missing}", file=sys.stderr)
         return 2
+    except CannotStart as reason:
+        print(f"customer-bot: {reason}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"customer-bot: {error}", file=sys.stderr)
         return 2
@@ -64,11 +68,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         from runtime.app import create_app
+        from runtime.startup import MigratingDatabase, check_slack_token, socket_mode_address
 
         settings.require_slack(socket_mode=True)
-        db = Database(settings.database_url)
-        db.upgrade()
-        SocketModeHandler(create_app(settings, db), settings.slack_app_token).start()
+        check_slack_token(settings)
+        address = socket_mode_address(settings)
+        db = MigratingDatabase(settings.database_url)
+        db.start()
+        handler = SocketModeHandler(create_app(settings, db), settings.slack_app_token)
+        handler.client.wss_uri = address  # the address the check was given: it connects once, there
+        handler.start()
         return 0
     if args.command in ("scheduler", "run-job"):
         from runtime.jobs import scheduled_jobs
