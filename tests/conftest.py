@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bot.db import Database, make_engine
 from bot.models import Base
@@ -35,7 +36,8 @@ def sqlite_template(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    url = os.environ["TEST_DATABASE_URL"]
+    """TEST_DATABASE_URL's database, emptied and migrated; under xdist each worker has its own beside it."""
+    url = _database_of_this_worker(os.environ["TEST_DATABASE_URL"])
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -43,6 +45,21 @@ def postgres_url() -> Iterator[str]:
     Database(url).upgrade()
     engine.dispose()
     yield url
+
+
+def _database_of_this_worker(url: str) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    engine = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -238,6 +238,7 @@ def test_the_same_event_twice_is_processed_once(db, web, own_stripe):
         signed({"x": 1}, secret="whsec_other")[1],
         signed({"x": 1}, at=int(time.time()) - 3600)[1],
     ],
+    ids=["missing", "malformed", "another secret", "an hour old"],
 )
 def test_a_bad_or_missing_signature_gets_400_and_nothing_is_stored(db, web, signature):
     body = json.dumps(
