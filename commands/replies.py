@@ -26,8 +26,8 @@ def telling_the_user(ack: Ack, respond: Respond, logger: logging.Logger) -> Iter
     """Turn any failure inside the block into a message for the person who asked; never a stack trace."""
     try:
         yield
-    except DatabaseUnavailable:
-        logger.exception("database unavailable")
+    except DatabaseUnavailable as down:  # an outage, not a bug: one line per request, no traceback
+        logger.warning("database unavailable: %s", down)
         _reply(ack, respond, notices.database_unavailable())
     except BadValue:
         _reply(ack, respond, notices.bad_value())

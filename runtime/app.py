@@ -10,6 +10,7 @@ from datetime import datetime
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 import commands
 from blocks.modals import audit_message
@@ -40,7 +41,7 @@ def create_app(
     milliseconds, well inside Slack's 3 seconds. Work that waits on Stripe runs in lazy listeners after the answer,
     on `listener_executor` (Bolt's own thread pool by default).
     """
-    client = client or WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = client or slack_client(settings)
     app = App(
         signing_secret=settings.slack_signing_secret,
         client=client,
@@ -56,6 +57,16 @@ def create_app(
     actions = actions or actions_for(settings, db, client, gateway=gateway, clock=clock)
     commands.register(app, commands.Services.of(Records(db), actions))
     return app
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The app's Slack client. slack_sdk's default one sends a request again when the connection breaks after it
+    was sent, which would post a second audit line Slack already took; this one only waits out rate limits."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)],
+    )
 
 
 def actions_for(

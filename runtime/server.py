@@ -114,16 +114,14 @@ def web_threads() -> int:
 
 def build_web_app(settings: Settings, db: MigratingDatabase) -> WebApp:
     """The WSGI application: the Bolt app on the configured database, wrapped with our routes."""
-    from slack_sdk import WebClient
-
     from bot.stripe_gateway import StripeGateway
     from bot.webhooks import StripeWebhooks
-    from runtime.app import actions_for, create_app
+    from runtime.app import actions_for, create_app, slack_client
 
     gateway = None
     if settings.stripe_api_key:
         gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    client = slack_client(settings)
     actions = actions_for(settings, db, client, gateway=gateway)
     webhooks = (
         StripeWebhooks(db, gateway, settings.stripe_webhook_secret, bot_made=actions.settler.bot_made)
