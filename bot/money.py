@@ -74,7 +74,8 @@ class InvalidAmount(ValueError):
     """Text that is not a usable amount of money; the message says why, in words for the person typing."""
 
 
-_AMOUNT = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$|^\d+(\.\d+)?$|^\.\d+$")
+# ASCII digits only: \d alone would take other scripts' digits ("١٢"), which a person did not mean to type here.
+_AMOUNT = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$|^\d+(\.\d+)?$|^\.\d+$", re.ASCII)
 
 
 def parse_amount(text: str, currency: str) -> int:
