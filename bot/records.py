@@ -26,7 +26,7 @@ from bot.models import (
 )
 from bot.money import Money
 from bot.naming import shown_name
-from bot.search import find_customers
+from bot.search import find_customers, order_number
 from bot.shared import Shared
 from bot.viewmodels import (
     BillingAddress,
@@ -450,6 +450,15 @@ class Records(Shared):
                 session, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
             )
             return result, card
+
+    def order_numbered(self, text: str) -> OrderRecord | None:
+        """The record of the order `text` names by its number (`100234` or `#100234`), if there is one."""
+        number = order_number(text)
+        if number is None:
+            return None
+        with self.db.session() as session:
+            order_id = session.scalar(select(Order.id).where(Order.number == number))
+            return None if order_id is None else order_record(session, order_id, None)
 
     def customer_card(
         self, state: CardState, *, recurring_page_size: int, orders_page_size: int

@@ -92,6 +92,12 @@ def index_customer(session: Session, customer: Customer) -> None:
     )
 
 
+def order_number(text: str) -> str | None:
+    """The order number `text` is, written `100234` or `#100234`; None when it is not one."""
+    number = _ORDER_NUMBER.match(text.strip())
+    return number.group(1) if number else None
+
+
 def query_words(text: str) -> list[str]:
     """The words to look up: split like names are (an email or a hyphenated name stays whole), at most a few,
     each cut short."""
@@ -109,9 +115,9 @@ def find_customers(session: Session, text: str) -> SearchResult:
     if _STRIPE_CUSTOMER_ID.match(text):
         found = list(session.scalars(select(Customer.id).where(Customer.stripe_customer_id == text)))
         return SearchResult(text, _matches(session, found), len(found))
-    number = _ORDER_NUMBER.match(text)
+    number = order_number(text)
     if number:
-        found = list(session.scalars(select(Order.customer_id).where(Order.number == number.group(1))))
+        found = list(session.scalars(select(Order.customer_id).where(Order.number == number)))
         if found:
             return SearchResult(text, _matches(session, found), len(found))
     words = query_words(text)

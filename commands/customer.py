@@ -1,4 +1,5 @@
-"""The /customer slash command: find a customer and answer with their record or a short list."""
+"""The /customer slash command: find a customer and answer with their record or a short list; an order number
+opens that order's record."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from slack_bolt import Ack, App, Respond
 
 from blocks import customer as customer_blocks
+from blocks import records as record_blocks
 from bot.records import Records
 from commands.replies import ephemeral, telling_the_user
 
@@ -18,6 +20,10 @@ def find_customer(
         text = command.get("text", "").strip()
         if not text:
             ack(**ephemeral(customer_blocks.usage()))
+            return
+        order = records.order_numbered(text)
+        if order is not None:
+            ack(**ephemeral(record_blocks.order_record(order)))
             return
         result, card = records.find(
             text,

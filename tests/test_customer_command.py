@@ -208,6 +208,26 @@ def test_order_record_shows_items_address_card_refunds_and_its_subscription(harn
     assert "Subscription: Pro Membership" in text_of(harness.slack.message(card.ts))
 
 
+def test_an_order_number_opens_that_order_and_its_back_button_the_customer(harness):
+    with harness.db.session() as s:
+        jane = make.customer(s, "Jane Doe")
+        make.order(s, jane, 1500)
+        wanted = make.order(s, jane, 4200, lines=[("Yoga mat", 1, 4200)])
+        number = wanted.number
+
+    for typed in (number, f"#{number}", f"  #{number} "):
+        record = harness.person.command(typed)
+        text = text_of(record)
+
+        assert record.ephemeral
+        assert f"Order #{number}" in text and "1 × Yoga mat · $42.00" in text, typed
+        assert "Lifetime value" not in text, "the order, not the customer card"
+
+    harness.person.click(record, label="Back to Jane Doe")
+    assert "Lifetime value" in text_of(harness.slack.message(record.ts))
+    assert "No customer matches “#999999999”" in text_of(harness.person.command("#999999999"))
+
+
 def test_share_posts_a_read_only_card_that_others_can_open_for_themselves(harness):
     with harness.db.session() as s:
         jane = make.customer(s)
