@@ -12,7 +12,9 @@ from bot.settings import Settings
 
 class Shell:
     help = "the bot in this terminal, on the embedded SQLite database with demo data"
-    log_level = logging.WARNING  # the shell is a conversation: only warnings belong between its messages
+    # Until the shell starts: from then on its log lines go to a file it names (see devkit.shell), never
+    # between the conversation's messages.
+    log_level = logging.WARNING
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
