@@ -44,16 +44,17 @@ HELP = """\
                      (/customer 100234 or /customer #100234) opens that order
   <number>           click the button with that number on the last message
   help               this help
-  quit               leave (Ctrl-D or Ctrl-C at the prompt leave too)
+  quit               leave; Ctrl-D or Ctrl-C at the prompt leaves too
 
-Keys: the arrows and the usual editing keys work in the line; Up and Down bring back the commands you typed
-before, in this run and earlier ones (kept in {history}); Tab completes /customer; Ctrl-U clears the line.
+Keys: the arrows and the usual editing keys work in the line, Ctrl-U clears it, Tab completes /customer,
+Up and Down bring back the commands typed before (in this run or earlier ones).
 
-A modal asks for each of its fields in turn; Enter keeps the value shown. cancel, back or quit (or Ctrl-C,
-Ctrl-D) closes it and nothing is done. When the app refuses a value, the fields are asked again with what you
-typed as their values, and ✗ with the app's reason above the field to change.
+In a modal the shell asks for each field in turn; Enter keeps the value shown. cancel, back or quit
+(or Ctrl-C, Ctrl-D) closes the modal and nothing is done. When the app refuses a value, the fields are
+asked again with what you typed as their values, and ✗ with the app's reason above the field to change.
 
-Log lines go to {log}, not into this conversation."""
+History: {history}
+Logs:    {log} (log lines go there, not into this conversation)"""
 
 
 class Keyboard(Protocol):
@@ -71,10 +72,15 @@ class Keyboard(Protocol):
 
 class TerminalKeyboard:
     """A person at a terminal: readline's line editing, Tab completion of the commands, and the commands typed
-    kept in a history file (a modal's answers are not kept: Up at the prompt brings back commands only)."""
+    kept in a history file (a modal's answers are not kept: Up at the prompt brings back commands only).
+
+    Ctrl-C interrupts only a question: SIGINT is blocked in this thread but while it waits for a line, and so in
+    every thread started meanwhile (they inherit the mask), so the signal always lands here and wakes input().
+    Pressed while the app is at work, it is held until the next question, so nothing is left half-done."""
 
     def __init__(self, history: Path) -> None:
         self.history = history
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             import readline
         except ImportError:  # a Python without readline (Windows): input() still reads lines
@@ -86,6 +92,7 @@ class TerminalKeyboard:
         with contextlib.suppress(OSError):  # no history yet, or one we cannot read: start afresh
             readline.read_history_file(history)
         readline.set_completer(self._complete)
+        readline.set_completer_delims(" \t\n")  # Python's own break words at /, as in /customer
         libedit = "libedit" in (readline.__doc__ or "")  # macOS's Python
         readline.parse_and_bind("bind ^I rl_complete" if libedit else "tab: complete")
 
@@ -102,6 +109,7 @@ class TerminalKeyboard:
         return self._input(prompt)
 
     def close(self) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         if self.readline:
             with contextlib.suppress(OSError):
                 self.readline.write_history_file(self.history)
@@ -116,10 +124,14 @@ class TerminalKeyboard:
     @staticmethod
     def _input(prompt: str) -> str:
         try:
+            # A Ctrl-C held while the app was at work is raised here, before the question is asked.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             return input(prompt)
         except (EOFError, KeyboardInterrupt):
-            print()  # the cursor is still on the prompt's line
+            print()  # the cursor is on the prompt's line
             raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 class LinesKeyboard:

@@ -82,7 +82,7 @@ def test_second_run_keeps_the_data_and_explains_odd_input(demo):
     assert "There is no button 42" in text
     assert "click the button with that number" in text
     assert "Up and Down bring back the commands" in text and "cancel, back or quit" in text, "help tells keys"
-    assert f"Log lines go to {demo / 'customer-records.shell.log'}" in text
+    assert f"Logs:    {demo / 'customer-records.shell.log'}" in text
 
 
 def test_customer_bot_shell_runs_on_the_embedded_default_and_logs_to_a_file(tmp_path):
