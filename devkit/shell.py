@@ -38,6 +38,7 @@ QUIT_WORDS = frozenset({"quit", "exit", "q"})
 # Typed as a modal's answer, these close the modal: nobody means them as an amount, a reason or a date.
 CLOSE_WORDS = frozenset({"cancel", "close", "back", *QUIT_WORDS})
 COMPLETIONS = ("/customer", "help", "quit")
+WAKE_EVERY = 0.1  # seconds; see TerminalKeyboard
 
 HELP = """\
   /customer <text>   find a customer by name, email or Stripe id (cus_…); an order number
@@ -76,11 +77,16 @@ class TerminalKeyboard:
 
     Ctrl-C interrupts only a question: SIGINT is blocked in this thread but while it waits for a line, and so in
     every thread started meanwhile (they inherit the mask), so the signal always lands here and wakes input().
-    Pressed while the app is at work, it is held until the next question, so nothing is left half-done."""
+    Pressed while the app is at work, it is held until the next question, so nothing is left half-done.
+
+    A Ctrl-C that lands after readline drew the prompt but before it waits for a key would wait for the next key
+    (CPython only looks at signals when that wait is interrupted), so while reading a timer interrupts the wait
+    every WAKE_EVERY seconds: a Ctrl-C is never lost."""
 
     def __init__(self, history: Path) -> None:
         self.history = history
-        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, _READING_SIGNALS)
+        self._alarm = signal.signal(signal.SIGALRM, _wake_up)
         try:
             import readline
         except ImportError:  # a Python without readline (Windows): input() still reads lines
@@ -110,6 +116,7 @@ class TerminalKeyboard:
 
     def close(self) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        signal.signal(signal.SIGALRM, self._alarm)
         if self.readline:
             with contextlib.suppress(OSError):
                 self.readline.write_history_file(self.history)
@@ -125,13 +132,22 @@ class TerminalKeyboard:
     def _input(prompt: str) -> str:
         try:
             # A Ctrl-C held while the app was at work is raised here, before the question is asked.
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _READING_SIGNALS)
+            signal.setitimer(signal.ITIMER_REAL, WAKE_EVERY, WAKE_EVERY)
             return input(prompt)
         except (EOFError, KeyboardInterrupt):
             print()  # the cursor is on the prompt's line
             raise
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.pthread_sigmask(signal.SIG_BLOCK, _READING_SIGNALS)
+
+
+_READING_SIGNALS = {signal.SIGINT, signal.SIGALRM}
+
+
+def _wake_up(_signal: int, _frame: object) -> None:
+    """SIGALRM's only work: interrupting readline's wait, so that CPython looks at a Ctrl-C received."""
 
 
 class LinesKeyboard:

@@ -172,6 +172,9 @@ class Terminal:
         if self.pid == 0:  # the child: become the shell, in the demo's directory
             try:
                 os.chdir(directory)
+                # As a login shell would start it: Ctrl-C not ignored (as in a background job) nor blocked.
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
                 os.execve(sys.executable, [sys.executable, "-m", "runtime.cli", "shell"], environment)
             finally:
                 os._exit(127)
