@@ -59,8 +59,14 @@ class Database:
                 raise DatabaseUnavailable(str(error.orig)) from error
             raise
 
-    def upgrade(self) -> None:
+    def upgrade(self) -> list[tuple[str, str]]:
+        """Apply the migrations not yet applied; returns each one applied: (revision, its title), oldest first."""
+        before = current_revision(self.engine)
         upgrade(self.engine)
+        return applied_between(self.engine, before, current_revision(self.engine))
+
+    def revision(self) -> str | None:
+        return current_revision(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -116,6 +122,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), revision)
+
+
+def applied_between(engine: Engine, before: str | None, after: str | None) -> list[tuple[str, str]]:
+    from alembic.script import ScriptDirectory
+
+    if before == after or after is None:
+        return []
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    newest_first = scripts.iterate_revisions(after, before or "base")
+    return [
+        (s.revision, " ".join((s.doc or "").split("\n\n")[0].split())) for s in reversed(list(newest_first))
+    ]
 
 
 def current_revision(engine: Engine) -> str | None:

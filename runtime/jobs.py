@@ -272,9 +272,13 @@ def run_settle_unanswered(settler: Settler) -> Settled:
     return settled
 
 
+STRIPE_JOBS = ("email-sync", "settle-unanswered")  # they ask Stripe: without a key they have nothing to do
+
+
 def scheduled_jobs(settings: Settings) -> dict[str, Callable[..., object]]:
-    """Each job by name, with its parts built once from the settings. Each takes an optional `stopping` event:
-    the clock process sets it on SIGTERM, and a job that can stop part-way (missed payments) does."""
+    """Each job by name, with its parts built once from the settings; without a Stripe key, only the ones that
+    need none. Each takes an optional `stopping` event: the clock process sets it on SIGTERM, and a job that can
+    stop part-way (missed payments) does."""
     settings.require_jobs()
     db = Database(settings.database_url)
     db.upgrade()
@@ -282,8 +286,12 @@ def scheduled_jobs(settings: Settings) -> dict[str, Callable[..., object]]:
     channel = settings.alerts_channel
     assert channel is not None  # require_jobs checked it
     actions = actions_for(settings, db, client)
-    return {
+    jobs: dict[str, Callable[..., object]] = {
         "missed-payments": lambda stopping=None: run_missed_payments(db, client, channel, stopping=stopping),
         "email-sync": lambda stopping=None: run_email_sync(db, client, channel, settings),
         "settle-unanswered": lambda stopping=None: run_settle_unanswered(actions.settler),
     }
+    if not settings.stripe_api_key:
+        for name in STRIPE_JOBS:
+            del jobs[name]
+    return jobs
