@@ -141,7 +141,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         jobs = scheduled_jobs(settings)
         if args.command == "run-job":
-            print(jobs[args.job]())
+            from runtime.progress import Progress
+
+            if args.job == "email-sync":  # the one that can take minutes: it lists every Stripe customer
+                with Progress() as progress:
+                    print(jobs[args.job](progress=progress))
+            else:
+                print(jobs[args.job]())
             return 0
         from runtime.scheduler import run_scheduler
 
@@ -162,20 +168,16 @@ def _import(settings: Settings, db) -> int:
     from bot.actions import build_actions
     from bot.importer import import_stripe
     from bot.stripe_gateway import StripeGateway
+    from runtime.progress import Progress
 
     if not settings.stripe_api_key:
         raise MissingSetting("STRIPE_API_KEY", "the key of the Stripe account to import from")
     db.upgrade()
     gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
 
-    def show(step: str, done: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r  {step}: {done:,} from Stripe   ", end="", file=sys.stderr, flush=True)
-
     actions = build_actions(db, gateway, settings.payment_admins)  # settles the bot's own requests it meets
-    summary = import_stripe(db, gateway, bot_made=actions.settler.bot_made, progress=show)
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    with Progress() as progress:
+        summary = import_stripe(db, gateway, bot_made=actions.settler.bot_made, progress=progress)
     print("Imported from Stripe:")
     for line in summary.lines():
         print(f"  {line}")

@@ -3,11 +3,15 @@ Stripe stopping with one line when it is not configured."""
 
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
 
 from devkit.local_slack import LocalSlack
 from runtime.cli import main
 from runtime.jobs import scheduled_jobs
+from runtime.progress import Progress
 from tests.conftest import settings_for
 
 COMMANDS = ["web", "socket", "scheduler", "run-job", "import-stripe", "db", "shell", "seed"]
@@ -62,3 +66,35 @@ def test_the_clock_without_a_stripe_key_runs_only_the_alerts(db):
         assert sorted(scheduled_jobs(settings)) == ["missed-payments"]
         with_stripe = settings_for(db, slack, alerts_channel="C0ALERTS1", stripe_api_key="sk_test_x")
         assert sorted(scheduled_jobs(with_stripe)) == ["email-sync", "missed-payments", "settle-unanswered"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal(caplog):
+    screen = Terminal()
+    with Progress(stream=screen) as progress:
+        for done in (100, 200, 300):
+            progress("customers", done)
+        progress("subscriptions", 40)
+
+    shown = screen.getvalue()
+    assert "customers: " in shown and "300" in shown and "subscriptions: " in shown and "40" in shown
+    assert not caplog.records, "no log lines while a bar is shown"
+
+
+def test_progress_in_a_log_is_a_line_every_so_often(caplog):
+    now = [0.0]
+    caplog.set_level(logging.INFO, logger="customer_bot.progress")
+    with Progress(stream=io.StringIO(), every=10, clock=lambda: now[0]) as progress:
+        for done in range(1, 31):
+            now[0] += 1
+            progress("customers", done * 100)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "customers: 1,100 so far",  # 10 s after the step began
+        "customers: 2,100 so far",
+        "customers: 3,000 so far",  # where the step ended
+    ]
