@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "import-stripe", help="backfill customers, subscriptions, payments and refunds from Stripe"
     )
+    sub.add_parser(
+        "check",
+        help="check the configuration against the database, Slack, Stripe and CRMs; exit 1 on a problem",
+    )
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply every migration")
@@ -40,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     plugin = plugins.get(args.command)
     level = plugin.log_level if plugin else logging.INFO
+    if args.command == "check":
+        level = logging.ERROR  # its findings say what each request found; log lines would say it again
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
@@ -79,6 +85,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         handler.client.wss_uri = address  # the address the check was given: it connects once, there
         handler.start()
         return 0
+    if args.command == "check":
+        from runtime.check import run as run_check
+
+        return run_check(settings)
     if args.command in ("scheduler", "run-job"):
         from runtime.jobs import scheduled_jobs
 
