@@ -63,6 +63,9 @@ def patch() -> None:
     resources.store.kinds = defaultdict(dict)
     for key, value in list(resources.store.items()):
         _set_item(resources.store, key, value)
+    from devkit.localstripe_check import install  # the account, webhook endpoints and restricted keys
+
+    install()
 
 
 if __name__ == "__main__":

@@ -57,6 +57,13 @@ _COMMANDS = {
         "Safe to run again: it carries on where it stopped and duplicates nothing.",
         f"{_DATABASE}, {_STRIPE}",
     ),
+    "check": (
+        "check the configuration: database, Slack, Stripe, CRMs",
+        "Try each part the bot needs with the settings it will use and print one line per item: ✓ works, ✗ needs "
+        "fixing (with what to do), – not configured or not checked. Exits 1 when any line is ✗.",
+        f"{_DATABASE}, {_SLACK}, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, ALERTS_CHANNEL, {_STRIPE}, "
+        f"STRIPE_WEBHOOK_SECRET, PUBLIC_URL, {_ACTING}",
+    ),
     "db": ("database maintenance", "Database maintenance.", _DATABASE),
 }
 
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     plugin = plugins.get(args.command)
     level = plugin.log_level if plugin else logging.INFO
+    if args.command == "check":
+        level = logging.ERROR  # its findings say what each request found; log lines would say it again
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # `db upgrade` says itself what it applied
     try:
@@ -132,6 +141,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         handler.client.wss_uri = address  # the address the check was given: it connects once, there
         handler.start()
         return 0
+    if args.command == "check":
+        from runtime.check import run as run_check
+
+        return run_check(settings)
     if args.command in ("scheduler", "run-job"):
         from runtime.jobs import STRIPE_JOBS, scheduled_jobs
 

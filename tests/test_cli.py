@@ -14,7 +14,7 @@ from runtime.jobs import scheduled_jobs
 from runtime.progress import Progress
 from tests.conftest import settings_for
 
-COMMANDS = ["web", "socket", "scheduler", "run-job", "import-stripe", "db", "shell", "seed"]
+COMMANDS = ["web", "socket", "scheduler", "run-job", "import-stripe", "check", "db", "shell", "seed"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
