@@ -9,7 +9,6 @@ never printed: not the keys or tokens, nor the database password.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -72,11 +71,9 @@ class Limits:
 # --- the whole check ----------------------------------------------------------------------------------------------
 
 
-def run(settings: Settings, env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+def run(settings: Settings, out: TextIO | None = None) -> int:
     """The `check` command: print the findings; 0 when nothing needs fixing, 1 otherwise."""
-    env = os.environ if env is None else env
-    public_url = env.get("PUBLIC_URL", "").strip() or None
-    return report(check_everything(settings, public_url=public_url), out or sys.stdout)
+    return report(check_everything(settings, public_url=settings.public_url), out or sys.stdout)
 
 
 def check_everything(

@@ -168,7 +168,7 @@ def test_a_well_configured_deployment_gets_a_tick_on_every_line_and_exit_0(monke
         "✓ Slack: the token works, in workspace Local as @customer-bot",
         "✓ Slack: SLACK_SIGNING_SECRET is set (for `customer-bot web`)",
         "✓ Slack: the app has every scope manifest.yml asks for (commands, chat:write, channels:history, "
-        "groups:history)",
+        "groups:history, users:read)",
         f"✓ Slack: the bot is in ALERTS_CHANNEL {ALERTS}",
         f"✓ Slack: the bot is in AUDIT_CHANNEL {AUDIT}",
         "✓ Slack: payment admin U0PAT is @pat.finance",
