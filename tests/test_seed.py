@@ -399,7 +399,9 @@ def test_another_day_gives_the_same_customers_with_their_dates_moved(make_db):
     with first.engine.connect() as one, later.engine.connect() as other:
         names = [one.scalars(select(Customer.name).order_by(Customer.id)).all()]
         names.append(other.scalars(select(Customer.name).order_by(Customer.id)).all())
-        pro = select(Recurring.next_bill_at).where(Recurring.customer_id == 1, Recurring.product == "Pro Membership")
+        pro = select(Recurring.next_bill_at).where(
+            Recurring.customer_id == 1, Recurring.product == "Pro Membership"
+        )
         jane = [c.scalar(pro) for c in (one, other)]
 
     assert names[0] == names[1]
@@ -411,7 +413,9 @@ def test_seeding_without_a_day_is_as_of_today_in_utc(make_db):
     seed(db, 5)
     with db.engine.connect() as connection:
         next_bill = connection.scalar(
-            select(Recurring.next_bill_at).where(Recurring.customer_id == 1, Recurring.product == "Pro Membership")
+            select(Recurring.next_bill_at).where(
+                Recurring.customer_id == 1, Recurring.product == "Pro Membership"
+            )
         )
     today = reference_time(datetime.now(UTC).date())
     assert today < next_bill < today + timedelta(days=32)
