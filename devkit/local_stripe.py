@@ -2,7 +2,8 @@
 
 localstripe is GPL and a dev dependency (`pip install -e '.[dev]'`), never a runtime one: this module imports
 nothing from it and only runs it as a separate process, through `devkit.localstripe_server` (which starts it
-with its state kept in memory only and its store indexed by kind; see there).
+with its state kept in memory only, its store indexed by kind, the Stripe calls the bot makes that localstripe
+lacks taught to it, and listening on 127.0.0.1 only; see there and `devkit.localstripe_calls`).
 """
 
 from __future__ import annotations
