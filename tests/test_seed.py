@@ -31,7 +31,7 @@ from bot.models import (
 )
 from bot.search import customer_terms, find_customers
 from devkit.seed import reference_time, seed
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, database_of_this_worker
 
 DAY = date(2026, 11, 1)  # the day the demo data is as of, in these tests
 REFERENCE = reference_time(DAY)
@@ -42,23 +42,25 @@ SEED_SCHEMA = "seed_test"  # its own schema, so the shared test schema of the ot
 def make_db(request, tmp_path_factory):
     """A function returning an empty, migrated database; each call starts over."""
     made: list[Database] = []
+    in_schema: dict[str, Database] = {}
 
-    def make() -> Database:
+    def make(schema: str = SEED_SCHEMA) -> Database:
+        """On PostgreSQL, in `schema` of this test worker's database: a second schema gives a second database."""
         if request.param == "sqlite":
             db = Database(f"sqlite:///{tmp_path_factory.mktemp('seed')}/t.db")
         else:
-            for old in made:
-                old.dispose()
-            url = make_url(os.environ["TEST_DATABASE_URL"]).update_query_dict(
-                {"options": f"-csearch_path={SEED_SCHEMA}"}
+            if schema in in_schema:
+                in_schema.pop(schema).dispose()
+            url = make_url(database_of_this_worker(os.environ["TEST_DATABASE_URL"])).update_query_dict(
+                {"options": f"-csearch_path={schema}"}
             )
             db = Database(url.render_as_string(hide_password=False))
             with db.engine.begin() as connection:
-                connection.execute(
-                    text(f"DROP SCHEMA IF EXISTS {SEED_SCHEMA} CASCADE; CREATE SCHEMA {SEED_SCHEMA}")
-                )
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
         db.upgrade()
         made.append(db)
+        if request.param != "sqlite":
+            in_schema[schema] = db
         return db
 
     yield make
@@ -396,7 +398,7 @@ def test_the_demo_data_is_as_of_the_day_given(make_db):
 
 
 def test_another_day_gives_the_same_customers_with_their_dates_moved(make_db):
-    first, later = make_db(), make_db()
+    first, later = make_db(), make_db(SEED_SCHEMA + "_later")
     seed(first, 20, today=DAY)
     seed(later, 20, today=DAY + timedelta(days=45))
     with first.engine.connect() as one, later.engine.connect() as other:
