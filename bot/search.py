@@ -221,6 +221,8 @@ def _several_words(reader: Reader, text: str, words: list[str]) -> SearchResult:
         reader.scalars(query.order_by(lead.term, lead.customer_id).limit((MAX_COUNTED + 1) * 4))
     )
     found = ranked[:MAX_RESULTS]
+    if not found:
+        return _result(text, [], 0)
     rows = reader.execute(
         select(_customers.c.id, _customers.c.name, _customers.c.email).where(_customers.c.id.in_(found))
     )
