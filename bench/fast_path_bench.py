@@ -14,15 +14,16 @@ the ratio of the bot to the anchor:
 
 Then requests per second with 8 concurrent clients (the four kinds in turn), each server alone in alternating
 windows (A B B A A B …), with the CPU each server used per request and each one's resident memory after the load
-(from /proc). The targets of issue 14 are printed beside the results for comparison; nothing is asserted.
+(from /proc). The CPU per request is also given for each query kind: it depends far less than the time at the
+client on what else the machine is doing (on PostgreSQL it leaves out the database server's own CPU). The targets of issue 14 are printed beside the results for comparison; nothing is asserted.
 
     python bench/fast_path_bench.py --customers 100000                # a quick look: seeds bench/data/bench-100k.db
     python bench/fast_path_bench.py                                   # the README figures: a million customers
     python bench/fast_path_bench.py --database-url postgresql://postgres@127.0.0.1:5432/bench --customers 1000000
 
 The first run on a database seeds it (deterministic demo data, a customer with 5,000 orders among them; a
-million customers take about two minutes on SQLite); later runs reuse it, whatever --customers says, so give
-each size its own PostgreSQL database. The client runs on the same machine as both servers: on a few cores the
+million customers take a few minutes); later runs reuse it, whatever --customers says, so give each size its own
+PostgreSQL database. Both servers get the same environment, so WEB_THREADS set for a run applies to both. The client runs on the same machine as both servers: on a few cores the
 throughput is the machine's, client included, and the same for both servers. Absolute times are printed for
 reference; the ratios are the figures to compare between runs and machines.
 """
@@ -102,7 +103,8 @@ def main() -> None:
             Server.launch("bot", ["-m", "runtime.cli", "web"], database_url, slack, logs),
         ]
         try:
-            latency, load, memory = measure(slack, *servers, queries, rng, args)
+            anchor, bot = servers
+            latency, load, memory = measure(slack, anchor, bot, queries, rng, args)
         finally:
             for server in servers:
                 server.process.terminate()
@@ -294,15 +296,15 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self._transport = http_transport(self.url)
 
-    def send(self, body: bytes) -> float:
-        """Post a signed command; the milliseconds until the whole answer was read."""
+    def send(self, body: bytes) -> tuple[float, bytes]:
+        """Post a signed command; the milliseconds until the whole answer was read, and the answer."""
         headers = {"Content-Type": FORM, **sign(SECRET, body)}
         started = time.perf_counter()
         status, answer = self._transport("/slack/events", body, headers)
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
             raise RuntimeError(f"the {self.name} server answered HTTP {status}: {answer[:200]!r}")
-        return elapsed
+        return elapsed, answer
 
     def cpu_seconds(self) -> float:
         """User and system CPU time the process has used so far, all its threads together."""
@@ -340,6 +342,7 @@ class Answers:
 
     milliseconds: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    records: int = 0  # answers that were a record card
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile."""
@@ -368,7 +371,9 @@ def measure_latency(
         for server in pair:
             answers = latency[kind][server.name]
             cpu_before = server.cpu_seconds()
-            answers.milliseconds.append(server.send(body))
+            milliseconds, answer = server.send(body)
+            answers.milliseconds.append(milliseconds)
+            answers.records += RECORD_LABEL.encode() in answer
             answers.cpu_seconds += server.cpu_seconds() - cpu_before
     return latency
 
@@ -482,6 +487,12 @@ def report(
         print(
             f"{kind:<22}{_triple([a.percentile(q) for q in quantiles]):>19}"
             f"{_triple([b.percentile(q) for q in quantiles]):>19}{_triple(ratios, '×'):>20}{cpu:>18}  {verdict}"
+        )
+    opened = "; ".join(f"{kind}: {latency[kind][bot].records}" for kind in KINDS)
+    print(f"answers of the bot that were a record card, of {pairs}: {opened}")
+    if run.backend != "sqlite":
+        print(
+            f"(CPU ms: the server process's own; {run.backend}'s work is in its own processes, not counted)"
         )
     print()
     print(f"throughput, {run.clients} clients, alternating {run.window:g} s windows, the four kinds in turn:")
