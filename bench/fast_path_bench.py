@@ -15,7 +15,8 @@ the ratio of the bot to the anchor:
 Then requests per second with 8 concurrent clients (the four kinds in turn), each server alone in alternating
 windows (A B B A A B …), with the CPU each server used per request and each one's resident memory after the load
 (from /proc). The CPU per request is also given for each query kind: it depends far less than the time at the
-client on what else the machine is doing (on PostgreSQL it leaves out the database server's own CPU). The targets of issue 14 are printed beside the results for comparison; nothing is asserted.
+client on what else the machine is doing (on PostgreSQL it leaves out the database server's own CPU). The
+targets of issue 14 are printed beside the results for comparison; nothing is asserted.
 
     python bench/fast_path_bench.py --customers 100000                # a quick look: seeds bench/data/bench-100k.db
     python bench/fast_path_bench.py                                   # the README figures: a million customers
@@ -23,9 +24,10 @@ client on what else the machine is doing (on PostgreSQL it leaves out the databa
 
 The first run on a database seeds it (deterministic demo data, a customer with 5,000 orders among them; a
 million customers take a few minutes); later runs reuse it, whatever --customers says, so give each size its own
-PostgreSQL database. Both servers get the same environment, so WEB_THREADS set for a run applies to both. The client runs on the same machine as both servers: on a few cores the
-throughput is the machine's, client included, and the same for both servers. Absolute times are printed for
-reference; the ratios are the figures to compare between runs and machines.
+PostgreSQL database. Both servers get the same environment, so a WEB_THREADS set for a run applies to both. The
+client runs on the same machine as both servers: on a few cores the throughput is the machine's, client
+included, and the same for both servers. Absolute times are printed for reference; the ratios and the CPU per
+request are the figures to compare between runs and machines.
 """
 
 from __future__ import annotations
