@@ -516,7 +516,10 @@ def report(
     for name, load in loads.items():
         if load.failures:
             print(f"{name}: {load.failures} requests failed, e.g. {load.failure_example}")
-    print("(client CPU: the share of one CPU the benchmark's own client used; it shares the machine)")
+    print(
+        "(client CPU: the share of one CPU the benchmark's own client used; it shares the machine. The no-op's "
+        "memory includes what runtime.server imports: SQLAlchemy, Babel and the rest of the bot's modules)"
+    )
 
 
 def _triple(values: list[float], unit: str = "") -> str:
