@@ -24,10 +24,10 @@ targets of issue 14 are printed beside the results for comparison; nothing is as
 
 The first run on a database seeds it (deterministic demo data, a customer with 5,000 orders among them; a
 million customers took 2 minutes on a quiet 2-core machine and 24 on a busy one); later runs reuse it, whatever
---customers says, so give each size its own PostgreSQL database. Both servers get the same environment, so a WEB_THREADS set for a run applies to both. The
-client runs on the same machine as both servers: on a few cores the throughput is the machine's, client
-included, and the same for both servers. Absolute times are printed for reference; the ratios and the CPU per
-request are the figures to compare between runs and machines.
+--customers says, so give each size its own PostgreSQL database. Both servers get the same environment, so a
+WEB_THREADS set for a run applies to both. The client runs on the same machine as both servers: on a few cores
+the throughput is the machine's, client included, and the same for both servers. Absolute times are printed for
+reference; the ratios and the CPU per request are the figures to compare between runs and machines.
 """
 
 from __future__ import annotations
