@@ -78,20 +78,24 @@ def _safe(text: str) -> str:
 def escape(text: str, limit: int | None = None) -> Mrkdwn:
     """Data made safe for mrkdwn: &, < and > escaped, formatting pairs disarmed; cut to fit `limit` (never
     inside an escape)."""
-    if not isinstance(text, Mrkdwn):
-        if (
-            limit is not None and len(text) > limit
-        ):  # escaping only lengthens: what is past the limit can't show
-            text = text[: limit + 1]
-        if "`" in text:
-            text = text.replace("`", _BACKTICK_LOOK_ALIKE)
-        text = Mrkdwn(_unformat(text).translate(_ESCAPE_TABLE))
-    return clip(text, limit) if limit is not None else text
+    if isinstance(text, Mrkdwn):
+        return clip(text, limit)
+    text = _within(text, limit)
+    if "`" in text:
+        text = text.replace("`", _BACKTICK_LOOK_ALIKE)
+    return clip(Mrkdwn(_unformat(text).translate(_ESCAPE_TABLE)), limit)
 
 
 def code(text: str, limit: int | None = None) -> Mrkdwn:
-    """Data shown as inline code (emails, Stripe ids): exactly as written, easy to copy, never formatted."""
-    return Mrkdwn("`") + escape(one_line(text).replace("`", "'"), limit) + Mrkdwn("`")
+    """Data shown as inline code (emails, Stripe ids): exactly as written (Slack formats nothing inside code),
+    easy to copy; a backtick, which would end the code, shown as an apostrophe."""
+    shown = _within(one_line(text), limit).replace("`", "'").translate(_ESCAPE_TABLE)
+    return Mrkdwn(f"`{clip(Mrkdwn(shown), limit)}`")
+
+
+def _within(text: str, limit: int | None) -> str:
+    # Escaping only lengthens text: what lies past the limit can never be shown, so it is not worked on.
+    return text if limit is None else text[: limit + 1]
 
 
 def _unformat(text: str) -> str:
@@ -100,7 +104,7 @@ def _unformat(text: str) -> str:
     return _FORMATTING.sub(lambda m: _LOOK_ALIKES[m[1]] + _unformat(m[2]) + _LOOK_ALIKES[m[1]], text)
 
 
-def clip(text: Mrkdwn, limit: int | None) -> Mrkdwn:
+def clip(text: Mrkdwn, limit: int | None = None) -> Mrkdwn:
     """Mrkdwn cut to at most `limit` characters, never inside an escape (&amp;) or a token (<!date…>)."""
     if limit is None or len(text) <= limit:
         return text
