@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from slack_sdk.models.blocks import ActionsBlock, Block
-
 from blocks import ids
-from blocks.elements import button, context, section
+from blocks.elements import Block, actions, button, context, section
 from blocks.message import Message
 from blocks.text import Mrkdwn, date_token, escape, md, money, one_line, plural
 from bot.viewmodels import CardState, MissedPayment, record_value
@@ -29,20 +27,21 @@ def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
     )
     back = CardState(missed.customer_id)
     value = record_value(missed.recurring_id, back)
-    actions = [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())]
+    buttons = [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())]
     if not missed.payments_paused:
-        actions.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, missed.recurring_id), value))
-    cancel = button(
-        "Cancel plan" if missed.kind == "payment_plan" else "Cancel subscription",
-        ids.per_item(ids.CANCEL_RECURRING, missed.recurring_id),
-        value,
+        buttons.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, missed.recurring_id), value))
+    buttons.append(
+        button(
+            "Cancel plan" if missed.kind == "payment_plan" else "Cancel subscription",
+            ids.per_item(ids.CANCEL_RECURRING, missed.recurring_id),
+            value,
+            danger=True,
+        )
     )
-    cancel.style = "danger"
-    actions.append(cancel)
     blocks: list[Block] = [
         section(text),
         context(md("Overdue {} · payment {}", plural(overdue, "day"), missed.payment_id)),
-        ActionsBlock(block_id=f"alert_{missed.payment_id}", elements=actions),
+        actions(f"alert_{missed.payment_id}", buttons),
     ]
     return Message.of(md("Missed payment: {}, {}", _name(missed), money(missed.amount)), blocks)
 
@@ -62,11 +61,9 @@ def paid_after_all(missed: MissedPayment, *, now: datetime) -> Message:
     back = CardState(missed.customer_id)
     blocks: list[Block] = [
         section(text),
-        ActionsBlock(
-            block_id=f"alert_{missed.payment_id}",
-            elements=[
-                button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())
-            ],
+        actions(
+            f"alert_{missed.payment_id}",
+            [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())],
         ),
     ]
     return Message.of(md("Paid: {}, {}", _name(missed), money(missed.amount)), blocks)

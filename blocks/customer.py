@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    Block,
-    DividerBlock,
-    HeaderBlock,
-    SectionBlock,
-)
-
 from blocks import ids
-from blocks.elements import action_notice, awaiting_stripe, button, context, field, plain, section
-from blocks.limits import HEADER_TEXT
+from blocks.elements import (
+    Block,
+    action_notice,
+    actions,
+    awaiting_stripe,
+    button,
+    context,
+    divider,
+    field,
+    fields,
+    header,
+    section,
+)
 from blocks.message import Message
 from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
 from bot.viewmodels import (
@@ -113,22 +116,17 @@ def customer_card(
     state = card.state
     blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
-        HeaderBlock(text=plain(one_line(card.name), HEADER_TEXT)),
+        header(one_line(card.name)),
         context(_subtitle(card, shared_by)),
         *([awaiting_stripe(card.awaiting)] if card.awaiting and interactive else []),
         _stats(card),
-        SectionBlock(
-            fields=[
-                field("Email", code(card.email, EMAIL_IN_TEXT)),
-                field("Card on file", _card_text(card.card)),
-            ]
-        ),
-        DividerBlock(),
+        fields(field("Email", code(card.email, EMAIL_IN_TEXT)), field("Card on file", _card_text(card.card))),
+        divider(),
     ]
     blocks += _recurringsection(card.subscriptions, state, "subscriptions", interactive)
-    blocks.append(DividerBlock())
+    blocks.append(divider())
     blocks += _recurringsection(card.plans, state, "plans", interactive)
-    blocks.append(DividerBlock())
+    blocks.append(divider())
     blocks += _orderssection(card, interactive)
     blocks.append(_footer(state, interactive))
     return Message.of(md("Customer record: {}", escape(one_line(card.name), NAME_IN_TEXT)), blocks)
@@ -143,7 +141,7 @@ def _subtitle(card: CustomerCard, shared_by: str | None) -> Mrkdwn:
     return md(" · ").join(parts)
 
 
-def _stats(card: CustomerCard) -> SectionBlock:
+def _stats(card: CustomerCard) -> Block:
     stats = card.stats
     if stats.missing_payment:
         parts = []
@@ -154,14 +152,12 @@ def _stats(card: CustomerCard) -> SectionBlock:
         missed = md(":warning: *{}* ({})", stats.missing_payment, md(", ").join(parts))
     else:
         missed = md(":white_check_mark: None")
-    return SectionBlock(
-        fields=[
-            field("Orders", md("{:,}", stats.orders)),
-            field("Lifetime value", money_list(stats.lifetime_value)),
-            field("Active subscriptions", md("{:,}", stats.active_subscriptions)),
-            field("Active payment plans", md("{:,}", stats.active_plans)),
-            field("Missed payments", missed),
-        ]
+    return fields(
+        field("Orders", md("{:,}", stats.orders)),
+        field("Lifetime value", money_list(stats.lifetime_value)),
+        field("Active subscriptions", md("{:,}", stats.active_subscriptions)),
+        field("Active payment plans", md("{:,}", stats.active_plans)),
+        field("Missed payments", missed),
     )
 
 
@@ -207,9 +203,9 @@ def _recurringsection(listing: RecurringList, state: CardState, which: str, inte
     blocks: list[Block] = [section(heading)]
     if interactive:
         blocks.append(
-            ActionsBlock(
-                block_id=f"{which}_filter",
-                elements=[
+            actions(
+                f"{which}_filter",
+                [
                     button(
                         "Active",
                         active_id,
@@ -326,7 +322,7 @@ def order_line(order: OrderSummary) -> Mrkdwn:
     return md("{}\n{} · {}", first, description, SOURCE_LABELS.get(order.source, order.source))
 
 
-def _footer(state: CardState, interactive: bool) -> ActionsBlock:
+def _footer(state: CardState, interactive: bool) -> Block:
     if interactive:
         elements = [
             button("New order", ids.NEW_ORDER, state.encode()),
@@ -336,15 +332,11 @@ def _footer(state: CardState, interactive: bool) -> ActionsBlock:
         ]
     else:
         elements = [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, state.customer_id), state.encode())]
-    return ActionsBlock(block_id="card_actions", elements=elements)
+    return actions("card_actions", elements)
 
 
-def _pager(block_id: str, *buttons: tuple[str, str, CardState, bool]) -> ActionsBlock:
-    return ActionsBlock(
-        block_id=block_id,
-        elements=[
-            button(label, action_id, state.encode())
-            for action_id, label, state, enabled in buttons
-            if enabled
-        ],
+def _pager(block_id: str, *buttons: tuple[str, str, CardState, bool]) -> Block:
+    return actions(
+        block_id,
+        [button(label, action_id, state.encode()) for action_id, label, state, enabled in buttons if enabled],
     )

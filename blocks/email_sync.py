@@ -11,11 +11,9 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from slack_sdk.models.blocks import Block, HeaderBlock
-
 from blocks import ids
-from blocks.elements import action_notice, button, confirm, context, plain, section
-from blocks.limits import HEADER_TEXT, MESSAGE_BLOCK_TEXT, block_texts
+from blocks.elements import Block, action_notice, button, confirm, context, header, section
+from blocks.limits import MESSAGE_BLOCK_TEXT, block_texts
 from blocks.message import Message
 from blocks.text import Mrkdwn, code, escape, json_value, md, mention, one_line, plural
 from bot.viewmodels import BadValue, Difference, Notice
@@ -49,7 +47,7 @@ def email_sync_report(
     size = 0
     for difference in differences[:MOST_LISTED]:
         block = _customer(difference)
-        block_size = sum(len(t) for t in block_texts(block.to_dict()))
+        block_size = sum(len(t) for t in block_texts(block))
         if size + block_size > SECTIONS_TEXT:
             break
         listed.append(block)
@@ -64,7 +62,7 @@ def email_sync_report(
     if total:
         title = md("Email check: {} {}", plural(total, "customer"), "differs" if total == 1 else "differ")
         text = md("{} from our records", title)
-        blocks.append(HeaderBlock(block_id=header_id[:255], text=plain(title, HEADER_TEXT)))
+        blocks.append(header(title, block_id=header_id[:255]))
         blocks.append(
             context(
                 _compared(checked, crms)
@@ -95,7 +93,7 @@ def email_sync_report(
         else:
             line = md(":white_check_mark: All {}' emails match Stripe.", plural(checked, "customer"))
         text = md("{}. {}", title, line)
-        blocks.append(HeaderBlock(block_id=header_id[:255], text=plain(title, HEADER_TEXT)))
+        blocks.append(header(title, block_id=header_id[:255]))
         blocks.append(section(line))
         blocks.append(context(_crms_line(crms)))
     if problems:
@@ -186,7 +184,7 @@ def _customer(difference: Difference) -> Block:
     ]
     push = button("Push our email", ids.per_item(PUSH_EMAIL, difference.customer_id), push_value(difference))
     where = ", ".join(elsewhere) if elsewhere else "the other systems"
-    push.confirm = confirm(
+    push["confirm"] = confirm(
         "Push our email?",
         f"Put {one_line(difference.our_email)} for {one_line(difference.name)} into {where}?",
         "Push",
@@ -214,7 +212,7 @@ def _crms_line(crms: Sequence[str]) -> Mrkdwn:
 
 
 def _with_id(block: Block, block_id: str) -> Block:
-    block.block_id = block_id
+    block["block_id"] = block_id
     return block
 
 

@@ -1,11 +1,9 @@
-"""A rendered message: blocks serialised (and so validated) by slack_sdk's models, plus fallback text."""
+"""A rendered message: Block Kit blocks (plain dicts, see blocks.elements) and its fallback text."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from slack_sdk.models.blocks import Block
 
 from blocks.limits import MESSAGE_TEXT
 from blocks.text import Mrkdwn, clip
@@ -21,7 +19,7 @@ class Message:
             raise TypeError("a message's text must be built with blocks.text.md or escape")
 
     @classmethod
-    def of(cls, text: Mrkdwn, blocks: list[Block]) -> Message:
+    def of(cls, text: Mrkdwn, blocks: list[dict[str, Any]]) -> Message:
         if not isinstance(text, Mrkdwn):
             raise TypeError("a message's text must be built with blocks.text.md or escape")
-        return cls(clip(text, MESSAGE_TEXT), [block.to_dict() for block in blocks])
+        return cls(clip(text, MESSAGE_TEXT), blocks)

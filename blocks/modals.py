@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -269,7 +269,8 @@ def cancel_form(record: RecurringRecord, metadata: str) -> dict:
     )
 
 
-def pause_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
+def pause_form(record: RecurringRecord, first_day: date, metadata: str) -> dict:
+    """`first_day`: the first resume date the form accepts; it offers a month later."""
     item, customer_name = record.summary, record.customer_name
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
@@ -288,7 +289,9 @@ def pause_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
         _input(
             RESUMES_AT,
             "Resume on",
-            DatePickerElement(action_id=RESUMES_AT, initial_date=earliest.isoformat()),
+            DatePickerElement(
+                action_id=RESUMES_AT, initial_date=(first_day + timedelta(days=29)).isoformat()
+            ),
             hint="Used when pausing until a date.",
             optional=True,
         ),
@@ -299,15 +302,16 @@ def pause_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
     return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
 
 
-def next_bill_date_form(record: RecurringRecord, earliest: date, metadata: str) -> dict:
+def next_bill_date_form(record: RecurringRecord, first_day: date, metadata: str) -> dict:
+    """`first_day`: the first date the form accepts; it offers the current next bill date when that is later."""
     item, customer_name = record.summary, record.customer_name
-    current = item.next_bill_at.date() if item.next_bill_at else earliest
+    current = item.next_bill_at.date() if item.next_bill_at else first_day
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
         _input(
             NEXT_BILL_DATE,
             "Next bill date",
-            DatePickerElement(action_id=NEXT_BILL_DATE, initial_date=max(current, earliest).isoformat()),
+            DatePickerElement(action_id=NEXT_BILL_DATE, initial_date=max(current, first_day).isoformat()),
             hint="Nothing is charged until then, and nothing is prorated.",
         ),
     ]

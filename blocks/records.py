@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    Block,
-    ButtonElement,
-    DividerBlock,
-    HeaderBlock,
-    SectionBlock,
-)
-
 from blocks import ids
 from blocks.customer import (
     NAME_IN_TEXT,
@@ -21,8 +12,21 @@ from blocks.customer import (
     interval_text,
     status_text,
 )
-from blocks.elements import action_notice, awaiting_stripe, button, confirm, context, field, plain, section
-from blocks.limits import HEADER_TEXT, SECTION_TEXT
+from blocks.elements import (
+    Block,
+    action_notice,
+    actions,
+    awaiting_stripe,
+    button,
+    confirm,
+    context,
+    divider,
+    field,
+    fields,
+    header,
+    section,
+)
+from blocks.limits import SECTION_TEXT
 from blocks.message import Message
 from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
 from bot.money import Money
@@ -59,23 +63,21 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     is_plan = item.kind == "payment_plan"
     kind = "Payment plan" if is_plan else "Subscription"
     title = f"{kind}: {one_line(item.product)}"
-    fields = [
+    shown = [
         field("Status", status_text(item)),
         field("Price", md("{} {}", money(item.price), interval_text(item.interval, item.interval_count))),
     ]
     if is_plan and item.installments_total:
-        fields.append(
+        shown.append(
             field("Instalments", md("{} of {} paid", item.installments_paid or 0, item.installments_total))
         )
-    fields.append(field("Started", date_token(item.started_at)))
+    shown.append(field("Started", date_token(item.started_at)))
     if item.next_bill_at and item.status not in ("canceled", "completed"):
-        fields.append(
-            field("Next instalment" if is_plan else "Next bill date", date_token(item.next_bill_at))
-        )
+        shown.append(field("Next instalment" if is_plan else "Next bill date", date_token(item.next_bill_at)))
     if record.current_period_end and item.status not in ("canceled", "completed"):
-        fields.append(field("Current period ends", date_token(record.current_period_end)))
-    fields.append(field("Paid so far", money_list(record.paid_total)))
-    fields.append(
+        shown.append(field("Current period ends", date_token(record.current_period_end)))
+    shown.append(field("Paid so far", money_list(record.paid_total)))
+    shown.append(
         field(
             "Missed payments",
             md(":warning: {}", item.missed_payments)
@@ -87,25 +89,23 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     if record.stripe_subscription_id:
         subtitle += md(" · Stripe {}", code(record.stripe_subscription_id, 64))
     blocks: list[Block] = [action_notice(notice)] if notice else []
-    blocks += [HeaderBlock(text=plain(title, HEADER_TEXT)), context(subtitle)]
+    blocks += [header(title), context(subtitle)]
     if record.awaiting:
         blocks.append(awaiting_stripe(record.awaiting))
-    blocks += [SectionBlock(fields=fields), DividerBlock(), section(_payments_text(record))]
-    actions = _recurring_actions(record)
-    if actions:
-        blocks.append(ActionsBlock(block_id="recurring_actions", elements=actions))
+    blocks += [fields(*shown), divider(), section(_payments_text(record))]
+    buttons = _recurring_actions(record)
+    if buttons:
+        blocks.append(actions("recurring_actions", buttons))
     elif item.status not in ENDED and not record.stripe_subscription_id:
         blocks.append(context(md("Not linked to a Stripe subscription, so it can't be changed from here.")))
-    blocks.append(
-        ActionsBlock(block_id="record_actions", elements=[_back(record.back, record.customer_name)])
-    )
+    blocks.append(actions("record_actions", [_back(record.back, record.customer_name)]))
     return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
 
 
 ENDED = ("canceled", "completed")
 
 
-def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
+def _recurring_actions(record: RecurringRecord) -> list[dict]:
     """What can be done to a live subscription or plan that Stripe knows."""
     item = record.summary
     if item.status in ENDED or not record.stripe_subscription_id:
@@ -118,30 +118,33 @@ def _recurring_actions(record: RecurringRecord) -> list[ButtonElement]:
         buttons.append(button(label, ids.per_item(ids.REFUND_PAYMENT, item.id), value))
     if item.payments_paused:
         # It acts at once, on the plan as this record showed it.
-        resume = button(
-            "Resume payments",
-            ids.per_item(ids.RESUME_PAYMENTS, item.id),
-            with_seen(value, record.fingerprint),
-        )
-        resume.confirm = confirm(
+        resume = confirm(
             "Resume payments?",
             f"Stripe will bill {one_line(record.customer_name)[:100]} again from the next bill date.",
             "Resume payments",
             "Not now",
         )
-        buttons.append(resume)
+        buttons.append(
+            button(
+                "Resume payments",
+                ids.per_item(ids.RESUME_PAYMENTS, item.id),
+                with_seen(value, record.fingerprint),
+                confirm=resume,
+            )
+        )
     else:
         buttons.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, item.id), value))
     buttons.append(button("Change next bill date", ids.per_item(ids.CHANGE_NEXT_BILL_DATE, item.id), value))
     if is_plan:
         buttons.append(button("Change status", ids.per_item(ids.CHANGE_PLAN_STATUS, item.id), value))
-    cancel = button(
-        "Cancel plan" if is_plan else "Cancel subscription",
-        ids.per_item(ids.CANCEL_RECURRING, item.id),
-        value,
+    buttons.append(
+        button(
+            "Cancel plan" if is_plan else "Cancel subscription",
+            ids.per_item(ids.CANCEL_RECURRING, item.id),
+            value,
+            danger=True,
+        )
     )
-    cancel.style = "danger"
-    buttons.append(cancel)
     return buttons
 
 
@@ -167,7 +170,7 @@ def _payment_line(payment: PaymentLine) -> Mrkdwn:
 
 def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Message:
     status = escape(ORDER_STATUS_LABELS.get(record.status, record.status), 40)
-    fields = [
+    shown = [
         field("Status", status),
         field("Placed", date_token(record.created_at, "{date_short} at {time}")),
         field("Total", money(record.total)),
@@ -186,10 +189,10 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     ]
     blocks: list[Block] = [action_notice(notice)] if notice else []
     blocks += [
-        HeaderBlock(text=plain(f"Order #{record.number}", HEADER_TEXT)),
+        header(f"Order #{record.number}"),
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),
         *([awaiting_stripe(record.awaiting)] if record.awaiting else []),
-        SectionBlock(fields=fields),
+        fields(*shown),
         section(_items_text(record)),
         section(
             md(
@@ -201,9 +204,9 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         ),
         section(_refunds_text(record)),
     ]
-    actions: list[ButtonElement] = []
+    buttons: list[dict] = []
     if record.stripe_payment and record.refundable.amount > 0:
-        actions.append(
+        buttons.append(
             button("Refund", ids.per_item(ids.REFUND_ORDER, record.id), record_value(record.id, record.back))
         )
     if record.recurring:
@@ -218,16 +221,16 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
                 )
             )
         )
-        actions.append(
+        buttons.append(
             button(
                 "Open payment plan" if is_plan else "Open subscription",
                 ids.per_item(ids.OPEN_PAYMENT_PLAN if is_plan else ids.OPEN_SUBSCRIPTION, link.id),
                 record_value(link.id, record.back),
             )
         )
-    actions.append(_back(record.back, record.customer_name))
-    blocks.append(DividerBlock())
-    blocks.append(ActionsBlock(block_id="record_actions", elements=actions))
+    buttons.append(_back(record.back, record.customer_name))
+    blocks.append(divider())
+    blocks.append(actions("record_actions", buttons))
     return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
 
 
@@ -275,5 +278,5 @@ def _fit(lines: list[Mrkdwn]) -> Mrkdwn:
     return md("\n").join(kept)
 
 
-def _back(state: CardState, customer_name: str) -> ButtonElement:
+def _back(state: CardState, customer_name: str) -> dict:
     return button(f"Back to {one_line(customer_name)}", ids.BACK_TO_CUSTOMER, state.encode())

@@ -14,12 +14,13 @@ import re
 import string
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, LiteralString
 
 from bot.money import Money
 
 ELLIPSIS = "…"
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_ESCAPE_TABLE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 # Slack formats *bold*, _italic_, ~strike~ and `code` when a marker pair stands at word boundaries. In data, the
 # markers of such a pair are shown as look-alikes that Slack leaves alone; a lone marker (jane_doe) stays as is.
 _FORMATTING = re.compile(r"(?<![\w])([*_~])(?=\S)(.*?\S)\1(?![\w])")
@@ -42,19 +43,32 @@ class Mrkdwn(str):
         return Mrkdwn(str.join(self, (_safe(piece) for piece in pieces)))
 
 
-class _EscapingFormatter(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if isinstance(value, Mrkdwn) and not format_spec:
-            return value
-        return escape(format(value, format_spec))
-
-
-_FORMATTER = _EscapingFormatter()
-
-
 def md(template: LiteralString, /, *args: Any, **kwargs: Any) -> Mrkdwn:
-    """Our `template` (str.format syntax) with every value escaped, except values that are already Mrkdwn."""
-    return Mrkdwn(_FORMATTER.vformat(template, args, kwargs))
+    """Our `template` (str.format syntax: {}, {0}, {name}, with format specs) with every value escaped, except
+    values that are already Mrkdwn."""
+    out: list[str] = []
+    auto = 0
+    for literal, name, spec in _parsed(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if name:
+            value = args[int(name)] if name.isdigit() else kwargs[name]
+        else:
+            value, auto = args[auto], auto + 1
+        out.append(value if isinstance(value, Mrkdwn) and not spec else escape(format(value, spec)))
+    return Mrkdwn("".join(out))
+
+
+@lru_cache(maxsize=2048)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str], ...]:
+    """A template taken apart once (the renderers use a few hundred, over and over)."""
+    parts = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if conversion or (name and not (name.isdigit() or name.isidentifier())):
+            raise ValueError(f"md templates take plain fields only: {template!r}")
+        parts.append((literal, name, spec or ""))
+    return tuple(parts)
 
 
 def _safe(text: str) -> str:
@@ -62,29 +76,26 @@ def _safe(text: str) -> str:
 
 
 def escape(text: str, limit: int | None = None) -> Mrkdwn:
-    """Data made safe for mrkdwn: &, < and > escaped, formatting pairs disarmed; cut to fit `limit`."""
+    """Data made safe for mrkdwn: &, < and > escaped, formatting pairs disarmed; cut to fit `limit` (never
+    inside an escape)."""
     if isinstance(text, Mrkdwn):
-        return clip(text, limit) if limit is not None else text
-    text = _unformat(text.replace("`", _BACKTICK_LOOK_ALIKE))
-    out: list[str] = []
-    size = 0
-    room = None if limit is None or _escaped_length(text) <= limit else limit - len(ELLIPSIS)
-    for ch in text:
-        piece = _ESCAPES.get(ch, ch)
-        if room is not None and size + len(piece) > room:
-            return Mrkdwn("".join(out).rstrip() + ELLIPSIS)
-        out.append(piece)
-        size += len(piece)
-    return Mrkdwn("".join(out))
+        return clip(text, limit)
+    text = _within(text, limit)
+    if "`" in text:
+        text = text.replace("`", _BACKTICK_LOOK_ALIKE)
+    return clip(Mrkdwn(_unformat(text).translate(_ESCAPE_TABLE)), limit)
 
 
 def code(text: str, limit: int | None = None) -> Mrkdwn:
-    """Data shown as inline code (emails, Stripe ids): exactly as written, easy to copy, never formatted."""
-    return Mrkdwn("`") + escape(one_line(text).replace("`", "'"), limit) + Mrkdwn("`")
+    """Data shown as inline code (emails, Stripe ids): exactly as written (Slack formats nothing inside code),
+    easy to copy; a backtick, which would end the code, shown as an apostrophe."""
+    shown = _within(one_line(text), limit).replace("`", "'").translate(_ESCAPE_TABLE)
+    return Mrkdwn(f"`{clip(Mrkdwn(shown), limit)}`")
 
 
-def _escaped_length(text: str) -> int:
-    return len(text) + sum(len(_ESCAPES[ch]) - 1 for ch in text if ch in _ESCAPES)
+def _within(text: str, limit: int | None) -> str:
+    # Escaping only lengthens text: what lies past the limit can never be shown, so it is not worked on.
+    return text if limit is None else text[: limit + 1]
 
 
 def _unformat(text: str) -> str:
@@ -93,7 +104,7 @@ def _unformat(text: str) -> str:
     return _FORMATTING.sub(lambda m: _LOOK_ALIKES[m[1]] + _unformat(m[2]) + _LOOK_ALIKES[m[1]], text)
 
 
-def clip(text: Mrkdwn, limit: int | None) -> Mrkdwn:
+def clip(text: Mrkdwn, limit: int | None = None) -> Mrkdwn:
     """Mrkdwn cut to at most `limit` characters, never inside an escape (&amp;) or a token (<!date…>)."""
     if limit is None or len(text) <= limit:
         return text

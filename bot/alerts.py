@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from bot.db import Database
 from bot.models import Customer, MissedPaymentAlert, Payment, PaymentStatus, Recurring, RecurringStatus
@@ -185,6 +186,12 @@ class PaidSince:
 def paid_since(db: Database, *, limit: int) -> list[PaidSince]:
     """Announced missed payments that have been paid since, whose alert still says they are missed."""
     with db.session() as session:
+        # Start from the alerts still unresolved, a few, not from the paid payments, every payment ever made: the
+        # payment's status is checked in a subquery per alert, so no planner walks the payments by status.
+        payment = aliased(Payment)
+        paid = exists().where(
+            payment.id == MissedPaymentAlert.payment_id, payment.status == PaymentStatus.PAID.value
+        )
         rows = session.execute(
             select(MissedPaymentAlert, Payment, Recurring, Customer)
             .join(Payment, Payment.id == MissedPaymentAlert.payment_id)
@@ -193,7 +200,7 @@ def paid_since(db: Database, *, limit: int) -> list[PaidSince]:
             .where(
                 MissedPaymentAlert.resolved_at.is_(None),
                 MissedPaymentAlert.message_ts.is_not(None),
-                Payment.status == PaymentStatus.PAID.value,
+                paid,
             )
             .limit(limit)
         ).all()

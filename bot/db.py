@@ -6,8 +6,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,7 @@ from bot.faults import DatabaseUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -27,7 +29,18 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # A short connect timeout so an unreachable server becomes a message in Slack well inside its 3 seconds.
+    # Writes ping a pooled connection before using it: a unit of work cannot be run again after a broken one.
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 2})
+
+
+def make_reader(engine: Engine) -> Engine:
+    """The engine reads go through: on PostgreSQL its own pool of connections in autocommit, so a read is its
+    statements and nothing else (no BEGIN, no COMMIT, no ping). Each statement sees committed data, as it would
+    in a READ COMMITTED transaction. SQLite sends no BEGIN before a SELECT anyway, so it reads through the engine
+    it writes with."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return create_engine(engine.url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -44,6 +57,7 @@ class Database:
     def __init__(self, database_url: str) -> None:
         self.url = database_url
         self.engine = make_engine(database_url)
+        self.reader = make_reader(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self._sessions, "after_commit", _run_after_commit)
         event.listen(self._sessions, "after_rollback", _forget_after_commit)
@@ -55,14 +69,45 @@ class Database:
             with self._sessions.begin() as session:
                 yield session
         except DBAPIError as error:
-            if error.connection_invalidated or _is_connection_error(error):
-                raise DatabaseUnavailable(str(error.orig)) from error
-            raise
+            _raise_as_unavailable(error)
 
-    def upgrade(self) -> None:
+    def read(self, reading: Callable[[Connection], T]) -> T:
+        """`reading(connection)`, for reads only: statements straight on a connection, no transaction. A pooled
+        connection the server dropped (a restart, an idle timeout) fails its first statement; the read is then
+        made once more on a fresh connection, instead of pinging before every read."""
+        if not self.schema_ready():
+            raise DatabaseUnavailable(
+                "the database schema is not ready: migrations have not been applied yet"
+            )
+        try:
+            return self._read(reading)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                _raise_as_unavailable(error)
+        try:
+            return self._read(reading)
+        except DBAPIError as error:
+            _raise_as_unavailable(error)
+
+    def _read(self, reading: Callable[[Connection], T]) -> T:
+        with self.reader.connect() as connection:
+            return reading(connection)
+
+    def schema_ready(self) -> bool:
+        """Whether the tables are there to use (see runtime.startup.MigratingDatabase)."""
+        return True
+
+    def upgrade(self) -> list[tuple[str, str]]:
+        """Apply the migrations not yet applied; returns each one applied: (revision, its title), oldest first."""
+        before = current_revision(self.engine)
         upgrade(self.engine)
+        return applied_between(self.engine, before, current_revision(self.engine))
+
+    def revision(self) -> str | None:
+        return current_revision(self.engine)
 
     def dispose(self) -> None:
+        self.reader.dispose()
         self.engine.dispose()
 
 
@@ -87,6 +132,13 @@ def _run_after_commit(session: Session) -> None:
 
 def _forget_after_commit(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
+
+
+def _raise_as_unavailable(error: DBAPIError) -> NoReturn:
+    """An outage as DatabaseUnavailable, for the front ends to word; any other error as it is."""
+    if error.connection_invalidated or _is_connection_error(error):
+        raise DatabaseUnavailable(str(error.orig)) from error
+    raise error
 
 
 def _is_connection_error(error: DBAPIError) -> bool:
@@ -116,6 +168,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(engine), revision)
+
+
+def applied_between(engine: Engine, before: str | None, after: str | None) -> list[tuple[str, str]]:
+    from alembic.script import ScriptDirectory
+
+    if before == after or after is None:
+        return []
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    newest_first = scripts.iterate_revisions(after, before or "base")
+    return [
+        (s.revision, " ".join((s.doc or "").split("\n\n")[0].split())) for s in reversed(list(newest_first))
+    ]
 
 
 def current_revision(engine: Engine) -> str | None:

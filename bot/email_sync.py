@@ -13,7 +13,7 @@ a customer is not reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -56,6 +56,7 @@ def check_emails(
     crms: Sequence[Crm],
     *,
     crm_lookups: int = CRM_LOOKUPS,
+    progress: Callable[[str, int], None] | None = None,
 ) -> EmailCheck:
     """Compare every customer linked to Stripe with Stripe's email, page by page; then, for each customer who
     differs, ask each CRM whether it holds our address or the old one (see the module docstring for why CRMs are
@@ -97,6 +98,8 @@ def check_emails(
                 differences.append(
                     Difference(customer_id, shown_name(name, our_email), our_email, stripe_email)
                 )
+        if progress:
+            progress("customers compared with Stripe", checked)
         if cursor is None:
             break
     differences.sort(key=lambda d: (d.name.lower(), d.customer_id))

@@ -210,6 +210,9 @@ class Order(Base):
             name="order_refund_pending_within_total",
         ),
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
+        # Covering: a customer's order count and lifetime value per currency are read from this index alone,
+        # never from the table, so a customer with thousands of orders costs one short index range.
+        Index("ix_orders_customer_totals", "customer_id", "currency", "total", "amount_refunded"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -399,6 +402,8 @@ class MissedPaymentAlert(Base):
     however often the job runs and however many schedulers run it."""
 
     __tablename__ = "missed_payment_alerts"
+    # The job looks for paid payments among the alerts not yet resolved; resolved ones are passed over.
+    __table_args__ = (Index("ix_missed_payment_alerts_resolved", "resolved_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), unique=True)

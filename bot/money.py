@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from babel.numbers import format_currency, get_currency_symbol
 
@@ -58,14 +59,32 @@ class Money:
 
 
 def format_money(amount: int, currency: str) -> str:
-    """'$1,234.56', '¥3,000', 'KWD 12.345': exact, with the currency's own number of decimals."""
+    """'$1,234.56', '¥3,000', 'KWD 12.345': exact, with the currency's own number of decimals. Integer arithmetic
+    on a per-currency style looked up once (Babel's formatter parses its pattern on every call); the result is
+    what `format_money_with_babel` gives, which the tests check."""
+    places, prefix = _style(currency.upper())
+    whole, minor = divmod(abs(amount), 10**places)
+    number = f"{whole:,}.{minor:0{places}d}" if places else f"{whole:,}"
+    return f"{'-' if amount < 0 else ''}{prefix}{number}"
+
+
+@lru_cache(maxsize=256)  # currencies are few; the bound only keeps odd data from growing it
+def _style(code: str) -> tuple[int, str]:
+    symbol = get_currency_symbol(code, locale=LOCALE)
+    return exponent(code), symbol + (
+        "\u00a0" if symbol[-1:].isalpha() else ""
+    )  # "KWD 12.345", not "KWD12.345"
+
+
+def format_money_with_babel(amount: int, currency: str) -> str:
+    """The reference: Babel's currency formatting for LOCALE, with the currency's own decimals."""
     code = currency.upper()
     places = exponent(code)
     value = Decimal(amount).scaleb(-places)
     pattern = "¤#,##0" + ("." + "0" * places if places else "")
     text = format_currency(value, code, format=pattern, locale=LOCALE, currency_digits=False)
     symbol = get_currency_symbol(code, locale=LOCALE)
-    if symbol[-1:].isalpha():  # "KWD12.345" reads better as "KWD 12.345"
+    if symbol[-1:].isalpha():
         text = text.replace(symbol, symbol + "\u00a0", 1)
     return text
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, Connection, bindparam, case, exists, func, select, true, union_all
 from sqlalchemy.orm import Session
 
 from bot.db import Database
@@ -53,8 +52,10 @@ MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
 # A failed payment still counts as missed while its subscription or plan has not ended.
 _ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
 
+Reader = Connection | Session  # reads run on either: a read connection, or the session of a unit of work
 
-def recurring_fingerprint(recurring: Recurring, last_change: int | None) -> str:
+
+def recurring_fingerprint(recurring: Any, last_change: int | None) -> str:
     """A short digest of what a change depends on; a form carries it so a stale form is caught. `last_change`
     (the bot's latest change to it, see `last_change`) makes it a version that never repeats, even when the state
     comes back to what it was: a change asked against it is never mistaken for an earlier one."""
@@ -98,7 +99,7 @@ def customer_row(session: Session, customer_id: int) -> Customer:
     return customer
 
 
-def awaiting_stripe(session: Session, target_type: str, target_id: int) -> list[str]:
+def awaiting_stripe(session: Reader, target_type: str, target_id: int) -> list[str]:
     """What was asked of Stripe for this record and is still awaiting its answer, oldest first."""
     requests = session.scalars(
         select(ActionAttempt.request)
@@ -113,26 +114,181 @@ def awaiting_stripe(session: Session, target_type: str, target_id: int) -> list[
     return [(request or {}).get("asked", "a change") for request in requests]
 
 
+# The reads below are Core statements built once, here, with bound parameters: SQLAlchemy compiles each once and
+# reuses it, and rows come back as plain tuples rather than ORM objects. Each record is a few statements: counts
+# the record shows ride along with its main row as scalar subqueries.
+_customers = Customer.__table__
+_recurring = Recurring.__table__
+_orders = Order.__table__
+_lines = OrderLine.__table__
+_payments = Payment.__table__
+_refunds = Refund.__table__
+_attempts = ActionAttempt.__table__
+
+_LIVE = _recurring.c.status.in_(sorted(s.value for s in LIVE_STATUSES))
+_FAILED = PaymentStatus.FAILED.value
+
+
+def _count(table, *conditions):
+    return select(func.count()).select_from(table).where(*conditions).scalar_subquery()
+
+
+def _pending_for(target_type: str, target_id) -> ColumnElement[bool]:
+    return exists().where(
+        _attempts.c.target_type == target_type,
+        _attempts.c.target_id == target_id,
+        _attempts.c.status == AttemptStatus.PENDING.value,
+    )
+
+
+def _recurring_counts(kind: RecurringKind) -> list:
+    of_kind = (_recurring.c.customer_id == _customers.c.id, _recurring.c.kind == kind.value)
+    missing = exists().where(_payments.c.recurring_id == _recurring.c.id, _payments.c.status == _FAILED)
+    return [
+        _count(_recurring, *of_kind).label(f"{kind.value}_all"),
+        _count(_recurring, *of_kind, _LIVE).label(f"{kind.value}_active"),
+        _count(_recurring, *of_kind, _recurring.c.status.not_in(_ENDED), missing).label(
+            f"{kind.value}_missing"
+        ),
+    ]
+
+
+# Per currency: orders and lifetime value, read from the covering index ix_orders_customer_totals alone.
+_ORDER_TOTALS = (
+    select(
+        _orders.c.currency,
+        func.count().label("order_count"),
+        func.sum(_orders.c.total - _orders.c.amount_refunded).label("value"),
+    )
+    .where(_orders.c.customer_id == bindparam("customer_id"))
+    .group_by(_orders.c.currency)
+    .subquery("totals")
+)
+
+# The customer with every count the card shows: one row per currency they paid in (one row when none).
+_CARD_HEADER = (
+    select(
+        _customers,
+        *_recurring_counts(RecurringKind.SUBSCRIPTION),
+        *_recurring_counts(RecurringKind.PAYMENT_PLAN),
+        _pending_for("customer", _customers.c.id).label("awaiting"),
+        _ORDER_TOTALS.c.currency.label("totals_currency"),
+        _ORDER_TOTALS.c.order_count,
+        _ORDER_TOTALS.c.value,
+    )
+    .select_from(_customers.outerjoin(_ORDER_TOTALS, true()))
+    .where(_customers.c.id == bindparam("customer_id"))
+)
+
+_MISSED = _count(_payments, _payments.c.recurring_id == _recurring.c.id, _payments.c.status == _FAILED).label(
+    "missed"
+)
+_LIVE_FIRST = case((_LIVE, 0), else_=1)
+
+
+def _recurring_page(kind: RecurringKind, which: ListFilter):
+    page = select(_recurring, _MISSED, _LIVE_FIRST.label("live_first")).where(
+        _recurring.c.customer_id == bindparam("customer_id"), _recurring.c.kind == kind.value
+    )
+    if which == "active":
+        page = page.where(_LIVE)
+    page = page.order_by(_LIVE_FIRST, _recurring.c.started_at.desc(), _recurring.c.id.desc())
+    return select(
+        page.limit(bindparam(f"{kind.value}_limit")).offset(bindparam(f"{kind.value}_offset")).subquery()
+    )
+
+
+def _both_pages(subscriptions: ListFilter, plans: ListFilter):
+    pages = union_all(
+        _recurring_page(RecurringKind.SUBSCRIPTION, subscriptions),
+        _recurring_page(RecurringKind.PAYMENT_PLAN, plans),
+    ).subquery()
+    return select(pages).order_by(
+        pages.c.kind, pages.c.live_first, pages.c.started_at.desc(), pages.c.id.desc()
+    )
+
+
+# A page of subscriptions and a page of plans, in one statement, for each pair of Active / All filters.
+_RECURRING_PAGES = {
+    (subscriptions, plans): _both_pages(subscriptions, plans)
+    for subscriptions in ("active", "all")
+    for plans in ("active", "all")
+}
+
+_ORDER_PAGE = (
+    select(
+        _orders.c.id,
+        _orders.c.number,
+        _orders.c.created_at,
+        _orders.c.currency,
+        _orders.c.total,
+        _orders.c.amount_refunded,
+        _orders.c.status,
+        _orders.c.source,
+        select(_lines.c.description)
+        .where(_lines.c.order_id == _orders.c.id)
+        .order_by(_lines.c.position)
+        .limit(1)
+        .scalar_subquery()
+        .label("first_line"),
+        _count(_lines, _lines.c.order_id == _orders.c.id).label("line_count"),
+    )
+    .where(_orders.c.customer_id == bindparam("customer_id"))
+    .order_by(_orders.c.created_at.desc(), _orders.c.id.desc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+
+
 def customer_card(
-    session: Session, state: CardState, *, recurring_page_size: int, orders_page_size: int
+    reader: Reader, state: CardState, *, recurring_page_size: int, orders_page_size: int
 ) -> CustomerCard:
-    customer = session.get(Customer, state.customer_id)
-    if customer is None:
+    """A customer's record card in at most three statements (four while a request awaits Stripe's answer)."""
+    rows = reader.execute(_CARD_HEADER, {"customer_id": state.customer_id}).all()
+    if not rows:
         raise RecordNotFound("customer", state.customer_id)
-    stats, order_count = _stats(session, customer.id)
-    subscriptions = _recurring_list(
-        session,
-        customer.id,
-        RecurringKind.SUBSCRIPTION,
+    customer = rows[0]
+    per_currency = [row for row in rows if row.totals_currency is not None]
+    order_count = sum(row.order_count for row in per_currency)
+    stats = Stats(
+        orders=order_count,
+        lifetime_value=sorted(
+            (Money(int(row.value or 0), row.totals_currency) for row in per_currency),
+            key=lambda m: (-m.amount, m.currency),
+        ),
+        active_subscriptions=customer.subscription_active,
+        active_plans=customer.payment_plan_active,
+        subscriptions_missing_payment=customer.subscription_missing,
+        plans_missing_payment=customer.payment_plan_missing,
+    )
+    subscriptions_shown = _Shown(
+        customer.subscription_all,
+        customer.subscription_active,
         state.subscriptions,
         state.subscriptions_page,
         recurring_page_size,
     )
-    plans = _recurring_list(
-        session, customer.id, RecurringKind.PAYMENT_PLAN, state.plans, state.plans_page, recurring_page_size
+    plans_shown = _Shown(
+        customer.payment_plan_all,
+        customer.payment_plan_active,
+        state.plans,
+        state.plans_page,
+        recurring_page_size,
     )
-    orders = _order_page(session, customer.id, order_count, state.orders_page, orders_page_size)
-    awaiting = awaiting_stripe(session, "customer", customer.id)
+    recurring_rows: dict[str, list] = {kind.value: [] for kind in RecurringKind}
+    if subscriptions_shown.count or plans_shown.count:
+        for row in reader.execute(
+            _RECURRING_PAGES[state.subscriptions, state.plans],
+            {
+                "customer_id": customer.id,
+                **subscriptions_shown.bounds(RecurringKind.SUBSCRIPTION),
+                **plans_shown.bounds(RecurringKind.PAYMENT_PLAN),
+            },
+        ):
+            recurring_rows[row.kind].append(row)
+    orders = _order_page(reader, customer.id, order_count, state.orders_page, orders_page_size)
+    subscriptions = subscriptions_shown.as_list(recurring_rows[RecurringKind.SUBSCRIPTION.value])
+    plans = plans_shown.as_list(recurring_rows[RecurringKind.PAYMENT_PLAN.value])
     state = state.with_(subscriptions_page=subscriptions.page, plans_page=plans.page, orders_page=orders.page)
     return CustomerCard(
         state=state,
@@ -145,8 +301,38 @@ def customer_card(
         subscriptions=subscriptions,
         plans=plans,
         orders=orders,
-        awaiting=awaiting,
+        awaiting=awaiting_stripe(reader, "customer", customer.id) if customer.awaiting else [],
     )
+
+
+class _Shown:
+    """Which page of a customer's subscriptions (or plans) the card shows, from their counts."""
+
+    def __init__(
+        self, all_count: int, active_count: int, which: ListFilter, page: int, page_size: int
+    ) -> None:
+        self.all_count, self.active_count, self.which, self.page_size = (
+            all_count,
+            active_count,
+            which,
+            page_size,
+        )
+        self.count = active_count if which == "active" else all_count
+        self.page_count = _page_count(self.count, page_size)
+        self.page = min(page, self.page_count - 1)
+
+    def bounds(self, kind: RecurringKind) -> dict[str, int]:
+        return {f"{kind.value}_limit": self.page_size, f"{kind.value}_offset": self.page * self.page_size}
+
+    def as_list(self, rows: list) -> RecurringList:
+        return RecurringList(
+            filter=self.which,
+            items=[_recurring_summary(r, r.missed) for r in rows],
+            page=self.page,
+            page_count=self.page_count,
+            active_count=self.active_count,
+            all_count=self.all_count,
+        )
 
 
 def _card(
@@ -157,100 +343,15 @@ def _card(
     return Card(brand or "card", last4, month, year)
 
 
-def _stats(session: Session, customer_id: int) -> tuple[Stats, int]:
-    per_currency = session.execute(
-        select(Order.currency, func.count(), func.sum(Order.total - Order.amount_refunded))
-        .where(Order.customer_id == customer_id)
-        .group_by(Order.currency)
-    ).all()
-    order_count = sum(count for _, count, _ in per_currency)
-    lifetime_value = sorted(
-        (Money(int(value or 0), currency) for currency, _, value in per_currency),
-        key=lambda m: (-m.amount, m.currency),
-    )
-    live = Recurring.status.in_([s.value for s in LIVE_STATUSES])
-    active = dict(
-        session.execute(
-            select(Recurring.kind, func.count())
-            .where(Recurring.customer_id == customer_id, live)
-            .group_by(Recurring.kind)
-        ).all()
-    )
-    missing = dict(
-        session.execute(
-            select(Recurring.kind, func.count(func.distinct(Recurring.id)))
-            .join(Payment, Payment.recurring_id == Recurring.id)
-            .where(
-                Recurring.customer_id == customer_id,
-                Recurring.status.not_in(_ENDED),
-                Payment.status == PaymentStatus.FAILED.value,
-            )
-            .group_by(Recurring.kind)
-        ).all()
-    )
-    stats = Stats(
-        orders=order_count,
-        lifetime_value=lifetime_value,
-        active_subscriptions=active.get(RecurringKind.SUBSCRIPTION.value, 0),
-        active_plans=active.get(RecurringKind.PAYMENT_PLAN.value, 0),
-        subscriptions_missing_payment=missing.get(RecurringKind.SUBSCRIPTION.value, 0),
-        plans_missing_payment=missing.get(RecurringKind.PAYMENT_PLAN.value, 0),
-    )
-    return stats, order_count
-
-
 def _page_count(total: int, page_size: int) -> int:
     return max(1, -(-total // page_size))
 
 
-def _recurring_list(
-    session: Session, customer_id: int, kind: RecurringKind, which: ListFilter, page: int, page_size: int
-) -> RecurringList:
-    live = Recurring.status.in_([s.value for s in LIVE_STATUSES])
-    counts = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((live, 1), else_=0)), 0)).where(
-            Recurring.customer_id == customer_id, Recurring.kind == kind.value
-        )
-    ).one()
-    all_count, active_count = int(counts[0]), int(counts[1])
-    shown = active_count if which == "active" else all_count
-    page_count = _page_count(shown, page_size)
-    page = min(page, page_count - 1)
-    query = select(Recurring).where(Recurring.customer_id == customer_id, Recurring.kind == kind.value)
-    if which == "active":
-        query = query.where(live)
-    rows = session.scalars(
-        query.order_by(case((live, 0), else_=1), Recurring.started_at.desc(), Recurring.id.desc())
-        .offset(page * page_size)
-        .limit(page_size)
-    ).all()
-    missed = _missed_counts(session, [r.id for r in rows])
-    return RecurringList(
-        filter=which,
-        items=[_recurring_summary(r, missed.get(r.id, 0)) for r in rows],
-        page=page,
-        page_count=page_count,
-        active_count=active_count,
-        all_count=all_count,
-    )
-
-
-def _missed_counts(session: Session, recurring_ids: list[int]) -> dict[int, int]:
-    if not recurring_ids:
-        return {}
-    return dict(
-        session.execute(
-            select(Payment.recurring_id, func.count())
-            .where(Payment.recurring_id.in_(recurring_ids), Payment.status == PaymentStatus.FAILED.value)
-            .group_by(Payment.recurring_id)
-        ).all()
-    )
-
-
-def _recurring_summary(r: Recurring, missed_payments: int) -> RecurringSummary:
+def _recurring_summary(r, missed_payments: int) -> RecurringSummary:
+    """`r`: a recurring row, or a Recurring, with its columns by name."""
     return RecurringSummary(
         id=r.id,
-        kind=r.kind,  # type: ignore[arg-type]
+        kind=r.kind,
         product=r.product,
         price=Money(r.amount, r.currency),
         interval=r.interval,
@@ -268,17 +369,14 @@ def _recurring_summary(r: Recurring, missed_payments: int) -> RecurringSummary:
     )
 
 
-def _order_page(session: Session, customer_id: int, total: int, page: int, page_size: int) -> OrderPage:
+def _order_page(reader: Reader, customer_id: int, total: int, page: int, page_size: int) -> OrderPage:
     page_count = _page_count(total, page_size)
     page = min(page, page_count - 1)
-    orders = session.scalars(
-        select(Order)
-        .where(Order.customer_id == customer_id)
-        .order_by(Order.created_at.desc(), Order.id.desc())
-        .offset(page * page_size)
-        .limit(page_size)
-    ).all()
-    descriptions = _descriptions(session, [o.id for o in orders])
+    orders = []
+    if total:
+        orders = reader.execute(
+            _ORDER_PAGE, {"customer_id": customer_id, "limit": page_size, "offset": page * page_size}
+        ).all()
     return OrderPage(
         items=[
             OrderSummary(
@@ -289,7 +387,7 @@ def _order_page(session: Session, customer_id: int, total: int, page: int, page_
                 refunded=Money(o.amount_refunded, o.currency),
                 status=o.status,
                 source=o.source,
-                description=descriptions.get(o.id, ""),
+                description=_description(o.first_line, o.line_count),
             )
             for o in orders
         ],
@@ -299,61 +397,91 @@ def _order_page(session: Session, customer_id: int, total: int, page: int, page_
     )
 
 
-def _descriptions(session: Session, order_ids: Iterable[int]) -> dict[int, str]:
-    lines: dict[int, list[str]] = defaultdict(list)
-    ids = list(order_ids)
-    if ids:
-        for order_id, description in session.execute(
-            select(OrderLine.order_id, OrderLine.description)
-            .where(OrderLine.order_id.in_(ids))
-            .order_by(OrderLine.order_id, OrderLine.position)
-        ):
-            lines[order_id].append(description)
-    return {
-        order_id: items[0] + (f" + {len(items) - 1} more" if len(items) > 1 else "")
-        for order_id, items in lines.items()
-    }
+def _description(first_line: str | None, line_count: int) -> str:
+    if first_line is None:
+        return ""
+    return first_line + (f" + {line_count - 1} more" if line_count > 1 else "")
+
+
+_PAID_TOTALS = (
+    select(_payments.c.currency.label("paid_currency"), func.sum(_payments.c.amount).label("paid"))
+    .where(
+        _payments.c.recurring_id == bindparam("recurring_id"), _payments.c.status == PaymentStatus.PAID.value
+    )
+    .group_by(_payments.c.currency)
+    .subquery("paid_totals")
+)
+
+# A subscription or plan with its customer's name and every count its record shows: one row per currency paid in.
+_RECURRING_HEADER = (
+    select(
+        _recurring,
+        _customers.c.name.label("customer_name"),
+        _customers.c.email.label("customer_email"),
+        _count(_payments, _payments.c.recurring_id == _recurring.c.id).label("payment_count"),
+        _MISSED,
+        _count(
+            _orders,
+            _orders.c.recurring_id == _recurring.c.id,
+            _orders.c.amount_refunded + _orders.c.amount_refund_pending < _orders.c.total,
+            _orders.c.stripe_payment_intent_id.is_not(None),
+        ).label("refundable"),
+        select(func.max(_attempts.c.id))
+        .where(
+            _attempts.c.target_type == "recurring",
+            _attempts.c.target_id == _recurring.c.id,
+            _attempts.c.status == AttemptStatus.SUCCEEDED.value,
+        )
+        .scalar_subquery()
+        .label("last_change"),
+        _pending_for("recurring", _recurring.c.id).label("awaiting"),
+        _PAID_TOTALS.c.paid_currency,
+        _PAID_TOTALS.c.paid,
+    )
+    .select_from(
+        _recurring.join(_customers, _customers.c.id == _recurring.c.customer_id).outerjoin(
+            _PAID_TOTALS, true()
+        )
+    )
+    .where(_recurring.c.id == bindparam("recurring_id"))
+)
+
+_RECENT_PAYMENTS = (
+    select(
+        _payments.c.due_at,
+        _payments.c.amount,
+        _payments.c.currency,
+        _payments.c.status,
+        _payments.c.failure_reason,
+        _payments.c.order_id,
+        _orders.c.number,
+    )
+    .select_from(_payments.outerjoin(_orders, _orders.c.id == _payments.c.order_id))
+    .where(_payments.c.recurring_id == bindparam("recurring_id"))
+    .order_by(_payments.c.due_at.desc(), _payments.c.id.desc())
+    .limit(bindparam("limit"))
+)
 
 
 def recurring_record(
-    session: Session, recurring_id: int, back: CardState | None, *, payments_shown: int
+    reader: Reader, recurring_id: int, back: CardState | None, *, payments_shown: int
 ) -> RecurringRecord:
-    recurring = session.get(Recurring, recurring_id)
-    if recurring is None:
+    """A subscription or payment plan record in at most two statements (three while a request awaits Stripe)."""
+    rows = reader.execute(_RECURRING_HEADER, {"recurring_id": recurring_id}).all()
+    if not rows:
         raise RecordNotFound("subscription or payment plan", recurring_id)
-    customer = session.get(Customer, recurring.customer_id)
-    assert customer is not None  # a foreign key guarantees it
-    if back is None or back.customer_id != customer.id:
-        back = CardState(customer.id)
-    payment_count = session.scalar(
-        select(func.count()).select_from(Payment).where(Payment.recurring_id == recurring.id)
-    )
-    rows = session.execute(
-        select(Payment, Order.number)
-        .outerjoin(Order, Order.id == Payment.order_id)
-        .where(Payment.recurring_id == recurring.id)
-        .order_by(Payment.due_at.desc(), Payment.id.desc())
-        .limit(payments_shown)
-    ).all()
-    paid = session.execute(
-        select(Payment.currency, func.sum(Payment.amount))
-        .where(Payment.recurring_id == recurring.id, Payment.status == PaymentStatus.PAID.value)
-        .group_by(Payment.currency)
-    ).all()
-    missed = _missed_counts(session, [recurring.id]).get(recurring.id, 0)
-    refundable = session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(
-            Order.recurring_id == recurring.id,
-            Order.amount_refunded + Order.amount_refund_pending < Order.total,
-            Order.stripe_payment_intent_id.is_not(None),
-        )
-    )
+    recurring = rows[0]
+    if back is None or back.customer_id != recurring.customer_id:
+        back = CardState(recurring.customer_id)
+    payments = []
+    if payments_shown and recurring.payment_count:
+        payments = reader.execute(
+            _RECENT_PAYMENTS, {"recurring_id": recurring.id, "limit": payments_shown}
+        ).all()
     return RecurringRecord(
         back=back,
-        customer_name=shown_name(customer.name, customer.email),
-        summary=_recurring_summary(recurring, missed),
+        customer_name=shown_name(recurring.customer_name, recurring.customer_email),
+        summary=_recurring_summary(recurring, recurring.missed),
         current_period_end=recurring.current_period_end,
         stripe_subscription_id=recurring.stripe_subscription_id,
         payments=[
@@ -363,33 +491,64 @@ def recurring_record(
                 status=p.status,
                 failure_reason=p.failure_reason,
                 order_id=p.order_id,
-                order_number=number,
+                order_number=p.number,
             )
-            for p, number in rows
+            for p in payments
         ],
-        payment_count=payment_count or 0,
-        paid_total=[Money(int(total), currency) for currency, total in paid],
-        refundable_payments=refundable or 0,
-        fingerprint=recurring_fingerprint(recurring, last_change(session, "recurring", recurring.id)),
-        awaiting=awaiting_stripe(session, "recurring", recurring.id),
+        payment_count=recurring.payment_count,
+        paid_total=[Money(int(row.paid), row.paid_currency) for row in rows if row.paid_currency is not None],
+        refundable_payments=recurring.refundable,
+        fingerprint=recurring_fingerprint(recurring, recurring.last_change),
+        awaiting=awaiting_stripe(reader, "recurring", recurring.id) if recurring.awaiting else [],
     )
 
 
-def order_record(session: Session, order_id: int, back: CardState | None) -> OrderRecord:
-    order = session.get(Order, order_id)
+_linked = _recurring.alias("linked")
+_ORDER_HEADER = (
+    select(
+        _orders,
+        _customers.c.name.label("customer_name"),
+        _customers.c.email.label("customer_email"),
+        _linked.c.kind.label("recurring_kind"),
+        _linked.c.product.label("recurring_product"),
+        _pending_for("order", _orders.c.id).label("awaiting"),
+    )
+    .select_from(
+        _orders.join(_customers, _customers.c.id == _orders.c.customer_id).outerjoin(
+            _linked, _linked.c.id == _orders.c.recurring_id
+        )
+    )
+    .where(_orders.c.id == bindparam("order_id"))
+)
+_ORDER_ID_BY_NUMBER = select(_orders.c.id).where(_orders.c.number == bindparam("number"))
+_ORDER_LINES = (
+    select(_lines.c.description, _lines.c.quantity, _lines.c.unit_amount)
+    .where(_lines.c.order_id == bindparam("order_id"))
+    .order_by(_lines.c.position)
+)
+_ORDER_REFUNDS = (
+    select(
+        _refunds.c.amount,
+        _refunds.c.currency,
+        _refunds.c.reason,
+        _refunds.c.note,
+        _refunds.c.requested_by,
+        _refunds.c.created_at,
+    )
+    .where(_refunds.c.order_id == bindparam("order_id"))
+    .order_by(_refunds.c.created_at, _refunds.c.id)
+)
+
+
+def order_record(reader: Reader, order_id: int, back: CardState | None) -> OrderRecord:
+    """An order record in three statements (four while a refund awaits Stripe's answer)."""
+    order = reader.execute(_ORDER_HEADER, {"order_id": order_id}).first()
     if order is None:
         raise RecordNotFound("order", order_id)
-    customer = session.get(Customer, order.customer_id)
-    assert customer is not None  # a foreign key guarantees it
-    if back is None or back.customer_id != customer.id:
-        back = CardState(customer.id)
-    lines = session.scalars(
-        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
-    ).all()
-    refunds = session.scalars(
-        select(Refund).where(Refund.order_id == order.id).order_by(Refund.created_at, Refund.id)
-    ).all()
-    recurring = session.get(Recurring, order.recurring_id) if order.recurring_id else None
+    if back is None or back.customer_id != order.customer_id:
+        back = CardState(order.customer_id)
+    lines = reader.execute(_ORDER_LINES, {"order_id": order.id}).all()
+    refunds = reader.execute(_ORDER_REFUNDS, {"order_id": order.id}).all()
     billing = BillingAddress(
         order.billing_name,
         order.billing_line1,
@@ -399,9 +558,14 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
         order.billing_postal_code,
         order.billing_country,
     )
+    recurring = (
+        RecurringLink(order.recurring_id, order.recurring_kind, order.recurring_product)  # type: ignore[arg-type]
+        if order.recurring_kind is not None
+        else None
+    )
     return OrderRecord(
         back=back,
-        customer_name=shown_name(customer.name, customer.email),
+        customer_name=shown_name(order.customer_name, order.customer_email),
         id=order.id,
         number=order.number,
         created_at=order.created_at,
@@ -412,7 +576,7 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
                 line.description,
                 line.quantity,
                 Money(line.unit_amount, order.currency),
-                Money(line.amount, order.currency),
+                Money(line.quantity * line.unit_amount, order.currency),
             )
             for line in lines
         ],
@@ -424,15 +588,17 @@ def order_record(session: Session, order_id: int, back: CardState | None) -> Ord
             RefundLine(Money(r.amount, r.currency), r.reason, r.note, r.requested_by, r.created_at)
             for r in refunds
         ],
-        recurring=RecurringLink(recurring.id, recurring.kind, recurring.product) if recurring else None,  # type: ignore[arg-type]
+        recurring=recurring,
         stripe_payment=order.stripe_payment_intent_id is not None,
         refund_pending=order.amount_refund_pending,
-        awaiting=awaiting_stripe(session, "order", order.id) if order.amount_refund_pending else [],
+        awaiting=awaiting_stripe(reader, "order", order.id)
+        if order.amount_refund_pending and order.awaiting
+        else [],
     )
 
 
 class Records(Shared):
-    """The records as the listeners read them, each in a short read-only unit of work."""
+    """The records as the listeners read them: each a few statements on a read connection (see Database.read)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -441,39 +607,46 @@ class Records(Shared):
         self, text: str, *, recurring_page_size: int, orders_page_size: int
     ) -> tuple[SearchResult, CustomerCard | None]:
         """The customers `text` finds, and the record of the one when it finds exactly one."""
-        with self.db.session() as session:
-            result = find_customers(session, text)
+
+        def read(connection: Connection) -> tuple[SearchResult, CustomerCard | None]:
+            result = find_customers(connection, text)
             if len(result.matches) != 1 or result.capped:
                 return result, None
             state = CardState(result.matches[0].customer_id)
             card = customer_card(
-                session, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
+                connection, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
             )
             return result, card
+
+        return self.db.read(read)
 
     def order_numbered(self, text: str) -> OrderRecord | None:
         """The record of the order `text` names by its number (`100234` or `#100234`), if there is one."""
         number = order_number(text)
         if number is None:
             return None
-        with self.db.session() as session:
-            order_id = session.scalar(select(Order.id).where(Order.number == number))
-            return None if order_id is None else order_record(session, order_id, None)
+
+        def read(connection: Connection) -> OrderRecord | None:
+            order_id = connection.scalar(_ORDER_ID_BY_NUMBER, {"number": number})
+            return None if order_id is None else order_record(connection, order_id, None)
+
+        return self.db.read(read)
 
     def customer_card(
         self, state: CardState, *, recurring_page_size: int, orders_page_size: int
     ) -> CustomerCard:
-        with self.db.session() as session:
-            return customer_card(
-                session, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
+        return self.db.read(
+            lambda connection: customer_card(
+                connection, state, recurring_page_size=recurring_page_size, orders_page_size=orders_page_size
             )
+        )
 
     def recurring_record(
         self, recurring_id: int, back: CardState | None, *, payments_shown: int
     ) -> RecurringRecord:
-        with self.db.session() as session:
-            return recurring_record(session, recurring_id, back, payments_shown=payments_shown)
+        return self.db.read(
+            lambda connection: recurring_record(connection, recurring_id, back, payments_shown=payments_shown)
+        )
 
     def order_record(self, order_id: int, back: CardState | None) -> OrderRecord:
-        with self.db.session() as session:
-            return order_record(session, order_id, back)
+        return self.db.read(lambda connection: order_record(connection, order_id, back))

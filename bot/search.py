@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from sqlalchemy import and_, exists, func, intersect, select
+from sqlalchemy import Connection, and_, bindparam, exists, func, intersect, select
 from sqlalchemy.orm import Session, aliased
 
 from bot.models import Customer, CustomerSearchTerm, Order
@@ -20,7 +20,7 @@ from bot.naming import shown_name
 from bot.viewmodels import Match, SearchResult
 
 MAX_RESULTS = 10
-MAX_COUNTED = 1000  # beyond this the list says "More than 1,000"
+MAX_COUNTED = 100  # beyond this the list says "More than 100": counting further costs more than it tells
 MAX_QUERY_WORDS = 6
 PROBE_LIMIT = 5000  # below this many customers for a word, checking each one beats intersecting ranges
 MAX_TERM_LENGTH = 200
@@ -108,50 +108,104 @@ def query_words(text: str) -> list[str]:
     return [w[:MAX_TERM_LENGTH] for w in words[:MAX_QUERY_WORDS]]
 
 
-def find_customers(session: Session, text: str) -> SearchResult:
+Reader = Connection | Session
+
+# The statements of a search, built once with bound parameters (see bot.records): a one-word search, the most
+# common, is one statement, plus one bounded count when the word matches more than a page.
+_terms = CustomerSearchTerm.__table__
+_customers = Customer.__table__
+_WINDOW = MAX_RESULTS * 4  # a customer can match one word through several of their terms
+_low, _high = bindparam("low"), bindparam("high")
+
+
+def _in_range(term, *, bounded: bool):
+    return and_(term >= _low, term < _high) if bounded else term >= _low
+
+
+def _first_page(bounded: bool):
+    """The word's range in term order with each customer's name and email: a few index entries, however common."""
+    return (
+        select(_terms.c.customer_id, _customers.c.name, _customers.c.email)
+        .join(_customers, _customers.c.id == _terms.c.customer_id)
+        .where(_in_range(_terms.c.term, bounded=bounded))
+        .order_by(_terms.c.term, _terms.c.customer_id)
+        .limit(_WINDOW)
+    )
+
+
+def _bounded_count(bounded: bool):
+    """How many customers have a term in the range, counting no further than MAX_COUNTED + 1: each customer is
+    counted at their first term in the range (one seek in the customer-term index tells), so the count stops
+    early however common the word is, without a DISTINCT over the whole range."""
+    earlier = _terms.alias("earlier")
+    firsts = (
+        select(_terms.c.customer_id)
+        .where(
+            _in_range(_terms.c.term, bounded=bounded),
+            ~exists().where(
+                earlier.c.customer_id == _terms.c.customer_id,
+                earlier.c.term >= _low,
+                earlier.c.term < _terms.c.term,
+            ),
+        )
+        .limit(MAX_COUNTED + 1)
+        .subquery()
+    )
+    return select(func.count()).select_from(firsts)
+
+
+_FIRST_PAGE = {bounded: _first_page(bounded) for bounded in (True, False)}
+_COUNT = {bounded: _bounded_count(bounded) for bounded in (True, False)}
+_BY_STRIPE_ID = select(_customers.c.id, _customers.c.name, _customers.c.email).where(
+    _customers.c.stripe_customer_id == bindparam("stripe_customer_id")
+)
+_orders = Order.__table__
+_BY_ORDER_NUMBER = (
+    select(_customers.c.id, _customers.c.name, _customers.c.email)
+    .join(_orders, _orders.c.customer_id == _customers.c.id)
+    .where(_orders.c.number == bindparam("number"))
+)
+
+
+def find_customers(reader: Reader, text: str) -> SearchResult:
     """Customers matching `text`, best first: whole words before longer words that start with them."""
     # Control characters and lone surrogates can match nothing, and PostgreSQL refuses NUL in text.
     text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs") or ch.isspace()).strip()
     if _STRIPE_CUSTOMER_ID.match(text):
-        found = list(session.scalars(select(Customer.id).where(Customer.stripe_customer_id == text)))
-        return SearchResult(text, _matches(session, found), len(found))
+        found = _as_matches(reader.execute(_BY_STRIPE_ID, {"stripe_customer_id": text}))
+        return SearchResult(text, found, len(found))
     number = order_number(text)
     if number:
-        found = list(session.scalars(select(Order.customer_id).where(Order.number == number)))
+        found = _as_matches(reader.execute(_BY_ORDER_NUMBER, {"number": number}))
         if found:
-            return SearchResult(text, _matches(session, found), len(found))
+            return SearchResult(text, found, len(found))
     words = query_words(text)
     if not words:
         return SearchResult(text, [], 0)
     if len(set(words)) == 1:
-        return _one_word(session, text, words[0])
-    return _several_words(session, text, words)
+        return _one_word(reader, text, words[0])
+    return _several_words(reader, text, words)
 
 
-def _one_word(session: Session, text: str, word: str) -> SearchResult:
-    """Walk the word's range in term order: the first page costs a few index entries however common it is."""
-    ranked = (
-        select(CustomerSearchTerm.customer_id)
-        .where(_prefix_range(CustomerSearchTerm.term, word))
-        .order_by(CustomerSearchTerm.term, CustomerSearchTerm.customer_id)
-    )
-    window = MAX_RESULTS * 4  # a customer can match one word through several of their terms
-    fetched = list(session.scalars(ranked.limit(window)))
-    candidate_ids = _distinct(fetched)
-    total = len(candidate_ids)
-    if len(fetched) == window:
-        capped = ranked.limit(MAX_COUNTED * 4).subquery()
-        total = session.scalar(select(func.count(func.distinct(capped.c.customer_id)))) or 0
-    return _result(session, text, candidate_ids[:MAX_RESULTS], total)
+def _one_word(reader: Reader, text: str, word: str) -> SearchResult:
+    upper = _next_prefix(word)
+    bounds = {"low": word, "high": upper}
+    rows = reader.execute(_FIRST_PAGE[upper is not None], bounds).all()
+    matches = _as_matches(rows)
+    total = len(matches)
+    if len(rows) == _WINDOW:
+        total = reader.execute(_COUNT[upper is not None], bounds).scalar_one()
+    return _result(text, matches[:MAX_RESULTS], total)
 
 
-def _several_words(session: Session, text: str, words: list[str]) -> SearchResult:
+def _several_words(reader: Reader, text: str, words: list[str]) -> SearchResult:
     """Customers with a term for every word, ranked by the terms of the word that leads.
 
     When one word is rare, walk its few customers and check the others through the covering index (one seek
     each). When every word is common, let the database intersect their ranges instead of probing thousands.
     """
-    sizes = {w: _range_size(session, w, PROBE_LIMIT + 1) for w in sorted(set(words), key=len, reverse=True)}
+    by_length = sorted(set(words), key=len, reverse=True)
+    sizes = dict(zip(by_length, _range_sizes(reader, by_length, PROBE_LIMIT + 1), strict=True))
     rarest = min(sizes, key=sizes.__getitem__)
     lead = aliased(CustomerSearchTerm)
     query = select(lead.customer_id).where(_prefix_range(lead.term, rarest))
@@ -169,31 +223,52 @@ def _several_words(session: Session, text: str, words: list[str]) -> SearchResul
             )
         ).subquery()
         query = query.join(common, common.c.customer_id == lead.customer_id)
-    ranked = _distinct(session.scalars(query.order_by(lead.term, lead.customer_id).limit(MAX_COUNTED * 4)))
-    return _result(session, text, ranked[:MAX_RESULTS], len(ranked))
+    ranked = _distinct(
+        reader.scalars(query.order_by(lead.term, lead.customer_id).limit((MAX_COUNTED + 1) * 4))
+    )
+    found = ranked[:MAX_RESULTS]
+    if not found:
+        return _result(text, [], 0)
+    rows = reader.execute(
+        select(_customers.c.id, _customers.c.name, _customers.c.email).where(_customers.c.id.in_(found))
+    )
+    by_id = {row.id: row for row in rows}
+    return _result(text, _as_matches(by_id[i] for i in found if i in by_id), len(ranked))
 
 
-def _range_size(session: Session, word: str, cap: int) -> int:
-    """How many terms start with `word`, counting no further than `cap`."""
-    capped = select(CustomerSearchTerm.term).where(_prefix_range(CustomerSearchTerm.term, word)).limit(cap)
-    return session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+def _range_sizes(reader: Reader, words: list[str], cap: int) -> list[int]:
+    """How many terms start with each word, counting no further than `cap`: one statement for them all."""
+    return list(
+        reader.execute(
+            select(
+                *(
+                    select(func.count())
+                    .select_from(
+                        select(CustomerSearchTerm.term)
+                        .where(_prefix_range(CustomerSearchTerm.term, word))
+                        .limit(cap)
+                        .subquery()
+                    )
+                    .scalar_subquery()
+                    for word in words
+                )
+            )
+        ).one()
+    )
 
 
-def _result(session: Session, text: str, top: list[int], counted: int) -> SearchResult:
+def _result(text: str, top: list[Match], counted: int) -> SearchResult:
     capped = counted > MAX_COUNTED
-    return SearchResult(text, _matches(session, top), min(counted, MAX_COUNTED), capped=capped)
+    return SearchResult(text, top, min(counted, MAX_COUNTED), capped=capped)
 
 
-def _matches(session: Session, customer_ids: list[int]) -> list[Match]:
-    rows = {
-        row.id: row
-        for row in session.execute(
-            select(Customer.id, Customer.name, Customer.email).where(Customer.id.in_(customer_ids))
-        )
-    }
-    return [
-        Match(i, shown_name(rows[i].name, rows[i].email), rows[i].email) for i in customer_ids if i in rows
-    ]
+def _as_matches(rows: Iterable) -> list[Match]:
+    """Rows of (customer id, name, email) as matches, each customer once, in the rows' order."""
+    matches: dict[int, Match] = {}
+    for customer_id, name, email in rows:
+        if customer_id not in matches:
+            matches[customer_id] = Match(customer_id, shown_name(name, email), email)
+    return list(matches.values())
 
 
 def _prefix_range(column, prefix: str):

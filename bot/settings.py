@@ -38,6 +38,9 @@ class Settings:
     activecampaign_api_key: str | None = None
     keap_api_url: str = "https://api.infusionsoft.com/crm/rest"
     keap_api_key: str | None = None  # a Keap personal access token or service account key
+    public_url: str | None = (
+        None  # https://<host> where `web` is reached; `check` looks for its Stripe webhook
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +76,7 @@ class Settings:
             activecampaign_api_key=text("ACTIVECAMPAIGN_API_KEY"),
             keap_api_url=text("KEAP_API_URL") or "https://api.infusionsoft.com/crm/rest",
             keap_api_key=text("KEAP_API_KEY"),
+            public_url=(text("PUBLIC_URL") or "").rstrip("/") or None,
         )
 
     def require_jobs(self) -> None:

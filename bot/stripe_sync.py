@@ -281,7 +281,8 @@ def apply_subscription_state(row: Recurring, obj: Obj) -> None:
     row.payments_paused = pause is not None
     row.paused_until = _time(pause.get("resumes_at")) if pause else None
     status = _STATUSES.get(obj.get("status", ""), RecurringStatus.ACTIVE)
-    if row.payments_paused and status == RecurringStatus.ACTIVE:
+    # A moved next bill date is a trial_end in Stripe ("trialing"): paused all the same.
+    if row.payments_paused and status in (RecurringStatus.ACTIVE, RecurringStatus.TRIALING):
         status = RecurringStatus.PAUSED
     if status == RecurringStatus.CANCELED and row.status == RecurringStatus.COMPLETED.value:
         status = RecurringStatus.COMPLETED  # a plan the bot ended after its last instalment

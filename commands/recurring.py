@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -62,14 +63,14 @@ def open_pause_form(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        earliest = subscriptions.today()
+        first_day = subscriptions.today() + timedelta(days=1)  # what the form accepts
         _open_form(
             body,
             action,
             client,
             subscriptions,
             changes.PAUSE,
-            lambda r, meta: modals.pause_form(r, earliest, meta),
+            lambda r, meta: modals.pause_form(r, first_day, meta),
         )
 
 
@@ -84,10 +85,10 @@ def open_bill_date_form(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        earliest = subscriptions.today()
+        first_day = subscriptions.today() + timedelta(days=1)  # what the form accepts
 
         def build(record: RecurringRecord, meta: str) -> dict:
-            return modals.next_bill_date_form(record, earliest, meta)
+            return modals.next_bill_date_form(record, first_day, meta)
 
         _open_form(body, action, client, subscriptions, changes.MOVE_BILL_DATE, build)
 

@@ -4,7 +4,10 @@
 conversation as a person would see it (ephemeral messages replaced in place, shared ones posted), and refuses
 any message Slack would refuse, with Slack's own error codes. It keeps each message's metadata and answers
 `conversations.history` with it, and a test can make it misbehave the ways Slack does: refuse a method, take a
-call and lose the answer, or take it and answer only when told. `SlackPerson` sends the bot exactly what Slack
+call and lose the answer, or take it and answer only when told. Like Slack, it says in every Web API answer which
+scopes the token has (the `x-oauth-scopes` header) and holds the app to them where the bot's setup is checked
+(`users.info`, `conversations.history`, `chat.postMessage`); a test can take scopes away, refuse a token, leave
+the bot out of a channel, and add the people `users.info` knows. `SlackPerson` sends the bot exactly what Slack
 sends: signed, form-encoded slash commands and `payload=` JSON for button clicks.
 
 The terminal shell and the test suite both drive the real app through these two.
@@ -30,8 +33,19 @@ from blocks.limits import message_problems
 
 TEAM_ID = "T0LOCAL01"
 TEAM_DOMAIN = "local"
+TEAM_NAME = "Local"
 APP_ID = "A0LOCAL01"
 BOT_USER_ID = "U0LOCALBOT"
+BOT_NAME = "customer-bot"
+PERSON_ID = "U0LOCAL01"  # the person SlackPerson is unless told otherwise
+# The scopes an installation of manifest.yml grants, and users:read, which lets `customer-bot check` read people.
+GRANTED_SCOPES = ("commands", "chat:write", "channels:history", "groups:history", "users:read")
+# Methods held to their scopes here: any one of those listed lets a call through, as at Slack.
+_SCOPES_NEEDED = {
+    "users.info": ("users:read",),
+    "conversations.history": ("channels:history", "groups:history"),
+    "chat.postMessage": ("chat:write",),
+}
 
 
 @dataclass
@@ -101,6 +115,12 @@ class LocalSlack:
         self._last_ts = 0  # in microseconds: each message's ts is its posting time, unique like Slack's
         self._refusals: dict[str, str] = {}  # method -> the error every call of it is answered with
         self._after: dict[str, HeldAnswer | str] = {}  # method -> what happens to the answer of its next call
+        self.scopes: set[str] = set(GRANTED_SCOPES)  # what the app's token was granted
+        self.refused_tokens: set[str] = set()  # answered invalid_auth, as a revoked or mistyped token is
+        self.channels_without_bot: set[str] = set()  # channels nobody invited the bot to
+        self.users: dict[str, dict[str, Any]] = {}  # users.info answers, by user id
+        self.add_user(PERSON_ID, "jane.support")
+        self.add_user(BOT_USER_ID, BOT_NAME, is_bot=True)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -189,6 +209,19 @@ class LocalSlack:
         fails between Slack and the app."""
         with self._lock:
             self._after[method] = _LOST
+
+    def add_user(self, user_id: str, name: str, *, is_bot: bool = False, deleted: bool = False) -> None:
+        """Someone `users.info` knows, as Slack describes them (a deactivated account is `deleted`)."""
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": name,
+            "real_name": name,
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "is_app_user": False,
+            "profile": {"display_name": name, "real_name": name},
+        }
 
     def _answer_fate(self, method: str) -> HeldAnswer | str | None:
         with self._lock:
@@ -307,20 +340,39 @@ class LocalSlack:
         self._post(target.channel, body, visible_to)
         return 200, "ok"
 
-    def _api(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _api(self, method: str, args: dict[str, Any], token: str | None = None) -> dict[str, Any]:
         with self._lock:
             self.calls.append(ApiCall(method, args))
             refusal = self._refusals.get(method)
+            granted = set(self.scopes)
+        if token in self.refused_tokens:
+            return {"ok": False, "error": "invalid_auth"}
         if refusal:
             return {"ok": False, "error": refusal}
+        needed = _SCOPES_NEEDED.get(method, ())
+        if needed and not granted.intersection(needed):
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": ",".join(needed),
+                "provided": ",".join(sorted(granted)),
+            }
+        if args.get("channel") in self.channels_without_bot and method in (
+            "conversations.history",
+            "chat.postMessage",
+        ):
+            return {"ok": False, "error": "not_in_channel"}
         if method == "conversations.history":
             return self._history(args)
+        if method == "users.info":
+            user = self.users.get(args.get("user", ""))
+            return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
         if method == "auth.test":
             return {
                 "ok": True,
                 "url": f"https://{TEAM_DOMAIN}.slack.com/",
-                "team": "Local",
-                "user": "customer-bot",
+                "team": TEAM_NAME,
+                "user": BOT_NAME,
                 "team_id": TEAM_ID,
                 "user_id": BOT_USER_ID,
                 "bot_id": "B0LOCAL01",
@@ -374,6 +426,10 @@ class LocalSlack:
             return {"ok": True, "view": self.views[view_id]}
         return {"ok": True}
 
+    def _granted(self) -> str:
+        with self._lock:
+            return ",".join(sorted(self.scopes))
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         slack = self
 
@@ -400,7 +456,9 @@ class LocalSlack:
                 slack._notify()
 
             def _answer_api(self, method: str, args: dict[str, Any]) -> None:
-                answer = slack._api(method, args)
+                kind, _, bearer = (self.headers.get("Authorization") or "").partition(" ")
+                token = bearer if kind == "Bearer" else args.get("token")
+                answer = slack._api(method, args, token)
                 fate = slack._answer_fate(method)
                 if fate == _LOST:
                     self.close_connection = True
@@ -409,12 +467,17 @@ class LocalSlack:
                     slack._notify()
                     fate.reached.set()
                     fate.released.wait(timeout=60)
-                self._send(200, "application/json", json.dumps(answer).encode())
+                scopes = {} if answer.get("error") == "invalid_auth" else {"x-oauth-scopes": slack._granted()}
+                self._send(200, "application/json", json.dumps(answer).encode(), scopes)
 
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
+            def _send(
+                self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -562,7 +625,7 @@ class SlackPerson:
     slack: LocalSlack
     transport: Transport
     signing_secret: str
-    user_id: str = "U0LOCAL01"
+    user_id: str = PERSON_ID
     user_name: str = "jane.support"
     channel_id: str = "C0LOCAL01"
     channel_name: str = "support"

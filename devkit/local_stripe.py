@@ -2,7 +2,8 @@
 
 localstripe is GPL and a dev dependency (`pip install -e '.[dev]'`), never a runtime one: this module imports
 nothing from it and only runs it as a separate process, through `devkit.localstripe_server` (which starts it
-with its state kept in memory only and its store indexed by kind; see there).
+with its state kept in memory only, its store indexed by kind, the Stripe calls the bot makes that localstripe
+lacks taught to it, and listening on 127.0.0.1 only; see there and `devkit.localstripe_calls`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO
 from urllib.parse import urlencode
 
 API_KEY = "sk_test_local"  # localstripe accepts any key that starts with sk_
+HOST = "127.0.0.1"  # this machine only: a demo's emulator is nobody else's business
 STARTUP_TIMEOUT = 20.0  # seconds
 
 
@@ -31,23 +33,21 @@ class LocalStripeUnavailable(RuntimeError):
 
 
 def _free_port() -> int:
-    # localstripe listens on "::" (IPv6, which also takes IPv4 on a dual-stack host); ask the same family.
-    family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "127.0.0.1")
-    try:
-        probe = socket.socket(family, socket.SOCK_STREAM)
-    except OSError:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        host = "127.0.0.1"
-    with probe:
-        probe.bind((host, 0))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
         return probe.getsockname()[1]
 
 
 class LocalStripe:
-    """A localstripe process on a free port of this machine, started empty."""
+    """A localstripe process on a free port of this machine (127.0.0.1 only), started empty. With `idempotency`
+    it keeps Stripe's idempotency keys, as the shell needs; tests that inject faults leave it off and put
+    `tests/stripe_standin.py`, which keeps its own, in front."""
 
-    def __init__(self, *, port: int | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> None:
+    def __init__(
+        self, *, port: int | None = None, startup_timeout: float = STARTUP_TIMEOUT, idempotency: bool = False
+    ) -> None:
         self.port = port
+        self.idempotency = idempotency
         self.api_key = API_KEY
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -57,7 +57,7 @@ class LocalStripe:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("LocalStripe is not started")
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -81,9 +81,12 @@ class LocalStripe:
                     sys.executable,
                     "-m",
                     "devkit.localstripe_server",
+                    "--host",
+                    HOST,
                     "--port",
                     str(self.port),
                     "--from-scratch",
+                    *(["--idempotency"] if self.idempotency else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
@@ -183,11 +186,13 @@ class LocalStripe:
 def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
     """Give one demo customer a life in this local Stripe, so the shell can really act on them: a Stripe customer
     with a test card, a paid payment for each order not yet fully refunded, and a subscription for each live
-    subscription or plan; our records then point at them. Other demo customers keep ids Stripe does not know."""
+    subscription or plan (billing next when our record says; a plan carries its instalments in its metadata, as
+    the bot's plans do); our records then point at them. Other demo customers keep ids Stripe does not know."""
     import stripe
     from sqlalchemy import select
 
     from bot.models import LIVE_STATUSES, Customer, Order, Recurring
+    from bot.stripe_sync import PLAN_METADATA
 
     client = stripe.StripeClient(server.api_key, base_addresses={"api": server.url}, max_network_retries=0)
     with db.session() as session:
@@ -234,7 +239,12 @@ def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
                     "product": product.id,
                 }
             )
-            subscription = client.v1.subscriptions.create(
-                params={"customer": created.id, "items": [{"plan": plan.id}]}
-            )
+            params: dict = {"customer": created.id, "items": [{"plan": plan.id}]}
+            if recurring.installments_total:
+                params["metadata"] = {PLAN_METADATA: str(recurring.installments_total)}
+            period_end = recurring.current_period_end
+            if period_end is not None and period_end.timestamp() > time.time():
+                # Stripe bills next when our record does: the period it has just been paid for ends there.
+                params["billing_cycle_anchor"] = int(period_end.timestamp())
+            subscription = client.v1.subscriptions.create(params=params)
             recurring.stripe_subscription_id = subscription.id

@@ -1,5 +1,6 @@
-"""localstripe, started in its own process with two of its costs that grow with its state fixed:
-`python -m devkit.localstripe_server --port N --from-scratch` (the arguments are localstripe's own).
+"""localstripe, started in its own process with two of its costs that grow with its state fixed, the Stripe calls
+the bot makes that it lacks taught to it (`devkit.localstripe_calls`), and listening on this machine only:
+`python -m devkit.localstripe_server --port N --from-scratch [--host 127.0.0.1] [--idempotency]`.
 
 - It rewrites its whole state to /tmp/localstripe.pickle after every write (quadratic, and shared by every
   instance on the machine). Started `--from-scratch` it never reads that file back, so the write is turned off.
@@ -7,16 +8,24 @@
   The store now also keeps each kind of object apart, in the same insertion order, so a list of one kind reads
   only that kind.
 
-What it answers is unchanged, except that its list of payment intents takes the `customer` filter that Stripe's
-has (the bot looks up a charge whose answer was lost among the customer's payment intents).
+What it answers is unchanged by these two, except that its list of payment intents takes the `customer` filter
+that Stripe's has (the bot looks up a charge whose answer was lost among the customer's payment intents).
+
+localstripe itself binds every interface (`::`); this serves it on `--host` (127.0.0.1 unless told otherwise), so a
+demo's emulator is not open to the network. `--idempotency` adds Stripe's idempotency keys (off by default: tests
+that inject faults put `tests/stripe_standin.py`, which keeps its own, in front).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 from collections import defaultdict
 from typing import Any
 
 import localstripe.resources as resources
+
+from devkit import localstripe_calls
 
 
 def _kind(key: str) -> str:
@@ -54,6 +63,7 @@ def _list_payment_intents(cls, url, customer=None, limit=None, starting_after=No
 
 
 def patch() -> None:
+    localstripe_calls.patch()
     resources.Store.dump_to_disk = lambda self: None
     resources.Store.__setitem__ = _set_item
     resources.Store.__delitem__ = _del_item
@@ -63,10 +73,30 @@ def patch() -> None:
     resources.store.kinds = defaultdict(dict)
     for key, value in list(resources.store.items()):
         _set_item(resources.store, key, value)
+    from devkit.localstripe_check import install  # the account, webhook endpoints and restricted keys
+
+    install()
+
+
+def serve(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m devkit.localstripe_server")
+    parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--from-scratch", action="store_true")
+    parser.add_argument("--idempotency", action="store_true", help="keep Stripe's idempotency keys")
+    args = parser.parse_args(argv)
+    if not args.from_scratch:
+        resources.store.try_load_from_disk()
+    patch()
+    from aiohttp import web
+    from localstripe.server import app
+
+    localstripe_calls.add_middlewares(app, idempotency=args.idempotency)
+    access = logging.getLogger("aiohttp.access")
+    access.setLevel(logging.DEBUG)
+    access.addHandler(logging.StreamHandler())
+    web.run_app(app, host=args.host, port=args.port, access_log=access, print=None)
 
 
 if __name__ == "__main__":
-    patch()
-    from localstripe.server import start
-
-    start()
+    serve()

@@ -2,9 +2,13 @@
 
 `seed(db, customers=N)` fills an empty, migrated database with customers 1..N, their orders and order lines,
 subscriptions and payment plans, the payments those billed, refunds, and the search terms `bot.search` looks
-up. Customer 1 is always Jane Doe, who has one of everything; every other customer is drawn from
-`random.Random(customer_id)`, and every time is an offset from REFERENCE, never from now, so the same N gives
-the same rows byte for byte.
+up. Customer 1 is always Jane Doe, who has one of everything, and customer 21 Zoë Lefèvre (`/customer zoe` finds
+her); every other customer, and the rest of Zoë's data, is drawn from `random.Random(customer_id)`.
+
+The data is as of a day, `today` (by default today in UTC): every time is an offset from that day's midnight UTC
+(`reference_time`), never from the clock, so the same N and day give the same rows byte for byte. Seen on that day,
+past events are in the past and next bills, trial ends and period ends lie ahead (at least most of a day ahead;
+a few weeks for most), a missed payment is days old, not months.
 
 A million customers must take minutes, so rows are plain tuples written one transaction per batch through the
 driver's own bulk path: executemany on SQLite and COPY on PostgreSQL, measured 2 and 3 times faster than
@@ -20,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection, Table, insert, select
@@ -43,8 +47,11 @@ from bot.models import (
 )
 from bot.search import customer_terms, fold
 
-REFERENCE = datetime(2026, 11, 1, tzinfo=UTC)
-"""The "now" of the demo data: every timestamp is an offset from it."""
+
+def reference_time(day: date) -> datetime:
+    """The "now" of the demo data as of `day`: every timestamp is an offset from it."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
 
 BATCH_SIZE = 10_000
 MAX_ORDERS = 15  # per random customer
@@ -52,6 +59,7 @@ HOUR = 3600
 DAY = 86_400
 HISTORY = 3 * 365 * DAY  # how far back customers go
 
+ZOE = 21  # Zoë Lefèvre, whom the README finds with `/customer zoe` (a subscriber with a trial ending soon)
 ACTIVE, TRIALING, PAST_DUE, PAUSED, INCOMPLETE, CANCELED, COMPLETED = (s.value for s in RecurringStatus)
 PAID, FAILED, OPEN, VOID = (s.value for s in PaymentStatus)
 CHECKOUT, INTERNAL, RENEWAL, INSTALMENT = (s.value for s in OrderSource)
@@ -401,7 +409,7 @@ class _CustomerDraft:
     address: tuple[
         str, str | None, str, str | None, str, str
     ]  # line 1, line 2, city, state, postal code, country
-    created_at: datetime = REFERENCE
+    created_at: datetime
     recurring: list[_RecurringDraft] = field(default_factory=list)
     orders: list[_OrderDraft] = field(default_factory=list)  # one-off orders; the others hang off payments
 
@@ -433,31 +441,40 @@ def _days_in_month(year: int, month: int) -> int:
     return 30 if month in (4, 6, 9, 11) else 31
 
 
-def _random_customer(customer_id: int) -> _CustomerDraft:
+def _random_customer(customer_id: int, now: datetime) -> _CustomerDraft:
     rng = random.Random(customer_id)
     name, email = _random_identity(rng, customer_id)
+    if customer_id == ZOE:
+        name, email = "Zoë Lefèvre", "zoe.lefevre@example.com"
     currency = _pick(rng, _CURRENCY_MIX)
     customer = _CustomerDraft(
-        customer_id, name, email, currency, _card(rng), rng.random() >= 0.05, _address(rng, currency)
+        customer_id,
+        name,
+        email,
+        currency,
+        _card(rng, now),
+        rng.random() >= 0.05,
+        _address(rng, currency),
+        now,
     )
     budget = MAX_ORDERS
     if customer.card_on_file and rng.random() < 0.42:
         for _ in range(_pick(rng, (1, 1, 1, 1, 1, 2, 2, 3))):
-            recurring = _random_recurring(rng, currency)
+            recurring = _random_recurring(rng, currency, now)
             paid = sum(p.status == PAID for p in recurring.payments)
             if paid <= budget:
                 customer.recurring.append(recurring)
                 budget -= paid
-    earliest = min((r.started_at for r in customer.recurring), default=REFERENCE)
-    joined = REFERENCE - timedelta(seconds=_between(rng, DAY, HISTORY))
+    earliest = min((r.started_at for r in customer.recurring), default=now)
+    joined = now - timedelta(seconds=_between(rng, DAY, HISTORY))
     customer.created_at = min(joined, earliest - timedelta(seconds=_between(rng, 60, 30 * DAY)))
     # Few customers have no order at all; beyond that, each further order is a little less likely.
     wanted = int(rng.expovariate(0.35)) + (0 if customer.recurring or rng.random() < 0.05 else 1)
     one_offs = wanted if wanted <= budget else int(rng.random() * (budget + 1))
     sources = (CHECKOUT,) * 4 + (INTERNAL,) * customer.card_on_file
     for _ in range(one_offs):
-        _random_one_off_order(rng, customer, _pick(rng, sources))
-    _add_random_refunds(rng, customer)
+        _random_one_off_order(rng, customer, _pick(rng, sources), now)
+    _add_random_refunds(rng, customer, now)
     return customer
 
 
@@ -481,11 +498,11 @@ def _random_identity(rng: random.Random, customer_id: int) -> tuple[str, str]:
     return f"{first}{middle} {last}", f"{local}@{_pick(rng, _EMAIL_DOMAINS)}"
 
 
-def _card(rng: random.Random) -> tuple[str, str, int, int]:
+def _card(rng: random.Random, now: datetime) -> tuple[str, str, int, int]:
     """Brand, last 4 digits, expiry month and year; about one card in sixteen has expired."""
     last4 = f"{int(rng.random() * 10_000):04d}"
     years_left = -1 if rng.random() < 0.06 else 1 + int(rng.random() * 5)
-    return _pick(rng, _CARD_BRANDS), last4, 1 + int(rng.random() * 12), REFERENCE.year + years_left
+    return _pick(rng, _CARD_BRANDS), last4, 1 + int(rng.random() * 12), now.year + years_left
 
 
 def _address(rng: random.Random, currency: str) -> tuple[str, str | None, str, str | None, str, str]:
@@ -494,7 +511,7 @@ def _address(rng: random.Random, currency: str) -> tuple[str, str | None, str, s
     return street.format(n=1 + int(rng.random() * 400)), line2, city, state, postal_code, country
 
 
-def _random_recurring(rng: random.Random, currency: str) -> _RecurringDraft:
+def _random_recurring(rng: random.Random, currency: str, now: datetime) -> _RecurringDraft:
     if rng.random() < 0.65:
         offer = _pick(rng, _SUBSCRIPTIONS)
         status = _pick(rng, _SUBSCRIPTION_STATUSES)
@@ -509,7 +526,7 @@ def _random_recurring(rng: random.Random, currency: str) -> _RecurringDraft:
     else:
         billed = 1 + int(rng.random() * most)
     cancel_at_period_end = status == ACTIVE and not offer.installments and rng.random() < 0.15
-    return _recurring(rng, offer, currency, status, billed, cancel_at_period_end=cancel_at_period_end)
+    return _recurring(rng, offer, currency, status, billed, now, cancel_at_period_end=cancel_at_period_end)
 
 
 def _recurring(
@@ -518,34 +535,42 @@ def _recurring(
     currency: str,
     status: str,
     billed: int,
+    now: datetime,
     *,
     cancel_at_period_end: bool = False,
 ) -> _RecurringDraft:
     """A subscription or plan in `status`, billed `billed` times so far (trials and incomplete ones: never/once).
 
-    Billing dates fall `offer` periods apart from `started_at`; the last one is before REFERENCE and, while the
+    Billing dates fall `offer` periods apart, each counted from the latest one (as Stripe counts from its billing
+    cycle anchor: a month from the 31st is the 30th or the 28th). The latest is before `now` and, while the
     agreement is live, the next one after it. Each billing date has one payment, which when paid produced a
     renewal or instalment order.
     """
-    if status == TRIALING:
-        started = REFERENCE - timedelta(seconds=_between(rng, HOUR, 13 * DAY))
+    if status == TRIALING:  # ends within two weeks
+        started = now - timedelta(seconds=_between(rng, HOUR, 13 * DAY))
         trial_end = started + timedelta(days=14)
         return _RecurringDraft(offer, currency, status, started, trial_end, trial_end)
-    if status == INCOMPLETE:
-        started = REFERENCE - timedelta(seconds=_between(rng, HOUR, 20 * DAY))
+    if status == INCOMPLETE:  # Stripe lets a first payment be completed for 23 hours
+        started = now - timedelta(seconds=_between(rng, HOUR, 22 * HOUR))
         draft = _RecurringDraft(offer, currency, status, started, offer.bill(started, 1))
         draft.payments.append(_failed_payment(rng, started, OPEN))
         return draft
 
     ended = status in (CANCELED, COMPLETED)
     since_end = 1 + int(rng.random() * min(12, HISTORY // offer.shortest_period - billed)) if ended else 0
-    # Starting `billed + since_end` periods before REFERENCE, plus less than the shortest period, puts billing
-    # date `billed + since_end` first after REFERENCE; REFERENCE being the 1st, no billing day passes the 28th.
-    periods_back = offer.bill(REFERENCE, -(billed + since_end))
-    started = periods_back + timedelta(seconds=_between(rng, HOUR, offer.shortest_period - HOUR))
-    draft = _RecurringDraft(offer, currency, status, started, cancel_at_period_end=cancel_at_period_end)
-    due = [offer.bill(started, k) for k in range(billed)]
-    following = offer.bill(started, billed)
+    # The latest billing date (for an ended agreement, the one that would have been) falls within the period before
+    # `now` (far enough back that its payment had failed or produced its order by then), leaving the next one at
+    # least a day ahead (half a day for a daily one); a missed payment is at most three weeks old, as Stripe's
+    # retries end about then.
+    period = offer.shortest_period
+    window = period - DAY if period >= 2 * DAY else period // 2
+    if status == PAST_DUE:
+        window = min(window, 21 * DAY)
+    latest = now - timedelta(seconds=_between(rng, 5 * HOUR, window))
+    first = billed + since_end - 1  # periods from the first billing date to the latest
+    due = [offer.bill(latest, k - first) for k in range(billed)]
+    following = offer.bill(latest, billed - first)
+    draft = _RecurringDraft(offer, currency, status, due[0], cancel_at_period_end=cancel_at_period_end)
     last_status = PAID
     if status == PAST_DUE:
         last_status = FAILED  # the missed payment
@@ -561,12 +586,12 @@ def _recurring(
             draft.payments.append(_failed_payment(rng, due_at, last_status))
     draft.current_period_end = following
     if status == CANCELED:
-        latest = _seconds(min(following, REFERENCE) - due[-1])
-        draft.canceled_at = due[-1] + timedelta(seconds=_between(rng, HOUR, latest - HOUR))
+        lasted = _seconds(min(following, now) - due[-1])
+        draft.canceled_at = due[-1] + timedelta(seconds=_between(rng, HOUR, lasted - HOUR))
     elif status == PAUSED:
         draft.payments_paused = True
         if rng.random() < 0.6:
-            draft.paused_until = REFERENCE + timedelta(days=_between(rng, 3, 90))
+            draft.paused_until = now + timedelta(days=_between(rng, 3, 90))
         draft.next_bill_at = draft.paused_until
     elif status in (ACTIVE, PAST_DUE) and not cancel_at_period_end:
         draft.next_bill_at = following
@@ -596,9 +621,11 @@ def _failed_payment(rng: random.Random, due_at: datetime, status: str) -> _Payme
     return _PaymentDraft(due_at, status, _pick(rng, _FAILURE_REASONS), failed_at)
 
 
-def _random_one_off_order(rng: random.Random, customer: _CustomerDraft, source: str) -> _OrderDraft:
+def _random_one_off_order(
+    rng: random.Random, customer: _CustomerDraft, source: str, now: datetime
+) -> _OrderDraft:
     """A one-off order at any time since the customer joined, now and then in another currency."""
-    lifetime = _seconds(REFERENCE - customer.created_at)
+    lifetime = _seconds(now - customer.created_at)
     created_at = customer.created_at + timedelta(seconds=_between(rng, 60, max(61, lifetime)))
     currency = customer.currency
     if rng.random() < 0.03:
@@ -628,19 +655,19 @@ def _all_orders(customer: _CustomerDraft) -> list[_OrderDraft]:
     return customer.orders + paid
 
 
-def _add_random_refunds(rng: random.Random, customer: _CustomerDraft) -> None:
+def _add_random_refunds(rng: random.Random, customer: _CustomerDraft, now: datetime) -> None:
     for order in _all_orders(customer):
         chance = rng.random()
         if chance < 0.035:
-            _refund(rng, order, full=True)
+            _refund(rng, order, now, full=True)
         elif chance < 0.08:
-            _refund(rng, order, full=False)
+            _refund(rng, order, now, full=False)
 
 
-def _refund(rng: random.Random, order: _OrderDraft, *, full: bool) -> None:
+def _refund(rng: random.Random, order: _OrderDraft, now: datetime, *, full: bool) -> None:
     """Refund the rest of the order, or part of it, in one or two refunds."""
     since = order.refunds[-1][1] if order.refunds else order.created_at
-    window = min(30 * DAY, _seconds(REFERENCE - since))
+    window = min(30 * DAY, _seconds(now - since))
     remaining = order.total - sum(refund[0] for refund in order.refunds)
     step = _CURRENCIES[order.currency][2]
     part = remaining * _pick(rng, (10, 20, 25, 50)) // 100 // step * step
@@ -658,7 +685,7 @@ def _refund(rng: random.Random, order: _OrderDraft, *, full: bool) -> None:
             order.refunds.append((amount, at, reason, _pick(rng, _REFUND_NOTES), _pick(rng, _STAFF)))
 
 
-def _jane_doe() -> _CustomerDraft:
+def _jane_doe(now: datetime) -> _CustomerDraft:
     """Customer 1, the demo customer with one of everything."""
     rng = random.Random(1)
     jane = _CustomerDraft(
@@ -666,21 +693,21 @@ def _jane_doe() -> _CustomerDraft:
         "Jane Doe",
         "jane.doe@example.com",
         "usd",
-        ("visa", "4242", 8, REFERENCE.year + 2),
+        ("visa", "4242", 8, now.year + 2),
         True,
         ("1428 Maple Avenue", "Apt 3", "Portland", "OR", "97205", "US"),
-        created_at=REFERENCE - timedelta(days=912, hours=7, minutes=13),  # or before her first subscription
+        created_at=now - timedelta(days=912, hours=7, minutes=13),  # or before her first subscription
     )
     jane.recurring = [
-        _recurring(rng, _PRO_MEMBERSHIP, "usd", ACTIVE, 8),
-        _recurring(rng, _TEACHER_TRAINING, "usd", ACTIVE, 3),
-        _recurring(rng, _STUDIO_ANNUAL, "usd", CANCELED, 1),
-        _recurring(rng, _WEEKLY_COACHING, "usd", PAST_DUE, 4),
+        _recurring(rng, _PRO_MEMBERSHIP, "usd", ACTIVE, 8, now),
+        _recurring(rng, _TEACHER_TRAINING, "usd", ACTIVE, 3, now),
+        _recurring(rng, _STUDIO_ANNUAL, "usd", CANCELED, 1, now),
+        _recurring(rng, _WEEKLY_COACHING, "usd", PAST_DUE, 4, now),
     ]
     jane.created_at = min(jane.created_at, min(r.started_at for r in jane.recurring) - timedelta(days=2))
     jane.recurring[-1].payments[-1].failure_reason = "Your card has insufficient funds."
     one_offs = [
-        _one_off_order(rng, jane, source, REFERENCE - timedelta(days=days, hours=hours), "usd")
+        _one_off_order(rng, jane, source, now - timedelta(days=days, hours=hours), "usd")
         for source, days, hours in (
             (CHECKOUT, 880, 3),
             (CHECKOUT, 610, 11),
@@ -690,14 +717,14 @@ def _jane_doe() -> _CustomerDraft:
             (CHECKOUT, 12, 5),
         )
     ]
-    _refund(rng, one_offs[1], full=True)
-    _refund(rng, one_offs[3], full=False)
-    _refund(rng, one_offs[3], full=False)
-    _refund(rng, jane.recurring[0].payments[2].order, full=False)
+    _refund(rng, one_offs[1], now, full=True)
+    _refund(rng, one_offs[3], now, full=False)
+    _refund(rng, one_offs[3], now, full=False)
+    _refund(rng, jane.recurring[0].payments[2].order, now, full=False)
     return jane
 
 
-def _whale(customer_id: int, orders: int) -> _CustomerDraft:
+def _whale(customer_id: int, orders: int, now: datetime) -> _CustomerDraft:
     """A customer with `orders` orders: a daily subscription's renewals and many one-off orders."""
     rng = random.Random(customer_id)
     whale = _CustomerDraft(
@@ -705,16 +732,16 @@ def _whale(customer_id: int, orders: int) -> _CustomerDraft:
         "Maximilian Vandersloot-Oyelaran",
         "max@vandersloot-oyelaran.com",
         "usd",
-        ("amex", "1005", 12, REFERENCE.year + 3),
+        ("amex", "1005", 12, now.year + 3),
         True,
         ("500 Boylston Street", "Floor 12", "Boston", "MA", "02116", "US"),
-        created_at=REFERENCE - timedelta(seconds=HISTORY),
+        created_at=now - timedelta(seconds=HISTORY),
     )
     renewals = min(max(orders // 2, 1), 1000)
-    whale.recurring = [_recurring(rng, _DATA_FEED, "usd", ACTIVE, renewals)]
+    whale.recurring = [_recurring(rng, _DATA_FEED, "usd", ACTIVE, renewals, now)]
     for _ in range(orders - renewals):
-        _random_one_off_order(rng, whale, _pick(rng, (CHECKOUT, INTERNAL)))
-    _add_random_refunds(rng, whale)
+        _random_one_off_order(rng, whale, _pick(rng, (CHECKOUT, INTERNAL)), now)
+    _add_random_refunds(rng, whale, now)
     return whale
 
 
@@ -989,11 +1016,11 @@ def _batches(customers: int, big_customer_orders: int) -> list[range | _BigCusto
     return batches
 
 
-def _generate(batch: range | _BigCustomer, maker: _RowMaker) -> tuple[Rows, _RowMaker]:
+def _generate(batch: range | _BigCustomer, maker: _RowMaker, now: datetime) -> tuple[Rows, _RowMaker]:
     """The rows of one batch, and the row maker with its numbering moved on (it may run in another process)."""
     if isinstance(batch, _BigCustomer):
-        return maker.rows([_whale(batch.customer_id, batch.orders)]), maker
-    return maker.rows(_jane_doe() if i == 1 else _random_customer(i) for i in batch), maker
+        return maker.rows([_whale(batch.customer_id, batch.orders, now)]), maker
+    return maker.rows(_jane_doe(now) if i == 1 else _random_customer(i, now) for i in batch), maker
 
 
 def _generator(batches: int) -> Executor:
@@ -1028,13 +1055,16 @@ def seed(
     *,
     big_customer_orders: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    today: date | None = None,
 ) -> SeedSummary:
-    """Fill an empty, migrated database with `customers` demo customers (and a big one if asked for)."""
+    """Fill an empty, migrated database with `customers` demo customers (and a big one if asked for), as of
+    `today` (by default today in UTC)."""
     if customers < 1:
         raise ValueError("seed at least one customer (customer 1 is Jane Doe)")
     if big_customer_orders < 0:
         raise ValueError("big_customer_orders cannot be negative")
     started = time.perf_counter()
+    now = reference_time(today or datetime.now(UTC).date())
     batches = _batches(customers, big_customer_orders)
     total = customers + (1 if big_customer_orders else 0)
     counts = dict.fromkeys(("customers", "orders", "payments", "refunds"), 0)
@@ -1044,11 +1074,13 @@ def seed(
         connection.rollback()
         with _writer_for(connection) as writer, _generator(len(batches)) as generator:
             maker = _RowMaker(writer.encode_time)
-            pending = generator.submit(_generate, batches[0], maker)
+            pending = generator.submit(_generate, batches[0], maker, now)
             for following in [*batches[1:], None]:
                 rows, maker = pending.result()
                 if following is not None:
-                    pending = generator.submit(_generate, following, maker)  # while this batch is written
+                    pending = generator.submit(
+                        _generate, following, maker, now
+                    )  # while this batch is written
                 writer.write(rows)
                 for table in counts:
                     counts[table] += len(rows[table])

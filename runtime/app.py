@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -23,6 +23,8 @@ from bot.settings import Settings
 from bot.stripe_gateway import StripeGateway
 
 logger = logging.getLogger("customer_bot")
+# What reading a payload of the wrong shape raises (the HTTP front refuses the shapes it can check before parsing).
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
 def create_app(
@@ -51,8 +53,10 @@ def create_app(
     )
 
     @app.error
-    def log_unhandled(error: Exception, body: dict) -> None:
+    def log_unhandled(error: Exception, body: dict, response: BoltResponse | None) -> None:
         logger.error("unhandled error for a %s request", body.get("type", "slash command"), exc_info=error)
+        if response is not None and isinstance(error, _SHAPE_ERRORS):
+            response.status = 400  # a signed payload missing what Slack always sends: the client's fault
 
     actions = actions or actions_for(settings, db, client, gateway=gateway, clock=clock)
     commands.register(app, commands.Services.of(Records(db), actions))

@@ -242,7 +242,14 @@ def _alerts_in_history(
     return None
 
 
-def run_email_sync(db: Database, client: WebClient, channel: str, settings: Settings) -> int:
+def run_email_sync(
+    db: Database,
+    client: WebClient,
+    channel: str,
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+) -> int:
     """Compare every customer's email with Stripe's and the CRMs', and post one report; returns how many differ."""
     from blocks.email_sync import email_sync_report
     from bot.crm import crms_from_settings
@@ -253,7 +260,7 @@ def run_email_sync(db: Database, client: WebClient, channel: str, settings: Sett
         if settings.stripe_api_key
         else None
     )
-    check = check_emails(db, gateway, crms_from_settings(settings))
+    check = check_emails(db, gateway, crms_from_settings(settings), progress=progress)
     message = email_sync_report(check.differences, check.checked, crms=check.crms, problems=check.problems)
     client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
     logger.info("email sync: %s of %s customers differ", len(check.differences), check.checked)
@@ -272,9 +279,13 @@ def run_settle_unanswered(settler: Settler) -> Settled:
     return settled
 
 
+STRIPE_JOBS = ("email-sync", "settle-unanswered")  # they ask Stripe: without a key they have nothing to do
+
+
 def scheduled_jobs(settings: Settings) -> dict[str, Callable[..., object]]:
-    """Each job by name, with its parts built once from the settings. Each takes an optional `stopping` event:
-    the clock process sets it on SIGTERM, and a job that can stop part-way (missed payments) does."""
+    """Each job by name, with its parts built once from the settings; without a Stripe key, only the ones that
+    need none. Each takes an optional `stopping` event: the clock process sets it on SIGTERM, and a job that can
+    stop part-way (missed payments) does."""
     settings.require_jobs()
     db = Database(settings.database_url)
     db.upgrade()
@@ -282,8 +293,14 @@ def scheduled_jobs(settings: Settings) -> dict[str, Callable[..., object]]:
     channel = settings.alerts_channel
     assert channel is not None  # require_jobs checked it
     actions = actions_for(settings, db, client)
-    return {
+    jobs: dict[str, Callable[..., object]] = {
         "missed-payments": lambda stopping=None: run_missed_payments(db, client, channel, stopping=stopping),
-        "email-sync": lambda stopping=None: run_email_sync(db, client, channel, settings),
+        "email-sync": lambda stopping=None, progress=None: run_email_sync(
+            db, client, channel, settings, progress=progress
+        ),
         "settle-unanswered": lambda stopping=None: run_settle_unanswered(actions.settler),
     }
+    if not settings.stripe_api_key:
+        for name in STRIPE_JOBS:
+            del jobs[name]
+    return jobs

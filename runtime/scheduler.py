@@ -63,6 +63,9 @@ def run_scheduler(
     scheduler = BlockingScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
 
     def add(name: str, trigger, **options) -> None:
+        if name not in jobs:
+            logger.info("%s is off: STRIPE_API_KEY is not set, and it asks Stripe", name)
+            return
         scheduler.add_job(running.tracked(name, jobs[name], stopping), trigger, id=name, name=name, **options)
 
     add(

@@ -37,7 +37,7 @@ def sqlite_template(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """TEST_DATABASE_URL's database, emptied and migrated; under xdist each worker has its own beside it."""
-    url = _database_of_this_worker(os.environ["TEST_DATABASE_URL"])
+    url = database_of_this_worker(os.environ["TEST_DATABASE_URL"])
     engine = make_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -47,7 +47,7 @@ def postgres_url() -> Iterator[str]:
     yield url
 
 
-def _database_of_this_worker(url: str) -> str:
+def database_of_this_worker(url: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if not worker:
         return url

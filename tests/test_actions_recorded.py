@@ -85,6 +85,48 @@ def test_pause_payments_until_a_date(acting, recorder):
         assert (plan.status, plan.payments_paused, plan.paused_until.date()) == ("paused", True, resumes)
 
 
+def test_the_pause_form_as_it_opens_is_accepted_and_pauses_for_a_month(acting, recorder):
+    plan_id, record = open_plan(acting)
+    recorder.respond(subscription_body("sub_123", pause_collection={"behavior": "void", "resumes_at": None}))
+    acting.person.click(record, f"pause_payments-{plan_id}")
+    form = acting.slack.latest_view()
+
+    answer = acting.person.submit(form)  # nothing changed: the dates it offers
+
+    assert answer.get("response_action") != "errors"
+    assert "Paused payments" in result_text(acting, form["id"])
+    resumes = datetime.fromtimestamp(int(recorder.last.params["pause_collection[resumes_at]"]), UTC).date()
+    assert resumes == datetime.now(UTC).date() + timedelta(days=30)
+
+
+def test_a_next_bill_date_form_on_an_overdue_plan_offers_a_date_it_accepts(acting, recorder):
+    plan_id, record = open_plan(acting, next_bill_at=datetime.now(UTC) - timedelta(days=3))
+    recorder.respond(subscription_body("sub_123", status="trialing"))
+    acting.person.click(record, f"change_next_bill_date-{plan_id}")
+    form = acting.slack.latest_view()
+
+    answer = acting.person.submit(form)
+
+    assert answer.get("response_action") != "errors"
+    assert "Moved the next bill date" in result_text(acting, form["id"])
+
+
+def test_a_paused_plan_whose_bill_date_was_moved_is_still_paused(acting, recorder):
+    plan_id, record = open_plan(acting)
+    recorder.respond(
+        subscription_body(
+            "sub_123", status="trialing", pause_collection={"behavior": "void", "resumes_at": None}
+        )
+    )
+    acting.person.click(record, f"pause_payments-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"when": "until_resumed"})
+
+    result_text(acting, form["id"])
+    with acting.db.session() as s:
+        assert s.get(Recurring, plan_id).status == "paused"
+
+
 def test_a_pause_date_in_the_past_is_an_inline_error(acting, recorder):
     plan_id, record = open_plan(acting)
     acting.person.click(record, f"pause_payments-{plan_id}")

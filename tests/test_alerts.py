@@ -14,10 +14,10 @@ from datetime import timedelta
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import select, update
+from sqlalchemy import event, insert, select, update
 
-from bot.alerts import ABANDONED_CLAIM, alerted_payment
-from bot.models import MissedPaymentAlert, Payment
+from bot.alerts import ABANDONED_CLAIM, alerted_payment, paid_since
+from bot.models import MissedPaymentAlert, Payment, Subscription
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.jobs import jobs_slack_client, run_missed_payments
 from tests import factories as make
@@ -361,3 +361,48 @@ def test_a_job_that_does_not_stop_is_left_behind_when_the_stop_budget_runs_out(t
     assert clock_process.returncode == 0, output
     assert 1 <= stopped_after < 10, f"stopped {stopped_after:.1f} s after SIGTERM"
     assert "missed-payments still running after 1.0 s" in output
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # it counts SQLite's virtual machine steps
+def test_looking_for_paid_alerts_costs_the_same_however_many_payments_were_ever_paid(db, slack, missed):
+    """The job starts from the alerts still unresolved: a shop's years of paid payments do not slow it down."""
+    run_missed_payments(db, client_for(slack), CHANNEL, clock=clock)
+    with db.session() as s:
+        sub = s.get(Subscription, missed["subscription"])
+    before = _steps_to_find_paid_alerts(db)
+    with db.engine.begin() as connection:
+        connection.execute(
+            insert(Payment),
+            [
+                {"recurring_id": sub.id, "due_at": make.T0 - timedelta(days=i + 1), "amount": 2900}
+                | {"currency": "usd", "status": "paid"}
+                for i in range(5000)
+            ],
+        )
+    after = _steps_to_find_paid_alerts(db)
+    assert after < before * 1.5, (before, after)
+
+
+def _steps_to_find_paid_alerts(db) -> int:
+    """SQLite virtual machine steps (in thousands) the job takes to find announced payments paid since."""
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def watch(dbapi_connection, *_args) -> None:
+        dbapi_connection.set_progress_handler(step, 1000)
+
+    def unwatch(dbapi_connection, *_args) -> None:
+        dbapi_connection.set_progress_handler(None, 1000)
+
+    event.listen(db.engine, "checkout", watch)
+    event.listen(db.engine, "checkin", unwatch)
+    try:
+        assert paid_since(db, limit=50) == []
+    finally:
+        event.remove(db.engine, "checkout", watch)
+        event.remove(db.engine, "checkin", unwatch)
+    return steps + 1

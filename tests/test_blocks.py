@@ -244,8 +244,8 @@ def test_who_did_what_is_escaped_where_people_see_it():
     said = "pushed <!channel>'s email a@b.co to <https://evil.example|Stripe>"
     pushed = pushed_message(Notice("U0ADMIN01", said))
     asked = "refund $5.00 of order #1 (<!channel> <https://evil.example|Jane>)"
-    notice = action_notice(Notice("U0ADMIN01", asked, pending=True)).to_dict()
-    awaiting = awaiting_stripe(["refund $5.00 of order #1 (<!here>)"]).to_dict()
+    notice = action_notice(Notice("U0ADMIN01", asked, pending=True))
+    awaiting = awaiting_stripe(["refund $5.00 of order #1 (<!here>)"])
 
     assert pushed.text == (
         "<@U0ADMIN01> pushed &lt;!channel&gt;'s email a@b.co to &lt;https://evil.example|Stripe&gt;."

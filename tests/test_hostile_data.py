@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from slack_sdk import WebClient
@@ -234,3 +235,29 @@ def test_a_quantity_in_other_digits_is_refused_on_the_form(db, slack, hostile):
 
     assert answer["response_action"] == "errors" and "quantity" in answer["errors"]
     assert slack.views[form["id"]]["callback_id"] == "new_order_form", "nothing charged, the form stays"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "type": "view_submission",
+            "user": {"id": ADMIN},
+            "view": {"id": "V1", "callback_id": "refund_form"},
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": ADMIN},
+            "view": {"id": "V1", "callback_id": "change_email_form"},
+        },
+        {"type": "block_actions", "actions": [{"action_id": "open_order-1", "value": "1:[1,0,0,0,0,0]"}]},
+    ],
+    ids=["a form without its state", "an email form without its state", "a click without its user"],
+)
+def test_a_signed_payload_missing_what_slack_always_sends_gets_400_not_500(hostile, payload):
+    _, admin, _ = hostile
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+
+    status, _ = admin._send(body, "application/x-www-form-urlencoded")
+
+    assert status == 400

@@ -62,3 +62,13 @@ def test_parsing_refuses_what_is_not_an_amount(text, currency, why):
 def test_money_refuses_floats():
     with pytest.raises(TypeError):
         Money(12.5, "usd")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "currency", ["usd", "eur", "gbp", "jpy", "krw", "kwd", "bhd", "chf", "inr", "sek", "xof"]
+)
+def test_the_fast_formatter_says_exactly_what_babel_says(currency):
+    from bot.money import format_money, format_money_with_babel
+
+    for amount in (0, 1, 9, 10, 99, 100, 101, 999, 1000, 123456, 100000000, 123456789012, -1, -250, -123456):
+        assert format_money(amount, currency) == format_money_with_babel(amount, currency), (amount, currency)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.search import MAX_RESULTS, customer_terms, find_customers, fold, index_customer
+from bot.search import MAX_COUNTED, MAX_RESULTS, customer_terms, find_customers, fold, index_customer
 from tests import factories as make
+from tests.slack_text import text_of
 
 
 @pytest.fixture
@@ -121,6 +122,25 @@ def test_a_common_prefix_lists_ten_and_counts_the_rest(db):
     assert len(result.matches) == MAX_RESULTS
     assert result.total == 25
     assert not result.capped
+
+
+def test_past_a_hundred_the_list_says_more_than_100_instead_of_counting(harness):
+    with harness.db.session() as s:
+        for i in range(MAX_COUNTED + 5):
+            make.customer(s, f"Sam Person{i:03d}", f"sam{i:03d}@example.com")
+    listing = text_of(harness.person.command("sam"))
+    assert "More than 100" in listing
+    assert "Sam Person000" in listing
+
+
+def test_customers_matching_through_several_words_are_counted_once(db):
+    """Sam Samson, sam.samson@… has four terms starting with "sam": still one customer in the count."""
+    with db.session() as s:
+        for i in range(60):
+            make.customer(s, f"Sam Samson{i:02d}", f"sam.samson{i:02d}@samco.com")
+    with db.session() as s:
+        result = find_customers(s, "sam")
+    assert (len(result.matches), result.total, result.capped) == (MAX_RESULTS, 60, False)
 
 
 def test_renaming_a_customer_updates_what_finds_them(db):
