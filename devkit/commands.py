@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+from datetime import date
 
 from bot.settings import Settings
 
@@ -33,35 +33,37 @@ class Seed:
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--customers", type=int, required=True, metavar="N")
+        parser.add_argument("--customers", type=int, required=True, metavar="N", help="how many customers")
         parser.add_argument(
             "--big-customer-orders", type=int, default=0, metavar="K", help="also one customer with K orders"
         )
+        parser.add_argument(
+            "--today",
+            type=date.fromisoformat,
+            metavar="YYYY-MM-DD",
+            help="the day the data is as of (default: today in UTC); the same day gives the same data",
+        )
+        parser.epilog = "Reads: DATABASE_URL (the database must have no customers yet)."
 
     @staticmethod
     def run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.db import Database
         from devkit.seed import seed
+        from runtime.progress import Progress
 
         db = Database(settings.database_url)
         db.upgrade()
-        summary = seed(
-            db,
-            args.customers,
-            big_customer_orders=args.big_customer_orders,
-            progress=_progress(args.customers),
-        )
+        with Progress(total=args.customers) as progress:
+            summary = seed(
+                db,
+                args.customers,
+                big_customer_orders=args.big_customer_orders,
+                progress=lambda done, _total: progress("customers", done),
+                today=args.today,
+            )
         print(
-            f"\nSeeded {summary.customers:,} customers, {summary.orders:,} orders, "
+            f"Seeded {summary.customers:,} customers, {summary.orders:,} orders, "
             f"{summary.subscriptions:,} subscriptions, {summary.payment_plans:,} payment plans, "
             f"{summary.payments:,} payments and {summary.refunds:,} refunds in {summary.seconds:.1f} s."
         )
         return 0
-
-
-def _progress(total: int):
-    def show(done: int, _total: int) -> None:
-        if sys.stderr.isatty():
-            print(f"\r  {done:,} of {total:,} customers", end="", file=sys.stderr, flush=True)
-
-    return show

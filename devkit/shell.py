@@ -514,7 +514,9 @@ def _with_local_stripe(
 
     try:
         with _deaf_to_ctrl_c():
-            server = stack.enter_context(LocalStripe())
+            server = stack.enter_context(
+                LocalStripe(idempotency=True)
+            )  # a request sent again is answered once
     except LocalStripeUnavailable as missing:
         print(
             f"No STRIPE_API_KEY and no local Stripe ({missing}): actions will say Stripe is not connected.",

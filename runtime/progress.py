@@ -64,8 +64,8 @@ class Progress:
             self._bar.close()
             self._bar = None
         elif self.step is not None and self.done:
-            self._log(self.done)
+            self._log(self.done, "done")
 
-    def _log(self, done: int) -> None:
+    def _log(self, done: int, state: str = "so far") -> None:
         of = f" of {self.total:,}" if self.total else ""
-        logger.info("%s: %s%s so far", self.step, f"{done:,}", of)
+        logger.info("%s: %s%s %s", self.step, f"{done:,}", of, state)

@@ -96,5 +96,5 @@ def test_progress_in_a_log_is_a_line_every_so_often(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "customers: 1,100 so far",  # 10 s after the step began
         "customers: 2,100 so far",
-        "customers: 3,000 so far",  # where the step ended
+        "customers: 3,000 done",  # where the step ended
     ]
