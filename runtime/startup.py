@@ -6,15 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
-from bot.db import Database
-from bot.faults import DatabaseUnavailable
+from bot.db import Database, is_outage
 from bot.settings import Settings
 
 logger = logging.getLogger("customer_bot.startup")
@@ -83,16 +80,16 @@ class MigratingDatabase(Database):
     def schema_ready(self) -> bool:
         return self._ready.is_set()
 
-    def session(self) -> AbstractContextManager[Session]:
-        if not self._ready.is_set():
-            raise DatabaseUnavailable(
-                "the database schema is not ready: migrations have not been applied yet"
-            )
-        return super().session()
-
     def start(self) -> None:
-        """Migrate now, or in the background until the database lets us."""
-        problem = self._try_upgrade()
+        """Migrate now, or in the background until the database lets us. A migration that fails on a database
+        that answers is not an outage: the process stops with one line rather than tell everyone "not
+        answering"."""
+        try:
+            problem = self._try_upgrade()
+        except MigrationFailed as failed:
+            raise CannotStart(
+                f"the database migrations failed ({failed}); `customer-bot db upgrade` shows why"
+            ) from None
         if problem is None:
             return
         logger.warning(
@@ -110,7 +107,14 @@ class MigratingDatabase(Database):
         for wait in _backoff(self._first_retry, self._longest_wait):
             if self._stopping.wait(wait):
                 return
-            problem = self._try_upgrade()
+            try:
+                problem = self._try_upgrade()
+            except MigrationFailed as failed:  # the database is back and a migration is wrong: an error, once
+                problem = f"the migrations failed ({failed}); `customer-bot db upgrade` shows why"
+                if problem != last_problem:
+                    logger.error(problem)
+                last_problem = problem
+                continue
             if problem is None:
                 logger.info("the database answers and its migrations are applied: serving normally")
                 return
@@ -119,15 +123,25 @@ class MigratingDatabase(Database):
                 last_problem = problem
 
     def _try_upgrade(self) -> str | None:
-        """None when the schema is up to date; else one line saying why not."""
+        """None when the schema is up to date; one line saying why not when the database cannot be reached.
+        Raises MigrationFailed when it answers but a migration fails."""
         try:
             self.upgrade()
         except DBAPIError as error:
-            return (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+            line = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
+            if is_outage(error):
+                return line
+            raise MigrationFailed(line) from error
         except Exception as error:  # a migration failing on its own; `customer-bot db upgrade` shows it whole
-            return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+            raise MigrationFailed(
+                f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+            ) from error
         self._ready.set()
         return None
+
+
+class MigrationFailed(Exception):
+    """The database answers, but applying a migration failed."""
 
 
 def _backoff(first: float, longest: float) -> Iterator[float]:

@@ -148,3 +148,21 @@ def test_an_unreachable_slack_stops_the_bot_with_one_line(tmp_path):
     line = one_line(result)
     assert line.startswith("customer-bot: could not check SLACK_BOT_TOKEN: Slack at http://127.0.0.1:")
     assert "did not answer" in line
+
+
+def test_a_migration_that_fails_on_a_database_that_answers_stops_the_start_with_one_line(tmp_path):
+    """Not an outage: serving "the database is not answering" to everyone would hide a broken migration."""
+    from sqlalchemy import text
+
+    from runtime.startup import CannotStart, MigratingDatabase
+
+    broken = MigratingDatabase(f"sqlite:///{tmp_path / 'records.db'}")
+    with broken.engine.begin() as connection:  # says 0003 is applied, but holds none of its tables
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('0003')"))
+
+    with pytest.raises(
+        CannotStart, match=r"the database migrations failed \(.*\); `customer-bot db upgrade`"
+    ):
+        broken.start()
+    assert not broken.schema_ready()
