@@ -34,10 +34,10 @@ class Mrkdwn(str):
     __slots__ = ()
 
     def __add__(self, other: str) -> Mrkdwn:  # type: ignore[override]
-        return Mrkdwn(str.__add__(self, _safe(other)))
+        return Mrkdwn(str.__add__(self, _checked(other)))
 
     def __radd__(self, other: str) -> Mrkdwn:
-        return Mrkdwn(str.__add__(_safe(other), self))
+        return Mrkdwn(str.__add__(_checked(other), self))
 
     def join(self, pieces: Iterable[str]) -> Mrkdwn:  # type: ignore[override]
         return Mrkdwn(str.join(self, (_safe(piece) for piece in pieces)))
@@ -56,7 +56,12 @@ def md(template: LiteralString, /, *args: Any, **kwargs: Any) -> Mrkdwn:
             value = args[int(name)] if name.isdigit() else kwargs[name]
         else:
             value, auto = args[auto], auto + 1
-        out.append(value if isinstance(value, Mrkdwn) and not spec else escape(format(value, spec)))
+        if isinstance(value, Mrkdwn):
+            if spec:
+                raise ValueError(f"a format spec would pad or cut escaped text: {template!r}")
+            out.append(value)
+        else:
+            out.append(escape(format(value, spec)))
     return Mrkdwn("".join(out))
 
 
@@ -68,11 +73,20 @@ def _parsed(template: str) -> tuple[tuple[str, str | None, str], ...]:
         if conversion or (name and not (name.isdigit() or name.isidentifier())):
             raise ValueError(f"md templates take plain fields only: {template!r}")
         parts.append((literal, name, spec or ""))
+    names = {name for _, name, _ in parts if name is not None}
+    if "" in names and any(name.isdigit() for name in names):
+        raise ValueError(f"md templates number their fields all or none: {template!r}")
     return tuple(parts)
 
 
 def _safe(text: str) -> str:
     return text if isinstance(text, Mrkdwn) else escape(text)
+
+
+def _checked(text: str) -> str:
+    if not isinstance(text, Mrkdwn):
+        raise TypeError("only Mrkdwn joins Mrkdwn: put data in with md() or escape()")
+    return text
 
 
 def escape(text: str, limit: int | None = None) -> Mrkdwn:
@@ -83,14 +97,19 @@ def escape(text: str, limit: int | None = None) -> Mrkdwn:
     text = _within(text, limit)
     if "`" in text:
         text = text.replace("`", _BACKTICK_LOOK_ALIKE)
-    return clip(Mrkdwn(_unformat(text).translate(_ESCAPE_TABLE)), limit)
+    escaped = clip(Mrkdwn(_unformat(text).translate(_ESCAPE_TABLE)), limit)
+    # The ellipsis of a cut is not a word character, so it can close a pair that was none before the cut.
+    return Mrkdwn(_unformat(escaped)) if escaped.endswith(ELLIPSIS) else escaped
 
 
 def code(text: str, limit: int | None = None) -> Mrkdwn:
     """Data shown as inline code (emails, Stripe ids): exactly as written (Slack formats nothing inside code),
     easy to copy; a backtick, which would end the code, shown as an apostrophe."""
-    shown = _within(one_line(text), limit).replace("`", "'").translate(_ESCAPE_TABLE)
-    return Mrkdwn(f"`{clip(Mrkdwn(shown), limit)}`")
+    if not text.strip():
+        return Mrkdwn("—")
+    inner = None if limit is None else max(1, limit - 2)  # the backticks count too
+    shown = _within(one_line(text), inner).replace("`", "'").translate(_ESCAPE_TABLE)
+    return Mrkdwn(f"`{clip(Mrkdwn(shown), inner)}`")
 
 
 def _within(text: str, limit: int | None) -> str:
@@ -101,7 +120,13 @@ def _within(text: str, limit: int | None) -> str:
 def _unformat(text: str) -> str:
     if not any(marker in text for marker in _LOOK_ALIKES):
         return text
-    return _FORMATTING.sub(lambda m: _LOOK_ALIKES[m[1]] + _unformat(m[2]) + _LOOK_ALIKES[m[1]], text)
+    text = _FORMATTING.sub(lambda m: _LOOK_ALIKES[m[1]] + _unformat(m[2]) + _LOOK_ALIKES[m[1]], text)
+    # A marker at either end could pair with one in the text next to it ("_a" then "b_"): disarmed too.
+    if text[:1] in _LOOK_ALIKES:
+        text = _LOOK_ALIKES[text[0]] + text[1:]
+    if text[-1:] in _LOOK_ALIKES:
+        text = text[:-1] + _LOOK_ALIKES[text[-1]]
+    return text
 
 
 def clip(text: Mrkdwn, limit: int | None = None) -> Mrkdwn:
@@ -109,9 +134,10 @@ def clip(text: Mrkdwn, limit: int | None = None) -> Mrkdwn:
     if limit is None or len(text) <= limit:
         return text
     cut = max(0, limit - len(ELLIPSIS))
-    opened = max(text.rfind("<", 0, cut), text.rfind("&", 0, cut))
-    if opened >= 0 and text.find(">" if text[opened] == "<" else ";", opened, cut) < 0:
-        cut = opened
+    for opening, closing in (("<", ">"), ("&", ";")):  # a token first: it may hold an escape
+        opened = text.rfind(opening, 0, cut)
+        if opened >= 0 and text.find(closing, opened, cut) < 0:
+            cut = opened
     return Mrkdwn(text[:cut].rstrip() + ELLIPSIS)
 
 

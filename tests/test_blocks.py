@@ -269,7 +269,8 @@ def test_data_goes_into_our_templates_escaped_and_disarmed():
     assert text.startswith("*&lt;!channel&gt; ∗VIP∗ jane_doe* paid $12.34 on <!date^")
     assert escape("`rm` ~x~ _y_ a*b*c") == "ˋrmˋ ∼x∼ ‗y‗ a*b*c", "pairs disarmed; a lone marker stays"
     assert md("{:,} of {}", 12345, "<b>") == "12,345 of &lt;b&gt;"
-    assert md("a") + "<!here>" == "a&lt;!here&gt;" and "<!here>" + md("a") == "&lt;!here&gt;a"
+    assert md("a") + escape("<!here>") == "a&lt;!here&gt;"
+    assert md(" · ").join(["<!here>", md("*ours*")]) == "&lt;!here&gt; · *ours*", "join escapes what is not ours"
 
 
 def test_renderers_refuse_text_that_did_not_go_through_the_rule():
@@ -305,3 +306,17 @@ def test_data_carried_in_button_values_and_modal_memory_reads_as_no_markup():
 
     assert "<" not in value and ">" not in value
     assert parse_push_value(value) == row
+
+
+def test_the_rule_has_no_gaps_between_values_cuts_or_joins():
+    from blocks.text import code, escape, md
+
+    assert md("{} {}", "_a", "b_") == "‗a b‗", "a pair across two values is disarmed"
+    assert escape("*a*bcdef", 4) == "∗a*…", "a cut cannot close a pair"
+    assert code("") == "—" and len(code("x" * 50, 10)) == 10
+    with pytest.raises(TypeError):
+        _ = "<@U0BOSS001> " + md("hi")
+    with pytest.raises(ValueError):
+        md("{:>8}", escape("a&b"))
+    with pytest.raises(ValueError):
+        md("{0} {}", "a", "b")
