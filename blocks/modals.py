@@ -435,13 +435,19 @@ def new_order_confirm(offered: NewOrderForm, request: NewOrderRequest, metadata:
 
 def change_email_form(offered: EmailForm, metadata: str) -> dict:
     where = "our records and in Stripe" if offered.in_stripe else "our records"
+    # An address longer than an email may be (Stripe keeps up to 512 characters) is shown, not offered cut short
+    # for editing: a cut address would be a different one that looks right.
+    fits = len(offered.email) <= EMAIL_LENGTH
+    said = md("Change *{}*'s email in {}.", _name(offered.customer_name), where)
+    if not fits:
+        said += md("\nNow: {} (longer than an email can be: type the new one)", code(offered.email, 600))
     blocks: list[Block] = [
-        section(md("Change *{}*'s email in {}.", _name(offered.customer_name), where)),
+        section(said),
         _input(
             EMAIL,
             "New email",
             PlainTextInputElement(
-                action_id=EMAIL, initial_value=offered.email[:EMAIL_LENGTH], max_length=EMAIL_LENGTH
+                action_id=EMAIL, initial_value=offered.email if fits else None, max_length=EMAIL_LENGTH
             ),
         ),
     ]

@@ -270,7 +270,9 @@ def test_data_goes_into_our_templates_escaped_and_disarmed():
     assert escape("`rm` ~x~ _y_ a*b*c") == "ˋrmˋ ∼x∼ ‗y‗ a*b*c", "pairs disarmed; a lone marker stays"
     assert md("{:,} of {}", 12345, "<b>") == "12,345 of &lt;b&gt;"
     assert md("a") + escape("<!here>") == "a&lt;!here&gt;"
-    assert md(" · ").join(["<!here>", md("*ours*")]) == "&lt;!here&gt; · *ours*", "join escapes what is not ours"
+    assert md(" · ").join(["<!here>", md("*ours*")]) == "&lt;!here&gt; · *ours*", (
+        "join escapes what is not ours"
+    )
 
 
 def test_renderers_refuse_text_that_did_not_go_through_the_rule():
@@ -320,3 +322,18 @@ def test_the_rule_has_no_gaps_between_values_cuts_or_joins():
         md("{:>8}", escape("a&b"))
     with pytest.raises(ValueError):
         md("{0} {}", "a", "b")
+
+
+def test_an_address_too_long_to_be_an_email_is_shown_not_offered_cut_for_editing():
+    from blocks.limits import message_problems
+    from blocks.modals import change_email_form
+    from bot.viewmodels import EmailForm
+
+    stored = "a" * 400 + "@example.com"  # Stripe keeps up to 512 characters
+    usual = change_email_form(EmailForm(1, "Jane", "jane@example.com", True), "{}")
+    long = change_email_form(EmailForm(1, "Jane", stored, True), "{}")
+
+    assert usual["blocks"][1]["element"]["initial_value"] == "jane@example.com"
+    assert "initial_value" not in long["blocks"][1]["element"]
+    assert stored[:300] in long["blocks"][0]["text"]["text"]
+    assert message_problems(long["blocks"], view=True) == []
