@@ -144,10 +144,9 @@ def test_opening_a_subscription_and_an_order(harness, shop, sent):
 
 
 def test_a_connection_the_server_dropped_is_read_again_on_a_fresh_one(harness, shop, sent):
-    _drop_the_next_connection_put_back(harness)
-    harness.person.command(
-        "jane.doe@example.com"
-    )  # its connection goes back to the pool and is dropped there
+    dropped = _drop_the_next_connection_put_back(harness)
+    harness.person.command("jane.doe@example.com")  # its connection goes back to the pool, dropped there
+    assert dropped == ["dropped"]
     sent.reset()
     card = harness.person.command("jane.doe@example.com")
     assert "Lifetime value" in text_of(card)
@@ -157,10 +156,12 @@ def test_a_connection_the_server_dropped_is_read_again_on_a_fresh_one(harness, s
     )  # the statement that found the connection dead, then the read
 
 
-def _drop_the_next_connection_put_back(harness: Harness) -> None:
-    """What a database restart does to a connection waiting in the pool."""
+def _drop_the_next_connection_put_back(harness: Harness) -> list[str]:
+    """What a database restart does to a connection waiting in the pool; the list says when it is done."""
+    dropped: list[str] = []
 
     def drop(dbapi_connection, _record) -> None:
+        dropped.append("dropped")
         if harness.db.reader.dialect.name == "postgresql":
             with harness.db.engine.connect() as other:
                 other.execute(
@@ -170,3 +171,4 @@ def _drop_the_next_connection_put_back(harness: Harness) -> None:
             dbapi_connection.close()
 
     event.listen(harness.db.reader, "checkin", drop, once=True)
+    return dropped
