@@ -10,14 +10,13 @@ from slack_bolt import Ack
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 
-from blocks import modals, notices
-from blocks.message import Message
-from bot.actions.outcomes import Done, Failed, Invalid, NotAllowed, Pending
-from bot.faults import DatabaseUnavailable
-from bot.records import RecordNotFound, Records
-from bot.viewmodels import BadValue, Notice
+from blocks import modals
+from bot.actions.outcomes import Done, Pending
+from bot.records import Records
+from bot.viewmodels import Notice
 from commands.forms import Form, StaleForm
 from commands.records import render_record
+from commands.replies import failure_message
 
 
 def notice_of(actor: str, outcome: Done | Pending) -> Notice:
@@ -91,27 +90,3 @@ def _show(
 
 def _sentence(clause: str) -> str:
     return clause[:1].upper() + clause[1:] + "."
-
-
-def failure_message(error: Exception, logger: logging.Logger) -> Message:
-    """What a person is told when asking for an action ended in `error`. Only errors raised before Stripe was
-    asked reach here: after that the ledger answers Done or Pending."""
-    if isinstance(error, NotAllowed):
-        return modals.not_allowed(error.admins)
-    if isinstance(error, StaleForm):
-        return modals.failure(
-            "This form was opened before the bot was updated and can no longer be used, so nothing was done. "
-            "Close it and start again from the record."
-        )
-    if isinstance(error, Invalid | Failed):
-        return modals.failure(error.message)
-    if isinstance(error, DatabaseUnavailable):
-        return modals.failure(
-            "The customer records database is not answering, so nothing was done. Try again in a minute."
-        )
-    if isinstance(error, BadValue):
-        return notices.bad_value()
-    if isinstance(error, RecordNotFound):
-        return modals.failure(f"That {error.what} is no longer in the customer records, so nothing was done.")
-    logger.exception("action failed")
-    return modals.failure("Something went wrong on our side and nothing was done. Try again in a minute.")

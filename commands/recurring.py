@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -16,10 +15,10 @@ from bot.actions.outcomes import Problems
 from bot.actions.recurring import SubscriptionChanges
 from bot.records import Records
 from bot.viewmodels import RecurringRecord, parse_record_value, parse_seen
-from commands.acting import act_and_tell, answer_working, failure_message, notice_of
+from commands.acting import act_and_tell, answer_working, notice_of
 from commands.forms import Form, picked_date, selected
 from commands.records import render_record
-from commands.replies import ephemeral, telling_the_user
+from commands.replies import ephemeral, failure_message, telling_the_user
 
 BuildForm = Callable[[RecurringRecord, str], dict]
 
@@ -63,7 +62,7 @@ def open_pause_form(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        first_day = subscriptions.today() + timedelta(days=1)  # what the form accepts
+        first_day = subscriptions.first_day()
         _open_form(
             body,
             action,
@@ -85,7 +84,7 @@ def open_bill_date_form(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        first_day = subscriptions.today() + timedelta(days=1)  # what the form accepts
+        first_day = subscriptions.first_day()
 
         def build(record: RecurringRecord, meta: str) -> dict:
             return modals.next_bill_date_form(record, first_day, meta)

@@ -14,9 +14,9 @@ from bot.actions.refunds import Refunds
 from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import RefundRequest, parse_record_value
-from commands.acting import act_and_tell, answer_working, failure_message
+from commands.acting import act_and_tell, answer_working
 from commands.forms import Form, selected, text
-from commands.replies import telling_the_user
+from commands.replies import failure_message, telling_the_user
 
 TITLE = "Refund"
 

@@ -15,6 +15,7 @@ from bot.actions.outcomes import Failed, Invalid, NotAllowed
 from bot.faults import DatabaseUnavailable
 from bot.records import RecordNotFound
 from bot.viewmodels import BadValue
+from commands.forms import StaleForm
 
 
 def ephemeral(message: Message) -> dict:
@@ -26,21 +27,32 @@ def telling_the_user(ack: Ack, respond: Respond, logger: logging.Logger) -> Iter
     """Turn any failure inside the block into a message for the person who asked; never a stack trace."""
     try:
         yield
-    except DatabaseUnavailable as down:  # an outage, not a bug: one line per request, no traceback
-        logger.warning("database unavailable: %s", down)
-        _reply(ack, respond, notices.database_unavailable())
-    except BadValue:
-        _reply(ack, respond, notices.bad_value())
-    except RecordNotFound as gone:
-        _reply(ack, respond, notices.record_gone(gone.what))
-    except NotAllowed as refused:
-        _reply(ack, respond, modals.not_allowed(refused.admins))
-    except (Invalid, Failed) as failed:
-        _reply(ack, respond, modals.failure(failed.message))
-    except Exception:
-        reference = uuid.uuid4().hex[:8]
-        logger.exception("unexpected error, reference %s", reference)
-        _reply(ack, respond, notices.unexpected_error(reference))
+    except Exception as error:
+        _reply(ack, respond, failure_message(error, logger))
+
+
+def failure_message(error: Exception, logger: logging.Logger) -> Message:
+    """What a person is told when what they asked for ended in `error`, before anything was changed (after
+    Stripe was asked, the ledger answers Done or Pending instead). The one place failures are worded."""
+    if isinstance(error, DatabaseUnavailable):  # an outage, not a bug: one line, no traceback
+        logger.warning("database unavailable: %s", error)
+        return notices.database_unavailable()
+    if isinstance(error, BadValue):
+        return notices.bad_value()
+    if isinstance(error, StaleForm):
+        return modals.failure(
+            "This form was opened before the bot was updated and can no longer be used, so nothing was done. "
+            "Close it and start again from the record."
+        )
+    if isinstance(error, RecordNotFound):
+        return notices.record_gone(error.what)
+    if isinstance(error, NotAllowed):
+        return modals.not_allowed(error.admins)
+    if isinstance(error, Invalid | Failed):
+        return modals.failure(error.message)
+    reference = uuid.uuid4().hex[:8]
+    logger.error("unexpected error, reference %s", reference, exc_info=error)
+    return notices.unexpected_error(reference)
 
 
 def _reply(ack: Ack, respond: Respond, message: Message) -> None:

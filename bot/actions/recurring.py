@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
@@ -67,6 +67,10 @@ class _Change:
 class SubscriptionChanges(Family):
     def today(self) -> date:
         return self.clock().date()
+
+    def first_day(self) -> date:
+        """The first date a pause may end on or a bill may fall on: the rules above refuse today and before."""
+        return self.today() + timedelta(days=1)
 
     def form(
         self, actor: str, action: str, recurring_id: int, back: CardState | None = None
