@@ -55,13 +55,11 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.db import Database  # noqa: E402
+from bench.seeded import BIG_CUSTOMER_ORDERS, seeded_database  # noqa: E402
 from bot.models import Customer, Order  # noqa: E402
 from devkit.local_slack import LocalSlack, SlackPerson, http_transport, sign  # noqa: E402
-from devkit.seed import seed  # noqa: E402
 
 SECRET = "bench-signing-secret"
-BIG_CUSTOMER_ORDERS = 5000
 FORM = "application/x-www-form-urlencoded"
 WARM_UP_ROUNDS = 10  # of every kind, on each server, before anything is measured
 RECORD_LABEL = "Lifetime value"  # on every record card, never on a list (docs: DESIGN.md, stable interface)
@@ -160,23 +158,9 @@ def prepare_database(
 ) -> tuple[dict[str, list[str]], int, str]:
     """Seed the database if it is empty; return `requests` queries of each kind, the customer count and the
     backend."""
-    if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    db = Database(database_url)
-    db.upgrade()
+    db, count = seeded_database(database_url, customers)
     try:
         with db.session() as session:
-            count = session.scalar(select(func.count()).select_from(Customer)) or 0
-        if count == 0:
-            print(
-                f"seeding {customers:,} customers and one with {BIG_CUSTOMER_ORDERS:,} orders …", flush=True
-            )
-            summary = seed(db, customers, big_customer_orders=BIG_CUSTOMER_ORDERS)
-            print(
-                f"seeded {summary.customers:,} customers, {summary.orders:,} orders in {summary.seconds:.0f} s"
-            )
-        with db.session() as session:
-            count = session.scalar(select(func.count()).select_from(Customer)) or 0
             big_id, big_name, big_orders = session.execute(
                 select(Customer.id, Customer.name, func.count(Order.id))
                 .join(Order, Order.customer_id == Customer.id)

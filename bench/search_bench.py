@@ -23,18 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.db import Database  # noqa: E402
+from bench.seeded import seeded_database  # noqa: E402
 from bot.models import Customer  # noqa: E402
 from devkit.local_slack import LocalSlack, SlackPerson, http_transport  # noqa: E402
-from devkit.seed import seed  # noqa: E402
 
 SECRET = "bench-signing-secret"
-BIG_CUSTOMER_ORDERS = 5000
 
 
 def main() -> None:
@@ -46,20 +44,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per kind")
     args = parser.parse_args()
 
-    if args.database_url.startswith("sqlite:///"):
-        Path(args.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    db = Database(args.database_url)
-    db.upgrade()
+    db, count = seeded_database(args.database_url, args.customers)
     with db.session() as session:
-        count = session.scalar(select(func.count()).select_from(Customer)) or 0
-    if count == 0:
-        started = time.perf_counter()
-        summary = seed(db, args.customers, big_customer_orders=BIG_CUSTOMER_ORDERS)
-        print(
-            f"seeded {summary.customers:,} customers and {summary.orders:,} orders in {time.perf_counter() - started:.0f} s"
-        )
-    with db.session() as session:
-        count = session.scalar(select(func.count()).select_from(Customer)) or 0
         rng = random.Random(7)
         sample = [rng.randint(1, min(count, args.customers)) for _ in range(500)]
         people = session.execute(select(Customer.name, Customer.email).where(Customer.id.in_(sample))).all()
