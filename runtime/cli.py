@@ -60,7 +60,7 @@ _COMMANDS = {
     "check": (
         "check the configuration: database, Slack, Stripe, CRMs",
         "Try each part the bot needs with the settings it will use and print one line per item: ✓ works, ✗ needs "
-        "fixing (with what to do), – not configured or not checked. Exits 1 when any line is ✗.",
+        "fixing (with what to do); an optional item not configured is a ✓ that says so. Exits 1 when any line is ✗.",
         f"{_DATABASE}, {_SLACK}, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN, ALERTS_CHANNEL, {_STRIPE}, "
         f"STRIPE_WEBHOOK_SECRET, PUBLIC_URL, {_ACTING}",
     ),

@@ -195,9 +195,9 @@ def test_what_is_not_configured_but_optional_is_said_and_is_no_failure(monkeypat
 
     assert code == 0, "\n".join(lines)
     assert (
-        "– Slack: AUDIT_CHANNEL is not set, so actions are audited in the database only (optional)" in lines
+        "✓ Slack: AUDIT_CHANNEL is not set, so actions are audited in the database only (optional)" in lines
     )
-    assert "– CRMs: none connected, so emails are compared with Stripe only (optional)" in lines
+    assert "✓ CRMs: none connected, so emails are compared with Stripe only (optional)" in lines
 
 
 def revoke_token(setup: Setup) -> dict[str, str]:
