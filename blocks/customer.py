@@ -50,12 +50,17 @@ STATUS_LABELS = {
     "canceled": "Canceled",
     "completed": "Completed",
 }
-ORDER_STATUS_LABELS = {"paid": "Paid", "partially_refunded": "Partially refunded", "refunded": "Refunded"}
+ORDER_STATUS_LABELS = {
+    "unpaid": "Nothing paid yet",
+    "paid": "Paid",
+    "partially_refunded": "Partially refunded",
+    "refunded": "Refunded",
+}
 SOURCE_LABELS = {
     "checkout": "Checkout",
     "internal": "Internal order",
-    "renewal": "Subscription renewal",
-    "instalment": "Plan instalment",
+    "subscription": "Subscription",
+    "payment_plan": "Payment plan",
 }
 
 
@@ -319,7 +324,10 @@ def order_line(order: OrderSummary) -> Mrkdwn:
         status,
     )
     description = escape(one_line(order.description), DESCRIPTION_IN_TEXT) or md("No items")
-    return md("{}\n{} · {}", first, description, SOURCE_LABELS.get(order.source, order.source))
+    source = md("{}", SOURCE_LABELS.get(order.source, order.source))
+    if order.payment_count > 1:
+        source += md(" · {}", plural(order.payment_count, "payment"))
+    return md("{}\n{} · {}", first, description, source)
 
 
 def _footer(state: CardState, interactive: bool) -> Block:

@@ -29,6 +29,7 @@ CLOSE = "close_message"
 
 REFUND_ORDER = "refund_order"
 REFUND_PAYMENT = "refund_payment"
+REFUND_WHOLE_ORDER = "refund_whole_order"
 CANCEL_RECURRING = "cancel_recurring"
 PAUSE_PAYMENTS = "pause_payments"
 RESUME_PAYMENTS = "resume_payments"

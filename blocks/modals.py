@@ -35,11 +35,14 @@ from bot.viewmodels import (
     RecurringSummary,
     RefundQuote,
     RefundRequest,
+    WholeOrderRefund,
 )
 
 # callback_ids of the modals, and the block / action ids of their inputs
 REFUND_FORM = "refund_form"
 REFUND_CONFIRM = "refund_confirm"
+WHOLE_ORDER_REFUND_FORM = "whole_order_refund_form"
+WHOLE_ORDER_REFUND_CONFIRM = "whole_order_refund_confirm"
 CANCEL_FORM = "cancel_form"
 PAUSE_FORM = "pause_form"
 NEXT_BILL_DATE_FORM = "next_bill_date_form"
@@ -109,7 +112,17 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
         )
         initial = _amount_text(first.refundable)
     else:
-        blocks.append(section(md("Refund one of *{}*'s payments.", _name(first.customer_name))))
+        blocks.append(
+            section(
+                md(
+                    "Refund one payment of order #{} for *{}*.",
+                    escape(first.order_number, 32),
+                    _name(first.customer_name),
+                )
+                if len({q.order_id for q in quotes}) == 1
+                else md("Refund one of *{}*'s payments.", _name(first.customer_name))
+            )
+        )
         blocks.append(
             _input(
                 ORDER,
@@ -119,8 +132,8 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
                     placeholder="Choose a payment",
                     options=[
                         _option(
-                            f"#{q.order_number} · {q.paid.format()} · {q.refundable.format()} refundable",
-                            str(q.order_id),
+                            f"{q.payment} · {q.paid.format()} · {q.refundable.format()} refundable",
+                            str(q.payment_id),
                         )
                         for q in quotes[:MAX_OPTIONS]
                     ],
@@ -173,9 +186,11 @@ def _quote_text(quote: RefundQuote) -> Mrkdwn:
         if quote.awaiting.amount
         else md("")
     )
+    which = md(" · {}", quote.payment) if quote.payment_count > 1 else md("")
     return md(
-        "*Order #{}* · {}\nPaid {} · refunded so far {} · *{} refundable*{}",
+        "*Order #{}*{} · {}\nPaid {} · refunded so far {} · *{} refundable*{}",
         escape(quote.order_number, 32),
+        which,
         _name(quote.customer_name),
         money(quote.paid),
         money(quote.refunded),
@@ -190,10 +205,10 @@ def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) ->
         md("'s {}", escape(quote.card, 60)) if quote.card else md("")
     )
     text = md(
-        "Refund *{} {}* of order #{} to {}?",
+        "Refund *{} {}* of {} to {}?",
         money(amount),
         amount.currency.upper(),
-        escape(quote.order_number, 32),
+        escape(quote.what, 120),
         to,
     )
     blocks: list[Block] = [section(text)]
@@ -221,6 +236,103 @@ def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) ->
             )
         )
     return _view(REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}")
+
+
+def _whole_order_text(whole: WholeOrderRefund) -> list[Block]:
+    total = whole.total
+    count = len(whole.payments)
+    text = md(
+        "Refund *{} {}* of order #{} to *{}*: everything still refundable, in {}.",
+        money(total),
+        total.currency.upper(),
+        escape(whole.order_number, 32),
+        _name(whole.customer_name),
+        md("1 payment") if count == 1 else md("{} payments, each a refund of its own", count),
+    )
+    lines = [
+        md("{} · {} of {}", escape(q.payment, 60), money(q.refundable), money(q.paid))
+        for q in whole.payments[:WHOLE_ORDER_LINES]
+    ]
+    if count > WHOLE_ORDER_LINES:
+        lines.append(md("and {} more", count - WHOLE_ORDER_LINES))
+    blocks: list[Block] = [section(text), section(_fitted(lines))]
+    if whole.awaiting.amount:
+        blocks.append(
+            context(
+                md(
+                    ":hourglass_flowing_sand: {} of earlier refunds still awaits Stripe's answer and is held "
+                    "back: it is not part of this.",
+                    money(whole.awaiting),
+                )
+            )
+        )
+    return blocks
+
+
+def whole_order_refund_form(whole: WholeOrderRefund, metadata: str) -> dict:
+    """Refund whole order: what it refunds, payment by payment, and a reason and a note for all of them."""
+    blocks = [
+        *_whole_order_text(whole),
+        _input(
+            REASON,
+            "Reason",
+            StaticSelectElement(
+                action_id=REASON,
+                options=[_option(label, value) for value, label in REASON_LABELS.items()],
+                initial_option=_option(REASON_LABELS["requested_by_customer"], "requested_by_customer"),
+            ),
+        ),
+        _input(
+            NOTE,
+            "Note",
+            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=REFUND_NOTE_LENGTH),
+            hint="Kept with each refund in our records.",
+            optional=True,
+        ),
+    ]
+    return _view(WHOLE_ORDER_REFUND_FORM, "Refund whole order", blocks, metadata, submit="Review refund")
+
+
+def whole_order_refund_confirm(
+    whole: WholeOrderRefund, reason: str | None, note: str | None, metadata: str
+) -> dict:
+    """The one confirmation of a whole-order refund: the total, the count, each payment, the reason and note."""
+    blocks = _whole_order_text(whole)
+    details = [md("Reason: {}", REASON_LABELS.get(reason or "other", "Other"))]
+    if note:
+        details.append(md("Note: “{}”", escape(one_line(note), 300)))
+    blocks.append(context(md(" · ").join(details)))
+    if reason == "fraudulent":
+        blocks.append(
+            section(
+                md(
+                    ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
+                    "Cancel and start again with another reason if that is not what you want."
+                )
+            )
+        )
+    return _view(
+        WHOLE_ORDER_REFUND_CONFIRM,
+        "Refund whole order",
+        blocks,
+        metadata,
+        submit=f"Refund {whole.total.format()}",
+    )
+
+
+WHOLE_ORDER_LINES = 25
+
+
+def _fitted(lines: list[Mrkdwn]) -> Mrkdwn:
+    kept: list[Mrkdwn] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > SECTION_TEXT - 40:
+            kept.append(md("and {} more", len(lines) - len(kept)))
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return md("\n").join(kept)
 
 
 # Subscriptions and payment plans ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from blocks.message import Message
 from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
 from bot.money import Money
 from bot.viewmodels import (
+    PAYMENT_KINDS,
     CardState,
     Notice,
     OrderRecord,
@@ -98,7 +99,17 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
         blocks.append(actions("recurring_actions", buttons))
     elif item.status not in ENDED and not record.stripe_subscription_id:
         blocks.append(context(md("Not linked to a Stripe subscription, so it can't be changed from here.")))
-    blocks.append(actions("record_actions", [_back(record.back, record.customer_name)]))
+    navigation = []
+    if record.order_id is not None:
+        navigation.append(
+            button(
+                f"Open order #{record.order_number}",
+                ids.per_item(ids.OPEN_ORDER, record.order_id),
+                record_value(record.order_id, record.back),
+            )
+        )
+    navigation.append(_back(record.back, record.customer_name))
+    blocks.append(actions("record_actions", navigation))
     return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
 
 
@@ -159,25 +170,39 @@ def _payments_text(record: RecurringRecord) -> Mrkdwn:
 
 
 def _payment_line(payment: PaymentLine) -> Mrkdwn:
+    """`Nov 3, 2026 · Renewal · $35.00 · Paid`, with what was refunded of it or why it failed."""
     status = escape(PAYMENT_STATUS_LABELS.get(payment.status, payment.status), 40)
-    line = md("{} · {} · {}", date_token(payment.due_at), money(payment.amount), status)
+    line = md(
+        "{} · {} · {} · {}",
+        date_token(payment.paid_at or payment.due_at),
+        PAYMENT_KINDS.get(payment.kind, "Payment"),
+        money(payment.amount),
+        status,
+    )
     if payment.failure_reason and payment.status == "failed":
         line += md(": {}", escape(one_line(payment.failure_reason), 120))
-    if payment.order_number:
-        line += md(" · order #{}", escape(payment.order_number, 32))
+    if payment.refunded is not None and payment.refunded.amount:
+        line += md(" · {} refunded", money(payment.refunded))
+    if payment.refund_pending and payment.refunded is not None:
+        line += md(
+            " · :hourglass_flowing_sand: {} awaiting Stripe",
+            money(Money(payment.refund_pending, payment.refunded.currency)),
+        )
     return line
 
 
 def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Message:
     status = escape(ORDER_STATUS_LABELS.get(record.status, record.status), 40)
+    currency = record.total.currency
+    refundable = record.refundable or Money(0, currency)
     shown = [
         field("Status", status),
         field("Placed", date_token(record.created_at, "{date_short} at {time}")),
-        field("Total", money(record.total)),
+        field("Total paid", money(record.total)),
         field("Refunded", money(record.refunded)),
-        field("Still refundable", money(record.refundable)),
+        field("Still refundable", money(refundable)),
         *(
-            [field("Refund awaiting Stripe", money(Money(record.refund_pending, record.total.currency)))]
+            [field("Refund awaiting Stripe", money(Money(record.refund_pending, currency)))]
             if record.refund_pending
             else []
         ),
@@ -194,6 +219,7 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         *([awaiting_stripe(record.awaiting)] if record.awaiting else []),
         fields(*shown),
         section(_items_text(record)),
+        section(_order_payments_text(record)),
         section(
             md(
                 "*Billing address*\n{}",
@@ -205,9 +231,11 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         section(_refunds_text(record)),
     ]
     buttons: list[dict] = []
-    if record.stripe_payment and record.refundable.amount > 0:
+    value = record_value(record.id, record.back)
+    if record.refundable_payments:
+        buttons.append(button("Refund", ids.per_item(ids.REFUND_ORDER, record.id), value))
         buttons.append(
-            button("Refund", ids.per_item(ids.REFUND_ORDER, record.id), record_value(record.id, record.back))
+            button("Refund whole order", ids.per_item(ids.REFUND_WHOLE_ORDER, record.id), value, danger=True)
         )
     if record.recurring:
         link = record.recurring
@@ -215,9 +243,10 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         blocks.append(
             section(
                 md(
-                    "Paid towards the {} *{}*",
+                    "Started the {} *{}*: its {} are this order's payments.",
                     "payment plan" if is_plan else "subscription",
                     escape(one_line(link.product), PRODUCT_IN_TEXT),
+                    "instalments" if is_plan else "renewals",
                 )
             )
         )
@@ -234,6 +263,15 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
 
 
+def _order_payments_text(record: OrderRecord) -> Mrkdwn:
+    heading = md("*Payments* · {:,}", record.payment_count)
+    if record.payment_count > len(record.payments):
+        heading += md(", latest {}", len(record.payments))
+    if not record.payments:
+        return heading + md("\nNo payments yet.")
+    return _fit([heading] + [_payment_line(p) for p in record.payments], ORDER_LIST_TEXT)
+
+
 def _items_text(record: OrderRecord) -> Mrkdwn:
     lines = [md("*Items*")]
     for line in record.lines[:ORDER_LINES_SHOWN]:
@@ -244,7 +282,7 @@ def _items_text(record: OrderRecord) -> Mrkdwn:
         lines.append(md("and {}", plural(len(record.lines) - ORDER_LINES_SHOWN, "more item")))
     if not record.lines:
         lines.append(md("No items recorded."))
-    return _fit(lines)
+    return _fit(lines, ORDER_LIST_TEXT)
 
 
 def _refunds_text(record: OrderRecord) -> Mrkdwn:
@@ -262,15 +300,20 @@ def _refunds_text(record: OrderRecord) -> Mrkdwn:
         lines.append(line)
     if len(record.refunds) > REFUNDS_SHOWN:
         lines.append(md("and {}", plural(len(record.refunds) - REFUNDS_SHOWN, "earlier refund")))
-    return _fit(lines)
+    return _fit(lines, ORDER_LIST_TEXT)
 
 
-def _fit(lines: list[Mrkdwn]) -> Mrkdwn:
-    """Join lines, dropping whole lines from the end so the text fits a section."""
+# An order record has three lists (items, payments, refunds): each gets a share of the message's size, so that
+# with its fields and address the whole stays inside Slack's limit for any order.
+ORDER_LIST_TEXT = 2400
+
+
+def _fit(lines: list[Mrkdwn], limit: int = SECTION_TEXT) -> Mrkdwn:
+    """Join lines, dropping whole lines from the end so the text fits `limit` (a section, by default)."""
     kept: list[Mrkdwn] = []
     size = 0
     for line in lines:
-        if size + len(line) + 1 > SECTION_TEXT - 40:
+        if size + len(line) + 1 > limit - 40:
             kept.append(md("and {} more", len(lines) - len(kept)))
             break
         kept.append(line)

@@ -77,16 +77,20 @@ LIVE_STATUSES = frozenset(
 
 
 class OrderStatus(enum.StrEnum):
+    UNPAID = "unpaid"  # placed, nothing collected yet (a subscription whose first payment failed)
     PAID = "paid"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
 class OrderSource(enum.StrEnum):
+    """What the customer placed. Renewals and instalments are not orders: they are payments of the order that
+    started their subscription or payment plan."""
+
     CHECKOUT = "checkout"
     INTERNAL = "internal"
-    RENEWAL = "renewal"
-    INSTALMENT = "instalment"
+    SUBSCRIPTION = "subscription"
+    PAYMENT_PLAN = "payment_plan"
 
 
 class PaymentStatus(enum.StrEnum):
@@ -94,6 +98,17 @@ class PaymentStatus(enum.StrEnum):
     FAILED = "failed"
     OPEN = "open"
     VOID = "void"
+
+
+class PaymentKind(enum.StrEnum):
+    """Why a payment was taken: Stripe's invoice `billing_reason` for payments of a subscription or plan."""
+
+    ONE_OFF = "one_off"  # the single payment of a checkout or an internal order
+    INITIAL = "initial"  # subscription_create: the first payment of a subscription or plan
+    RENEWAL = "renewal"  # subscription_cycle of a subscription
+    INSTALMENT = "instalment"  # subscription_cycle of a payment plan
+    CHANGE = "change"  # subscription_update: a prorated change of plan
+    MANUAL = "manual"  # manual, or an invoice made by hand for the subscription
 
 
 class Interval(enum.StrEnum):
@@ -196,6 +211,10 @@ class PaymentPlan(Recurring):
 
 
 class Order(Base):
+    """What a customer placed: a checkout, an internal order, or the start of a subscription or payment plan. Its
+    money is in its payments; `total` (collected) and `amount_refunded` add them up, kept by bot.order_book in the
+    same transaction as each payment and refund, so a customer's totals read from one covering index."""
+
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(OrderStatus)})", name="order_status"),
@@ -204,15 +223,11 @@ class Order(Base):
         CheckConstraint(
             "amount_refunded >= 0 AND amount_refunded <= total", name="order_refund_within_total"
         ),
-        # A refund in flight reserves its amount here first, so two refunds at once can never exceed the total.
-        CheckConstraint(
-            "amount_refund_pending >= 0 AND amount_refunded + amount_refund_pending <= total",
-            name="order_refund_pending_within_total",
-        ),
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
         # Covering: a customer's order count and lifetime value per currency are read from this index alone,
         # never from the table, so a customer with thousands of orders costs one short index range.
         Index("ix_orders_customer_totals", "customer_id", "currency", "total", "amount_refunded"),
+        Index("ix_orders_recurring", "recurring_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -220,18 +235,12 @@ class Order(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     created_at: Mapped[datetime]
     currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)  # collected so far: its paid payments
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
-    amount_refund_pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(24))
     source: Mapped[str] = mapped_column(String(16))
-    recurring_id: Mapped[int | None] = mapped_column(
-        ForeignKey("recurring.id", ondelete="SET NULL"), index=True
-    )
-    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    card_brand: Mapped[str | None] = mapped_column(String(32))
-    card_last4: Mapped[str | None] = mapped_column(String(4))
+    # The subscription or plan this order started (one order each: ix_orders_recurring is unique).
+    recurring_id: Mapped[int | None] = mapped_column(ForeignKey("recurring.id", ondelete="SET NULL"))
     billing_name: Mapped[str | None] = mapped_column(Text)
     billing_line1: Mapped[str | None] = mapped_column(Text)
     billing_line2: Mapped[str | None] = mapped_column(Text)
@@ -272,26 +281,51 @@ class OrderLine(Base):
 
 
 class Payment(Base):
-    """One billing attempt of a subscription or payment plan (a Stripe invoice)."""
+    """One payment of an order: the single payment of a checkout or internal order, or one billing attempt of a
+    subscription or payment plan (a Stripe invoice), paid or not. Refunds are of a payment; a refund in flight
+    reserves its amount here first, so two refunds at once can never exceed what it collected."""
 
     __tablename__ = "payments"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(PaymentStatus)})", name="payment_status"),
+        CheckConstraint(f"kind IN ({_values(PaymentKind)})", name="payment_kind"),
         CheckConstraint("amount >= 0", name="payment_amount_not_negative"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refunded <= amount", name="payment_refund_within_amount"
+        ),
+        CheckConstraint(
+            "amount_refund_pending >= 0 AND amount_refunded + amount_refund_pending <= amount",
+            name="payment_refund_pending_within_amount",
+        ),
         Index("ix_payments_recurring_due", "recurring_id", "due_at"),
         Index("ix_payments_status", "status", "recurring_id"),
+        Index("ix_payments_order_due", "order_id", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    recurring_id: Mapped[int] = mapped_column(ForeignKey("recurring.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    recurring_id: Mapped[int | None] = mapped_column(ForeignKey("recurring.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(8))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failed_at: Mapped[datetime | None]
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"), unique=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    amount_refund_pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+
+    @property
+    def refundable(self) -> int:
+        if self.status != PaymentStatus.PAID.value or self.stripe_payment_intent_id is None:
+            return 0
+        return max(0, self.amount - self.amount_refunded - self.amount_refund_pending)
 
 
 class Refund(Base):
@@ -300,6 +334,7 @@ class Refund(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str | None] = mapped_column(String(32))

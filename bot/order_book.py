@@ -1,5 +1,7 @@
-"""The order book: the one way an order is written (whatever paid it: a checkout, a renewal, an instalment, a
-charge the bot made) and the one way a refund Stripe made is recorded against it, with the order's status."""
+"""The order book: the one way an order and its payments are written (a checkout, an internal order the bot
+charged, the start of a subscription or payment plan and each of its payments) and the one way a refund Stripe
+made is recorded against a payment. An order's collected and refunded totals add up its payments and are kept here,
+in SQL, in the same transaction as the payment or refund that changes them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,17 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot.models import Order, OrderLine, OrderSource, OrderStatus, Refund, order_number
+from bot.models import (
+    Order,
+    OrderLine,
+    OrderSource,
+    OrderStatus,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Refund,
+    order_number,
+)
 
 
 @dataclass(frozen=True)
@@ -21,7 +33,7 @@ class Line:
 
 @dataclass(frozen=True)
 class StripePayment:
-    """The Stripe payment that paid an order, as far as Stripe told us."""
+    """A Stripe payment that was collected, as far as Stripe told us."""
 
     payment_intent_id: str | None
     charge_id: str | None
@@ -42,20 +54,22 @@ class Billing:
     country: str | None = None
 
 
-def order_status(total: int, refunded: int) -> str:
+def order_status(collected: int, refunded: int) -> str:
+    if collected <= 0:
+        return OrderStatus.UNPAID.value
     if refunded <= 0:
         return OrderStatus.PAID.value
-    return OrderStatus.REFUNDED.value if refunded >= total else OrderStatus.PARTIALLY_REFUNDED.value
+    return OrderStatus.REFUNDED.value if refunded >= collected else OrderStatus.PARTIALLY_REFUNDED.value
 
 
-def order_paid_by(session: Session, payment_intent_id: str | None, charge_id: str | None) -> Order | None:
-    """The order a Stripe payment paid, found by its payment intent or its charge."""
-    order = None
+def payment_paid_by(session: Session, payment_intent_id: str | None, charge_id: str | None) -> Payment | None:
+    """The payment a Stripe payment intent or charge collected."""
+    payment = None
     if payment_intent_id:
-        order = session.scalar(select(Order).where(Order.stripe_payment_intent_id == payment_intent_id))
-    if order is None and charge_id:
-        order = session.scalar(select(Order).where(Order.stripe_charge_id == charge_id))
-    return order
+        payment = session.scalar(select(Payment).where(Payment.stripe_payment_intent_id == payment_intent_id))
+    if payment is None and charge_id:
+        payment = session.scalar(select(Payment).where(Payment.stripe_charge_id == charge_id))
+    return payment
 
 
 def add_order(
@@ -63,30 +77,24 @@ def add_order(
     *,
     customer_id: int,
     source: OrderSource,
-    paid: StripePayment,
+    currency: str,
     lines: list[Line],
     created_at: datetime,
     billing: Billing | None = None,
     recurring_id: int | None = None,
 ) -> Order:
-    """A paid order and its lines. Lines whose amounts do not add up to what was paid are the caller's to fix;
-    an empty list becomes one line for the whole amount."""
+    """An order and its lines, nothing collected yet: its payments add to it."""
     billing = billing or Billing()
     order = Order(
         number="pending",  # the number comes from the id, known after the insert
         customer_id=customer_id,
         created_at=created_at,
-        currency=paid.currency,
-        total=paid.amount,
+        currency=currency,
+        total=0,
         amount_refunded=0,
-        amount_refund_pending=0,
-        status=OrderStatus.PAID.value,
+        status=OrderStatus.UNPAID.value,
         source=source.value,
         recurring_id=recurring_id,
-        stripe_payment_intent_id=paid.payment_intent_id,
-        stripe_charge_id=paid.charge_id,
-        card_brand=paid.card_brand,
-        card_last4=paid.card_last4,
         billing_name=billing.name,
         billing_line1=billing.line1,
         billing_line2=billing.line2,
@@ -98,7 +106,7 @@ def add_order(
     session.add(order)
     session.flush()
     order.number = order_number(order.id)
-    for position, line in enumerate(lines or [Line("Payment", 1, paid.amount)]):
+    for position, line in enumerate(lines):
         session.add(
             OrderLine(
                 order_id=order.id,
@@ -111,9 +119,61 @@ def add_order(
     return order
 
 
+def add_paid_order(
+    session: Session,
+    *,
+    customer_id: int,
+    source: OrderSource,
+    paid: StripePayment,
+    lines: list[Line],
+    created_at: datetime,
+    billing: Billing | None = None,
+) -> tuple[Order, Payment]:
+    """A checkout or internal order with its one payment, collected. An empty list of lines becomes one line for
+    the whole amount; lines that do not add up to what was paid are the caller's to fix."""
+    order = add_order(
+        session,
+        customer_id=customer_id,
+        source=source,
+        currency=paid.currency,
+        lines=lines or [Line("Payment", 1, paid.amount)],
+        created_at=created_at,
+        billing=billing,
+    )
+    payment = Payment(
+        order_id=order.id,
+        kind=PaymentKind.ONE_OFF.value,
+        due_at=created_at,
+        amount=paid.amount,
+        currency=paid.currency,
+        status=PaymentStatus.OPEN.value,
+    )
+    session.add(payment)
+    session.flush()
+    mark_paid(session, payment, paid, created_at)
+    return order, payment
+
+
+def mark_paid(session: Session, payment: Payment, paid: StripePayment, paid_at: datetime) -> None:
+    """A payment collected: what paid it, and its amount added to its order, once however often Stripe says so."""
+    payment.stripe_payment_intent_id = paid.payment_intent_id or payment.stripe_payment_intent_id
+    payment.stripe_charge_id = paid.charge_id or payment.stripe_charge_id
+    payment.card_brand = paid.card_brand or payment.card_brand
+    payment.card_last4 = paid.card_last4 or payment.card_last4
+    if payment.paid_at is not None:
+        return  # counted in its order already
+    payment.status = PaymentStatus.PAID.value
+    payment.amount = paid.amount
+    payment.paid_at = paid_at
+    session.flush()
+    # Added in SQL, not to a value read earlier: another transaction may have changed this order since.
+    session.execute(update(Order).where(Order.id == payment.order_id).values(total=Order.total + paid.amount))
+    _restatus(session, payment.order_id)
+
+
 def add_refund(
     session: Session,
-    order: Order,
+    payment: Payment,
     *,
     amount: int,
     stripe_refund_id: str,
@@ -122,15 +182,17 @@ def add_refund(
     note: str | None = None,
     requested_by: str | None = None,
 ) -> Refund | None:
-    """Record a refund Stripe made, once: None when a refund with this Stripe id is already recorded. What an
-    attempt reserved for it is the ledger's to release first. The database refuses more refunded than paid."""
+    """Record a refund Stripe made of a payment, once: None when a refund with this Stripe id is already recorded.
+    What an attempt reserved for it is the ledger's to release first. The database refuses more refunded than
+    paid."""
     known = session.scalar(select(Refund.id).where(Refund.stripe_refund_id == stripe_refund_id))
     if known is not None:
         return None
     refund = Refund(
-        order_id=order.id,
+        order_id=payment.order_id,
+        payment_id=payment.id,
         amount=amount,
-        currency=order.currency,
+        currency=payment.currency,
         reason=reason,
         note=note or None,
         stripe_refund_id=stripe_refund_id,
@@ -138,12 +200,24 @@ def add_refund(
         created_at=created_at,
     )
     session.add(refund)
-    # Added in SQL, not to the value read earlier: another transaction may have recorded a refund of this order
-    # since (on PostgreSQL the update waits for it, then adds to its total).
+    # Added in SQL (on PostgreSQL the update waits for another transaction refunding this payment, then adds).
     session.execute(
-        update(Order).where(Order.id == order.id).values(amount_refunded=Order.amount_refunded + amount)
+        update(Payment)
+        .where(Payment.id == payment.id)
+        .values(amount_refunded=Payment.amount_refunded + amount)
     )
-    session.refresh(order)
+    session.execute(
+        update(Order)
+        .where(Order.id == payment.order_id)
+        .values(amount_refunded=Order.amount_refunded + amount)
+    )
+    session.refresh(payment)
+    _restatus(session, payment.order_id)
+    return refund
+
+
+def _restatus(session: Session, order_id: int) -> None:
+    order = session.get(Order, order_id, populate_existing=True)
+    assert order is not None  # a foreign key guarantees it
     order.status = order_status(order.total, order.amount_refunded)
     session.flush()
-    return refund

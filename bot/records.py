@@ -127,6 +127,12 @@ _attempts = ActionAttempt.__table__
 
 _LIVE = _recurring.c.status.in_(sorted(s.value for s in LIVE_STATUSES))
 _FAILED = PaymentStatus.FAILED.value
+# A payment that can still be refunded through Stripe (Payment.refundable, in SQL).
+_REFUNDABLE = (
+    _payments.c.status == PaymentStatus.PAID.value,
+    _payments.c.amount_refunded + _payments.c.amount_refund_pending < _payments.c.amount,
+    _payments.c.stripe_payment_intent_id.is_not(None),
+)
 
 
 def _count(table, *conditions):
@@ -232,6 +238,7 @@ _ORDER_PAGE = (
         .scalar_subquery()
         .label("first_line"),
         _count(_lines, _lines.c.order_id == _orders.c.id).label("line_count"),
+        _count(_payments, _payments.c.order_id == _orders.c.id).label("payment_count"),
     )
     .where(_orders.c.customer_id == bindparam("customer_id"))
     .order_by(_orders.c.created_at.desc(), _orders.c.id.desc())
@@ -388,6 +395,7 @@ def _order_page(reader: Reader, customer_id: int, total: int, page: int, page_si
                 status=o.status,
                 source=o.source,
                 description=_description(o.first_line, o.line_count),
+                payment_count=o.payment_count,
             )
             for o in orders
         ],
@@ -412,6 +420,7 @@ _PAID_TOTALS = (
     .subquery("paid_totals")
 )
 
+_started_by = _orders.alias("started_by")
 # A subscription or plan with its customer's name and every count its record shows: one row per currency paid in.
 _RECURRING_HEADER = (
     select(
@@ -420,12 +429,7 @@ _RECURRING_HEADER = (
         _customers.c.email.label("customer_email"),
         _count(_payments, _payments.c.recurring_id == _recurring.c.id).label("payment_count"),
         _MISSED,
-        _count(
-            _orders,
-            _orders.c.recurring_id == _recurring.c.id,
-            _orders.c.amount_refunded + _orders.c.amount_refund_pending < _orders.c.total,
-            _orders.c.stripe_payment_intent_id.is_not(None),
-        ).label("refundable"),
+        _count(_payments, _payments.c.recurring_id == _recurring.c.id, *_REFUNDABLE).label("refundable"),
         select(func.max(_attempts.c.id))
         .where(
             _attempts.c.target_type == "recurring",
@@ -435,32 +439,66 @@ _RECURRING_HEADER = (
         .scalar_subquery()
         .label("last_change"),
         _pending_for("recurring", _recurring.c.id).label("awaiting"),
+        _started_by.c.id.label("order_id"),
+        _started_by.c.number.label("order_number"),
         _PAID_TOTALS.c.paid_currency,
         _PAID_TOTALS.c.paid,
     )
     .select_from(
-        _recurring.join(_customers, _customers.c.id == _recurring.c.customer_id).outerjoin(
-            _PAID_TOTALS, true()
-        )
+        _recurring.join(_customers, _customers.c.id == _recurring.c.customer_id)
+        .outerjoin(_started_by, _started_by.c.recurring_id == _recurring.c.id)
+        .outerjoin(_PAID_TOTALS, true())
     )
     .where(_recurring.c.id == bindparam("recurring_id"))
 )
 
+_PAYMENT_COLUMNS = (
+    _payments.c.id,
+    _payments.c.kind,
+    _payments.c.due_at,
+    _payments.c.paid_at,
+    _payments.c.amount,
+    _payments.c.currency,
+    _payments.c.status,
+    _payments.c.failure_reason,
+    _payments.c.amount_refunded,
+    _payments.c.amount_refund_pending,
+    _payments.c.card_brand,
+    _payments.c.card_last4,
+    _payments.c.order_id,
+    _orders.c.number,
+)
 _RECENT_PAYMENTS = (
-    select(
-        _payments.c.due_at,
-        _payments.c.amount,
-        _payments.c.currency,
-        _payments.c.status,
-        _payments.c.failure_reason,
-        _payments.c.order_id,
-        _orders.c.number,
-    )
-    .select_from(_payments.outerjoin(_orders, _orders.c.id == _payments.c.order_id))
+    select(*_PAYMENT_COLUMNS)
+    .select_from(_payments.join(_orders, _orders.c.id == _payments.c.order_id))
     .where(_payments.c.recurring_id == bindparam("recurring_id"))
     .order_by(_payments.c.due_at.desc(), _payments.c.id.desc())
     .limit(bindparam("limit"))
 )
+_ORDER_PAYMENTS = (
+    select(*_PAYMENT_COLUMNS)
+    .select_from(_payments.join(_orders, _orders.c.id == _payments.c.order_id))
+    .where(_payments.c.order_id == bindparam("order_id"))
+    .order_by(_payments.c.due_at.desc(), _payments.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def _payment_line(p) -> PaymentLine:
+    return PaymentLine(
+        id=p.id,
+        kind=p.kind,
+        due_at=p.due_at,
+        amount=Money(p.amount, p.currency),
+        status=p.status,
+        failure_reason=p.failure_reason,
+        order_id=p.order_id,
+        order_number=p.number,
+        paid_at=p.paid_at,
+        refunded=Money(p.amount_refunded, p.currency),
+        refund_pending=p.amount_refund_pending,
+        card=_card(p.card_brand, p.card_last4),
+    )
 
 
 def recurring_record(
@@ -484,20 +522,12 @@ def recurring_record(
         summary=_recurring_summary(recurring, recurring.missed),
         current_period_end=recurring.current_period_end,
         stripe_subscription_id=recurring.stripe_subscription_id,
-        payments=[
-            PaymentLine(
-                due_at=p.due_at,
-                amount=Money(p.amount, p.currency),
-                status=p.status,
-                failure_reason=p.failure_reason,
-                order_id=p.order_id,
-                order_number=p.number,
-            )
-            for p in payments
-        ],
+        payments=[_payment_line(p) for p in payments],
         payment_count=recurring.payment_count,
         paid_total=[Money(int(row.paid), row.paid_currency) for row in rows if row.paid_currency is not None],
         refundable_payments=recurring.refundable,
+        order_id=recurring.order_id,
+        order_number=recurring.order_number,
         fingerprint=recurring_fingerprint(recurring, recurring.last_change),
         awaiting=awaiting_stripe(reader, "recurring", recurring.id) if recurring.awaiting else [],
     )
@@ -511,7 +541,23 @@ _ORDER_HEADER = (
         _customers.c.email.label("customer_email"),
         _linked.c.kind.label("recurring_kind"),
         _linked.c.product.label("recurring_product"),
-        _pending_for("order", _orders.c.id).label("awaiting"),
+        _count(_payments, _payments.c.order_id == _orders.c.id).label("payment_count"),
+        _count(_payments, _payments.c.order_id == _orders.c.id, *_REFUNDABLE).label("refundable_payments"),
+        select(
+            func.coalesce(
+                func.sum(
+                    _payments.c.amount - _payments.c.amount_refunded - _payments.c.amount_refund_pending
+                ),
+                0,
+            )
+        )
+        .where(_payments.c.order_id == _orders.c.id, *_REFUNDABLE)
+        .scalar_subquery()
+        .label("refundable"),
+        select(func.coalesce(func.sum(_payments.c.amount_refund_pending), 0))
+        .where(_payments.c.order_id == _orders.c.id)
+        .scalar_subquery()
+        .label("refund_pending"),
     )
     .select_from(
         _orders.join(_customers, _customers.c.id == _orders.c.customer_id).outerjoin(
@@ -540,8 +586,10 @@ _ORDER_REFUNDS = (
 )
 
 
-def order_record(reader: Reader, order_id: int, back: CardState | None) -> OrderRecord:
-    """An order record in three statements (four while a refund awaits Stripe's answer)."""
+def order_record(
+    reader: Reader, order_id: int, back: CardState | None, *, payments_shown: int = 12
+) -> OrderRecord:
+    """An order record in four statements (five while a refund awaits Stripe's answer)."""
     order = reader.execute(_ORDER_HEADER, {"order_id": order_id}).first()
     if order is None:
         raise RecordNotFound("order", order_id)
@@ -549,6 +597,14 @@ def order_record(reader: Reader, order_id: int, back: CardState | None) -> Order
         back = CardState(order.customer_id)
     lines = reader.execute(_ORDER_LINES, {"order_id": order.id}).all()
     refunds = reader.execute(_ORDER_REFUNDS, {"order_id": order.id}).all()
+    payments = (
+        [
+            _payment_line(p)
+            for p in reader.execute(_ORDER_PAYMENTS, {"order_id": order.id, "limit": payments_shown})
+        ]
+        if order.payment_count and payments_shown
+        else []
+    )
     billing = BillingAddress(
         order.billing_name,
         order.billing_line1,
@@ -563,6 +619,7 @@ def order_record(reader: Reader, order_id: int, back: CardState | None) -> Order
         if order.recurring_kind is not None
         else None
     )
+    paid_with = next((p.card for p in payments if p.card is not None), None)
     return OrderRecord(
         back=back,
         customer_name=shown_name(order.customer_name, order.customer_email),
@@ -582,19 +639,40 @@ def order_record(reader: Reader, order_id: int, back: CardState | None) -> Order
         ],
         total=Money(order.total, order.currency),
         refunded=Money(order.amount_refunded, order.currency),
-        card=_card(order.card_brand, order.card_last4),
+        card=paid_with,
         billing=billing if billing.lines() else None,
         refunds=[
             RefundLine(Money(r.amount, r.currency), r.reason, r.note, r.requested_by, r.created_at)
             for r in refunds
         ],
         recurring=recurring,
-        stripe_payment=order.stripe_payment_intent_id is not None,
-        refund_pending=order.amount_refund_pending,
-        awaiting=awaiting_stripe(reader, "order", order.id)
-        if order.amount_refund_pending and order.awaiting
-        else [],
+        payments=payments,
+        payment_count=order.payment_count,
+        refundable=Money(int(order.refundable), order.currency),
+        refundable_payments=order.refundable_payments,
+        refund_pending=int(order.refund_pending),
+        awaiting=_awaiting_refunds(reader, order.id) if order.refund_pending else [],
     )
+
+
+_ORDER_AWAITING = (
+    select(_attempts.c.request)
+    .where(
+        _attempts.c.target_type == "payment",
+        _attempts.c.target_id.in_(
+            select(_payments.c.id).where(_payments.c.order_id == bindparam("order_id"))
+        ),
+        _attempts.c.status == AttemptStatus.PENDING.value,
+    )
+    .order_by(_attempts.c.id)
+    .limit(MOST_AWAITING)
+)
+
+
+def _awaiting_refunds(reader: Reader, order_id: int) -> list[str]:
+    """Refunds of an order's payments asked of Stripe and still awaiting its answer, oldest first."""
+    requests = reader.execute(_ORDER_AWAITING, {"order_id": order_id}).scalars().all()
+    return [(request or {}).get("asked", "a refund") for request in requests]
 
 
 class Records(Shared):
@@ -620,7 +698,7 @@ class Records(Shared):
 
         return self.db.read(read)
 
-    def order_numbered(self, text: str) -> OrderRecord | None:
+    def order_numbered(self, text: str, *, payments_shown: int) -> OrderRecord | None:
         """The record of the order `text` names by its number (`100234` or `#100234`), if there is one."""
         number = order_number(text)
         if number is None:
@@ -628,7 +706,9 @@ class Records(Shared):
 
         def read(connection: Connection) -> OrderRecord | None:
             order_id = connection.scalar(_ORDER_ID_BY_NUMBER, {"number": number})
-            return None if order_id is None else order_record(connection, order_id, None)
+            if order_id is None:
+                return None
+            return order_record(connection, order_id, None, payments_shown=payments_shown)
 
         return self.db.read(read)
 
@@ -648,5 +728,7 @@ class Records(Shared):
             lambda connection: recurring_record(connection, recurring_id, back, payments_shown=payments_shown)
         )
 
-    def order_record(self, order_id: int, back: CardState | None) -> OrderRecord:
-        return self.db.read(lambda connection: order_record(connection, order_id, back))
+    def order_record(self, order_id: int, back: CardState | None, *, payments_shown: int) -> OrderRecord:
+        return self.db.read(
+            lambda connection: order_record(connection, order_id, back, payments_shown=payments_shown)
+        )

@@ -33,6 +33,7 @@ from bot.models import (
     OrderLine,
     OrderSource,
     Payment,
+    PaymentKind,
     PaymentPlan,
     PaymentStatus,
     Recurring,
@@ -265,6 +266,9 @@ def sync_subscription(
         recurring.installments_total = max(1, int(installments))
     recurring.started_at = _time(obj.get("start_date") or obj.get("created")) or _now()
     apply_subscription_state(recurring, obj)
+    if created:
+        session.flush()
+        start_order(session, recurring)
     if counts is not None:
         counts.count(
             "payment_plans" if recurring.kind == RecurringKind.PAYMENT_PLAN.value else "subscriptions",
@@ -327,6 +331,24 @@ def _product_name(price: Obj, fetch: Fetch) -> str:
     return "Subscription"
 
 
+def start_order(session: Session, recurring: Recurring) -> Order:
+    """The order that started a subscription or plan (placed when it started; its payments are the order's), made
+    when it is first needed."""
+    order = session.scalar(select(Order).where(Order.recurring_id == recurring.id))
+    if order is not None:
+        return order
+    is_plan = recurring.kind == RecurringKind.PAYMENT_PLAN.value
+    return order_book.add_order(
+        session,
+        customer_id=recurring.customer_id,
+        source=OrderSource.PAYMENT_PLAN if is_plan else OrderSource.SUBSCRIPTION,
+        currency=recurring.currency,
+        lines=[order_book.Line(recurring.product, 1, recurring.amount)],
+        created_at=recurring.started_at,
+        recurring_id=recurring.id,
+    )
+
+
 def recurring_for(
     session: Session, subscription_id: str, fetch: Fetch, counts: SyncCounts | None = None
 ) -> Recurring:
@@ -353,13 +375,23 @@ def sync_invoice(
     payment = session.scalar(select(Payment).where(Payment.stripe_invoice_id == obj["id"]))
     created = payment is None
     if payment is None:
-        payment = Payment(stripe_invoice_id=obj["id"], recurring_id=recurring.id)
+        order = start_order(session, recurring)
+        first = (
+            session.scalar(select(Payment.id).where(Payment.recurring_id == recurring.id).limit(1)) is None
+        )
+        payment = Payment(
+            stripe_invoice_id=obj["id"],
+            recurring_id=recurring.id,
+            order_id=order.id,
+            kind=_payment_kind(obj, recurring, first=first).value,
+        )
         session.add(payment)
     payment.due_at = _time(obj.get("due_date") or obj.get("created")) or _now()
-    payment.amount = int(obj.get("amount_due") or 0)
     payment.currency = obj.get("currency") or recurring.currency
     charge, intent = _invoice_charge(obj, fetch)
     status = obj.get("status")
+    if payment.paid_at is None:
+        payment.amount = int(obj.get("amount_due") or 0)
     if status == "paid":
         payment.status = PaymentStatus.PAID.value
     elif status == "void":
@@ -376,15 +408,17 @@ def sync_invoice(
     if counts is not None:
         counts.count("payments", created)
     finished = None
-    if payment.status == PaymentStatus.PAID.value and payment.order_id is None and payment.amount:
-        kind = (
-            OrderSource.INSTALMENT
-            if recurring.kind == RecurringKind.PAYMENT_PLAN.value
-            else OrderSource.RENEWAL
+    if payment.status == PaymentStatus.PAID.value and payment.paid_at is None:
+        paid_at = _time((obj.get("status_transitions") or {}).get("paid_at") or charge.get("created"))
+        amount = int(obj.get("amount_paid") or payment.amount or 0)
+        order_book.mark_paid(
+            session, payment, _collected(charge, intent, amount, payment.currency, fetch), paid_at or _now()
         )
-        order = _order_for_payment(session, recurring.customer_id, obj, charge, intent, kind, fetch, counts)
-        order.recurring_id = recurring.id
-        payment.order_id = order.id
+        order = session.get(Order, payment.order_id)
+        if order is not None and order.billing_line1 is None and order.billing_name is None:
+            _set_billing(order, charge)
+    if payment.status == PaymentStatus.PAID.value and charge:
+        sync_refunds(session, charge, counts, payment=payment)
     if recurring.kind == RecurringKind.PAYMENT_PLAN.value:
         recurring.installments_paid = session.scalar(
             select(func.count())
@@ -401,6 +435,28 @@ def sync_invoice(
             recurring.next_bill_at = None
             finished = recurring.stripe_subscription_id
     return InvoiceOutcome(payment, finished)
+
+
+_BILLING_REASONS = {
+    "subscription_create": PaymentKind.INITIAL,
+    "subscription_update": PaymentKind.CHANGE,
+    "manual": PaymentKind.MANUAL,
+    "subscription": PaymentKind.MANUAL,
+}
+
+
+def _payment_kind(invoice: Obj, recurring: Recurring, *, first: bool) -> PaymentKind:
+    """What Stripe's `billing_reason` says the payment is: the first, a renewal (an instalment of a plan), a
+    change of plan, or one made by hand. An invoice without one (the emulator sends none) is the first when the
+    subscription has no other, else a renewal."""
+    reason = invoice.get("billing_reason")
+    kind = _BILLING_REASONS.get(reason or "")
+    if kind is not None:
+        return kind
+    if not reason and first:
+        return PaymentKind.INITIAL
+    is_plan = recurring.kind == RecurringKind.PAYMENT_PLAN.value
+    return PaymentKind.INSTALMENT if is_plan else PaymentKind.RENEWAL
 
 
 def _invoice_subscription(obj: Obj) -> str | None:
@@ -441,7 +497,7 @@ def _failure_reason(charge: Obj, intent: Obj) -> str | None:
     return error.get("message") or charge.get("failure_message") or None
 
 
-# Orders: one-off payments and paid invoices -----------------------------------------------------------------
+# Orders: one-off payments, and what paid a payment -------------------------------------------------------
 
 
 def sync_payment_intent(
@@ -452,14 +508,14 @@ def sync_payment_intent(
     *,
     bot_made: BotMade | None = None,
 ) -> Order | None:
-    """A succeeded one-off payment becomes an order: a checkout, or an internal order when the bot charged the card
-    (the bot's request for it records that one, through `bot_made`). Invoice payments arrive through their
-    invoice."""
+    """A succeeded one-off payment becomes an order with that one payment: a checkout, or an internal order when the
+    bot charged the card (the bot's request for it records that one, through `bot_made`). Invoice payments arrive
+    through their invoice."""
     if obj.get("status") != "succeeded" or obj.get("invoice"):
         return None
     action_key = (obj.get("metadata") or {}).get(ACTION_KEY)
     if action_key and bot_made is not None and bot_made(session, action_key, obj):
-        return order_book.order_paid_by(session, obj["id"], None)
+        return _order_of(session, order_book.payment_paid_by(session, obj["id"], None))
     customer_id = ref_id(obj.get("customer"))
     if not customer_id:
         return None
@@ -470,61 +526,58 @@ def sync_payment_intent(
     )
     if charge.get("invoice"):
         return None
-    source = OrderSource.INTERNAL if action_key else OrderSource.CHECKOUT
-    return _order_for_payment(session, customer.id, obj, charge, obj, source, fetch, counts)
-
-
-def _order_for_payment(
-    session: Session,
-    customer_id: int,
-    source_obj: Obj,
-    charge: Obj,
-    intent: Obj,
-    source: OrderSource,
-    fetch: Fetch,
-    counts: SyncCounts | None,
-) -> Order:
-    intent_id, charge_id = intent.get("id"), charge.get("id")
-    order = order_book.order_paid_by(session, intent_id, charge_id)
-    if order is not None:
-        return order
-    amount = int(
-        source_obj.get("amount_paid") or source_obj.get("amount_received") or source_obj.get("amount") or 0
-    )
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    if not card and ref_id(charge.get("payment_method")):
-        card = _card(fetch, ref_id(charge.get("payment_method")))  # type: ignore[arg-type]
-    billing = charge.get("billing_details") or {}
-    address = billing.get("address") or {}
-    order = order_book.add_order(
+    known = order_book.payment_paid_by(session, obj.get("id"), charge.get("id"))
+    if known is not None:
+        return _order_of(session, known)
+    amount = int(obj.get("amount_received") or obj.get("amount") or 0)
+    order = order_book.add_paid_order(
         session,
-        customer_id=customer_id,
-        source=source,
-        paid=order_book.StripePayment(
-            intent_id,
-            charge_id,
-            amount,
-            source_obj.get("currency") or "usd",
-            stripe_text(card.get("brand"), Order.card_brand),
-            stripe_text(card.get("last4"), Order.card_last4),
-        ),
-        lines=_lines(source_obj, amount),
-        created_at=_time(charge.get("created") or source_obj.get("created")) or _now(),
-        billing=order_book.Billing(
-            stripe_text(billing.get("name"), Order.billing_name),
-            stripe_text(address.get("line1"), Order.billing_line1),
-            stripe_text(address.get("line2"), Order.billing_line2),
-            stripe_text(address.get("city"), Order.billing_city),
-            stripe_text(address.get("state"), Order.billing_state),
-            stripe_text(address.get("postal_code"), Order.billing_postal_code),
-            stripe_text(address.get("country"), Order.billing_country),
-        ),
-    )
+        customer_id=customer.id,
+        source=OrderSource.INTERNAL if action_key else OrderSource.CHECKOUT,
+        paid=_collected(charge, obj, amount, obj.get("currency") or "usd", fetch),
+        lines=_lines(obj, amount),
+        created_at=_time(charge.get("created") or obj.get("created")) or _now(),
+    )[0]
+    _set_billing(order, charge)
     if counts is not None:
         counts.count("orders", True)
     if charge:
         sync_refunds(session, charge, counts)
     return order
+
+
+def _order_of(session: Session, payment: Payment | None) -> Order | None:
+    return session.get(Order, payment.order_id) if payment is not None else None
+
+
+def _collected(
+    charge: Obj, intent: Obj, amount: int, currency: str, fetch: Fetch
+) -> order_book.StripePayment:
+    """What collected a payment: its payment intent and charge, and the card the charge was made on."""
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    if not card and ref_id(charge.get("payment_method")):
+        card = _card(fetch, ref_id(charge.get("payment_method")))  # type: ignore[arg-type]
+    return order_book.StripePayment(
+        intent.get("id"),
+        charge.get("id"),
+        amount,
+        currency,
+        stripe_text(card.get("brand"), Payment.card_brand),
+        stripe_text(card.get("last4"), Payment.card_last4),
+    )
+
+
+def _set_billing(order: Order, charge: Obj) -> None:
+    """The billing address an order keeps: the one its (first) charge was made with."""
+    billing = charge.get("billing_details") or {}
+    address = billing.get("address") or {}
+    order.billing_name = stripe_text(billing.get("name"), Order.billing_name)
+    order.billing_line1 = stripe_text(address.get("line1"), Order.billing_line1)
+    order.billing_line2 = stripe_text(address.get("line2"), Order.billing_line2)
+    order.billing_city = stripe_text(address.get("city"), Order.billing_city)
+    order.billing_state = stripe_text(address.get("state"), Order.billing_state)
+    order.billing_postal_code = stripe_text(address.get("postal_code"), Order.billing_postal_code)
+    order.billing_country = stripe_text(address.get("country"), Order.billing_country)
 
 
 def _lines(source_obj: Obj, amount: int) -> list[order_book.Line]:
@@ -559,14 +612,14 @@ def _lines(source_obj: Obj, amount: int) -> list[order_book.Line]:
 def sync_refund(
     session: Session, refund: Obj, counts: SyncCounts | None = None, *, bot_made: BotMade | None = None
 ) -> Order | None:
-    """Record one refund of an order we have, unless it is recorded already."""
-    order = order_book.order_paid_by(
+    """Record one refund of a payment we have, unless it is recorded already."""
+    payment = order_book.payment_paid_by(
         session, ref_id(refund.get("payment_intent")), ref_id(refund.get("charge"))
     )
-    if order is None:
+    if payment is None:
         return None
-    charge = {"id": order.stripe_charge_id, "refunds": {"data": [refund]}}
-    return sync_refunds(session, charge, counts, order=order, bot_made=bot_made)
+    charge = {"id": payment.stripe_charge_id, "refunds": {"data": [refund]}}
+    return sync_refunds(session, charge, counts, payment=payment, bot_made=bot_made)
 
 
 def sync_refunds(
@@ -574,13 +627,15 @@ def sync_refunds(
     charge: Obj,
     counts: SyncCounts | None = None,
     *,
-    order: Order | None = None,
+    payment: Payment | None = None,
     bot_made: BotMade | None = None,
 ) -> Order | None:
-    """Record each refund of a charge not recorded yet. One the bot asked for goes to `bot_made` first, which
-    settles the bot's request for it."""
-    order = order or order_book.order_paid_by(session, ref_id(charge.get("payment_intent")), charge.get("id"))
-    if order is None:
+    """Record each refund of a charge not recorded yet; the order it belongs to, or None when we have no payment
+    of that charge. One the bot asked for goes to `bot_made` first, which settles the bot's request for it."""
+    payment = payment or order_book.payment_paid_by(
+        session, ref_id(charge.get("payment_intent")), charge.get("id")
+    )
+    if payment is None:
         return None
     for refund in (charge.get("refunds") or {}).get("data", []):
         if refund.get("status") not in (None, "succeeded", "pending"):
@@ -591,7 +646,7 @@ def sync_refunds(
             continue
         recorded = order_book.add_refund(
             session,
-            order,
+            payment,
             amount=int(refund["amount"]),
             stripe_refund_id=refund["id"],
             created_at=_time(refund.get("created")) or _now(),
@@ -600,4 +655,4 @@ def sync_refunds(
         )
         if recorded is not None and counts is not None:
             counts.count("refunds", True)
-    return order
+    return _order_of(session, payment)

@@ -167,6 +167,7 @@ class OrderSummary:
     status: str
     source: str
     description: str  # the first line item, "+ N more" when there are others
+    payment_count: int = 1  # payments of the order (a subscription's renewals, a plan's instalments)
 
 
 @dataclass(frozen=True)
@@ -194,14 +195,38 @@ class CustomerCard:
     )  # requests still awaiting Stripe's answer ("charge $5 …")
 
 
+# What a payment was for, in words (bot.models.PaymentKind → label).
+PAYMENT_KINDS = {
+    "one_off": "Payment",
+    "initial": "First payment",
+    "renewal": "Renewal",
+    "instalment": "Instalment",
+    "change": "Plan change",
+    "manual": "Manual payment",
+}
+
+
+def payment_label(kind: str, when: datetime) -> str:
+    """A payment in plain text, where Slack date tokens cannot go (a select's options): "Renewal of 2026-11-03"."""
+    return f"{PAYMENT_KINDS.get(kind, 'Payment')} of {when.date().isoformat()}"
+
+
 @dataclass(frozen=True)
 class PaymentLine:
+    """One payment of an order, subscription or plan: what it was for (Stripe's billing reason), and how it went."""
+
+    id: int
+    kind: str  # bot.models.PaymentKind
     due_at: datetime
     amount: Money
     status: str
     failure_reason: str | None
     order_id: int | None
     order_number: str | None
+    paid_at: datetime | None = None
+    refunded: Money | None = None
+    refund_pending: int = 0  # asked of Stripe, answer not yet known
+    card: Card | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +240,8 @@ class RecurringRecord:
     payment_count: int
     paid_total: list[Money] = field(default_factory=list)
     refundable_payments: int = 0  # paid payments with something left to refund
+    order_id: int | None = None  # the order that started it, whose payments these are
+    order_number: str | None = None
     fingerprint: str = ""  # the state a change was asked against (see bot.records.recurring_fingerprint)
     awaiting: list[str] = field(default_factory=list)  # changes still awaiting Stripe's answer
 
@@ -277,20 +304,18 @@ class OrderRecord:
     status: str
     source: str
     lines: list[OrderLineView]
-    total: Money
+    total: Money  # collected: every payment paid
     refunded: Money
-    card: Card | None
+    card: Card | None  # the card of its latest payment
     billing: BillingAddress | None
     refunds: list[RefundLine]
     recurring: RecurringLink | None
-    stripe_payment: bool = False  # paid through Stripe, so it can be refunded from here
-    refund_pending: int = 0  # asked of Stripe, answer not yet known: held back from what is refundable
+    payments: list[PaymentLine] = field(default_factory=list)  # newest first, at most the renderer's page
+    payment_count: int = 0
+    refundable: Money | None = None  # what is left to refund over all its payments, holding back what awaits
+    refundable_payments: int = 0  # payments with something left to refund through Stripe
+    refund_pending: int = 0  # refunds asked of Stripe whose answer is not known yet
     awaiting: list[str] = field(default_factory=list)  # refunds still awaiting Stripe's answer
-
-    @property
-    def refundable(self) -> Money:
-        left = self.total.amount - self.refunded.amount - self.refund_pending
-        return Money(max(0, left), self.total.currency)
 
 
 def record_value(record_id: int, back: CardState) -> str:
@@ -318,8 +343,10 @@ def parse_record_value(value: str) -> tuple[int, CardState]:
 
 @dataclass(frozen=True)
 class RefundQuote:
-    """What can be refunded on one order, as the refund form shows it."""
+    """What can be refunded of one payment of an order, as the refund form shows it."""
 
+    payment_id: int
+    payment: str  # which payment, in plain text: "Renewal of 2026-11-03"
     order_id: int
     order_number: str
     customer_id: int
@@ -331,10 +358,18 @@ class RefundQuote:
     )
     refundable: Money
     card: str | None
+    payment_count: int = 1  # payments of its order: with one, the payment is the order
+
+    @property
+    def what(self) -> str:
+        """The payment in words: "order #100021", or "the renewal of 2026-11-03 (order #100021)"."""
+        if self.payment_count <= 1:
+            return f"order #{self.order_number}"
+        return f"the {self.payment[:1].lower()}{self.payment[1:]} (order #{self.order_number})"
 
     @property
     def seen(self) -> tuple[int, int]:
-        """The order as the person saw it (refunded, awaiting): a refund is asked against exactly this."""
+        """The payment as the person saw it (refunded, awaiting): a refund is asked against exactly this."""
         return self.refunded.amount, self.awaiting.amount
 
 
@@ -342,11 +377,32 @@ class RefundQuote:
 class RefundRequest:
     """A refund a person has filled in and is asked to confirm."""
 
-    order_id: int
+    payment_id: int
     amount: Money
     reason: str | None  # Stripe's reason code; None for "other"
     note: str | None
-    seen: tuple[int, int]  # the order's (refunded, awaiting) when the form was filled in
+    seen: tuple[int, int]  # the payment's (refunded, awaiting) when the form was filled in
+
+
+@dataclass(frozen=True)
+class WholeOrderRefund:
+    """Refund whole order, as its confirmation states it: every payment of the order still refundable."""
+
+    order_id: int
+    order_number: str
+    customer_id: int
+    customer_name: str
+    payments: list[RefundQuote]  # newest first
+
+    @property
+    def total(self) -> Money:
+        currency = self.payments[0].refundable.currency
+        return Money(sum(q.refundable.amount for q in self.payments), currency)
+
+    @property
+    def awaiting(self) -> Money:
+        currency = self.payments[0].refundable.currency
+        return Money(sum(q.awaiting.amount for q in self.payments), currency)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def find_customer(
         if not text:
             ack(**ephemeral(customer_blocks.usage()))
             return
-        order = records.order_numbered(text)
+        order = records.order_numbered(text, payments_shown=record_blocks.PAYMENTS_SHOWN)
         if order is not None:
             ack(**ephemeral(record_blocks.order_record(order)))
             return

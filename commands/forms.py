@@ -11,7 +11,7 @@ from typing import Any
 from blocks.text import json_value
 from bot.viewmodels import CardState
 
-VERSION = 2  # of what a modal keeps; a form opened under another is refused, not misread
+VERSION = 3  # of what a modal keeps; a form opened under another is refused, not misread
 
 
 class StaleForm(Exception):

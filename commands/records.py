@@ -20,7 +20,9 @@ def render_record(
 ) -> Message:
     """A customer card, a subscription or plan record, or an order record, as it is now."""
     if kind == "order":
-        return record_blocks.order_record(records.order_record(record_id, back), notice=notice)
+        return record_blocks.order_record(
+            records.order_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN), notice=notice
+        )
     if kind == "recurring":
         view = records.recurring_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN)
         return record_blocks.recurring_record(view, notice=notice)

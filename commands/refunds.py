@@ -1,5 +1,5 @@
-"""Refunds from Slack: the Refund button of an order, the Refund a payment button of a subscription or plan, the
-form, the confirmation stating exactly what will happen, and the refund itself."""
+"""Refunds from Slack: the Refund and Refund whole order buttons of an order, the Refund a payment button of a
+subscription or plan, the forms, the confirmation stating exactly what will happen, and the refunds themselves."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from commands.forms import Form, selected, text
 from commands.replies import failure_message, telling_the_user
 
 TITLE = "Refund"
+WHOLE_ORDER = "Refund whole order"
 
 
 def open_order_refund(
@@ -33,9 +34,9 @@ def open_order_refund(
     ack()
     with telling_the_user(ack, respond, logger):
         order_id, back = parse_record_value(action.get("value", ""))
-        quote = refunds.order_form(body["user"]["id"], order_id)
-        form = Form.opened_from(body, ("order", order_id), back, orders=[order_id])
-        client.views_open(trigger_id=body["trigger_id"], view=modals.refund_form([quote], form.encode()))
+        quotes = refunds.order_form(body["user"]["id"], order_id)
+        form = Form.opened_from(body, ("order", order_id), back, payments=[q.payment_id for q in quotes])
+        client.views_open(trigger_id=body["trigger_id"], view=modals.refund_form(quotes, form.encode()))
 
 
 def open_payment_refund(
@@ -51,7 +52,9 @@ def open_payment_refund(
     with telling_the_user(ack, respond, logger):
         recurring_id, back = parse_record_value(action.get("value", ""))
         quotes = refunds.payments_form(body["user"]["id"], recurring_id)
-        form = Form.opened_from(body, ("recurring", recurring_id), back, orders=[q.order_id for q in quotes])
+        form = Form.opened_from(
+            body, ("recurring", recurring_id), back, payments=[q.payment_id for q in quotes]
+        )
         client.views_open(trigger_id=body["trigger_id"], view=modals.refund_form(quotes, form.encode()))
 
 
@@ -59,11 +62,13 @@ def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds
     values = view["state"]["values"]
     try:
         form = Form.decode(view["private_metadata"])
-        offered: list[int] = form.data["orders"]
+        offered: list[int] = form.data["payments"]
         chosen = selected(values, modals.ORDER)
-        order_id = offered[0] if len(offered) == 1 else int(chosen) if chosen and chosen.isdecimal() else None
+        payment_id = (
+            offered[0] if len(offered) == 1 else int(chosen) if chosen and chosen.isdecimal() else None
+        )
         quote, request = refunds.check(
-            order_id,
+            payment_id,
             text(values, modals.AMOUNT),
             selected(values, modals.REASON),
             text(values, modals.NOTE) or None,
@@ -76,7 +81,7 @@ def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds
         ack(response_action="update", view=modals.failed(TITLE, failure_message(error, logger)))
         return
     confirmed = form.add(
-        order=request.order_id,
+        payment=request.payment_id,
         amount=request.amount.amount,
         currency=request.amount.currency,
         reason=request.reason,
@@ -96,10 +101,77 @@ def refund(
     def confirmed(form: Form, actor: str) -> Done | Pending:
         data = form.data
         amount = Money(data["amount"], data["currency"])
-        request = RefundRequest(data["order"], amount, data["reason"], data["note"], tuple(data["seen"]))
+        request = RefundRequest(data["payment"], amount, data["reason"], data["note"], tuple(data["seen"]))
         return refunds.refund(actor, request)
 
     act_and_tell(TITLE, confirmed, body=body, view=view, client=client, records=records, logger=logger)
+
+
+def open_whole_order_refund(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    refunds: Refunds,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        order_id, back = parse_record_value(action.get("value", ""))
+        whole = refunds.whole_order_form(body["user"]["id"], order_id)
+        form = Form.opened_from(body, ("order", order_id), back, order=order_id)
+        client.views_open(
+            trigger_id=body["trigger_id"], view=modals.whole_order_refund_form(whole, form.encode())
+        )
+
+
+def review_whole_order_refund(
+    ack: Ack, body: dict, view: dict, logger: logging.Logger, refunds: Refunds
+) -> None:
+    values = view["state"]["values"]
+    try:
+        form = Form.decode(view["private_metadata"])
+        reason = selected(values, modals.REASON)
+        note = text(values, modals.NOTE) or None
+        whole = refunds.check_whole_order(body["user"]["id"], form.data["order"], reason, note)
+    except Invalid as invalid:
+        ack(response_action="errors", errors=invalid.problems or {modals.REASON: invalid.message})
+        return
+    except Exception as error:
+        ack(response_action="update", view=modals.failed(WHOLE_ORDER, failure_message(error, logger)))
+        return
+    reason = None if reason in (None, "other") else reason
+    # Each payment is refunded as the confirmation states it: its refundable amount and its state as shown.
+    confirmed = form.add(
+        reason=reason,
+        note=note,
+        payments=[
+            [q.payment_id, q.refundable.amount, q.refundable.currency, list(q.seen)] for q in whole.payments
+        ],
+    )
+    ack(
+        response_action="update",
+        view=modals.whole_order_refund_confirm(whole, reason, note, confirmed.encode()),
+    )
+
+
+def start_whole_order_refund(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    answer_working(ack, view, WHOLE_ORDER, "Refunding every payment…", logger)
+
+
+def refund_whole_order(
+    body: dict, view: dict, client: WebClient, logger: logging.Logger, refunds: Refunds, records: Records
+) -> None:
+    def confirmed(form: Form, actor: str) -> Done | Pending:
+        data = form.data
+        requests = [
+            RefundRequest(payment_id, Money(amount, currency), data["reason"], data["note"], tuple(seen))
+            for payment_id, amount, currency, seen in data["payments"]
+        ]
+        return refunds.refund_whole_order(actor, data["order"], requests)
+
+    act_and_tell(WHOLE_ORDER, confirmed, body=body, view=view, client=client, records=records, logger=logger)
 
 
 def register(app: App) -> None:
@@ -107,3 +179,6 @@ def register(app: App) -> None:
     app.action(ids.pattern(ids.REFUND_PAYMENT))(open_payment_refund)
     app.view(modals.REFUND_FORM)(review_refund)
     app.view(modals.REFUND_CONFIRM)(ack=start_refund, lazy=[refund])
+    app.action(ids.pattern(ids.REFUND_WHOLE_ORDER))(open_whole_order_refund)
+    app.view(modals.WHOLE_ORDER_REFUND_FORM)(review_whole_order_refund)
+    app.view(modals.WHOLE_ORDER_REFUND_CONFIRM)(ack=start_whole_order_refund, lazy=[refund_whole_order])

@@ -185,13 +185,13 @@ class LocalStripe:
 
 def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
     """Give one demo customer a life in this local Stripe, so the shell can really act on them: a Stripe customer
-    with a test card, a paid payment for each order not yet fully refunded, and a subscription for each live
+    with a test card, a paid payment for each of their payments not yet fully refunded, and a subscription for each live
     subscription or plan (billing next when our record says; a plan carries its instalments in its metadata, as
     the bot's plans do); our records then point at them. Other demo customers keep ids Stripe does not know."""
     import stripe
     from sqlalchemy import select
 
-    from bot.models import LIVE_STATUSES, Customer, Order, Recurring
+    from bot.models import LIVE_STATUSES, Customer, Order, Payment, PaymentStatus, Recurring
     from bot.stripe_sync import PLAN_METADATA
 
     client = stripe.StripeClient(server.api_key, base_addresses={"api": server.url}, max_network_retries=0)
@@ -213,18 +213,26 @@ def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
             12,
             2030,
         )
-        orders = select(Order).where(Order.customer_id == customer_id, Order.amount_refunded < Order.total)
-        for order in session.scalars(orders):
+        paid = (
+            select(Payment)
+            .join(Order, Order.id == Payment.order_id)
+            .where(
+                Order.customer_id == customer_id,
+                Payment.status == PaymentStatus.PAID.value,
+                Payment.amount_refunded < Payment.amount,
+            )
+        )
+        for payment in session.scalars(paid):
             intent = client.v1.payment_intents.create(
                 params={
-                    "amount": order.total,
-                    "currency": order.currency,
+                    "amount": payment.amount,
+                    "currency": payment.currency,
                     "customer": created.id,
                     "payment_method": method.id,
                     "confirm": True,
                 }
             )
-            order.stripe_payment_intent_id, order.stripe_charge_id = intent.id, None
+            payment.stripe_payment_intent_id, payment.stripe_charge_id = intent.id, None
         live = select(Recurring).where(
             Recurring.customer_id == customer_id, Recurring.status.in_([s.value for s in LIVE_STATUSES])
         )

@@ -38,6 +38,7 @@ from bot.models import (
     OrderSource,
     OrderStatus,
     Payment,
+    PaymentKind,
     PaymentStatus,
     Product,
     Recurring,
@@ -62,7 +63,13 @@ HISTORY = 3 * 365 * DAY  # how far back customers go
 ZOE = 21  # Zoë Lefèvre, whom the README finds with `/customer zoe` (a subscriber with a trial ending soon)
 ACTIVE, TRIALING, PAST_DUE, PAUSED, INCOMPLETE, CANCELED, COMPLETED = (s.value for s in RecurringStatus)
 PAID, FAILED, OPEN, VOID = (s.value for s in PaymentStatus)
-CHECKOUT, INTERNAL, RENEWAL, INSTALMENT = (s.value for s in OrderSource)
+CHECKOUT, INTERNAL, SUBSCRIPTION_ORDER, PAYMENT_PLAN_ORDER = (s.value for s in OrderSource)
+ONE_OFF, INITIAL_PAYMENT, RENEWAL_PAYMENT, INSTALMENT_PAYMENT = (
+    PaymentKind.ONE_OFF.value,
+    PaymentKind.INITIAL.value,
+    PaymentKind.RENEWAL.value,
+    PaymentKind.INSTALMENT.value,
+)
 
 
 @dataclass(frozen=True)
@@ -362,7 +369,7 @@ class _OrderDraft:
     lines: list[tuple[str, int, int]]  # description, quantity, unit amount
     recurring: _RecurringDraft | None = None
     refunds: list[tuple[int, datetime, str | None, str | None, str | None]] = field(default_factory=list)
-    id: int = 0
+    order_id: int = 0  # a one-off order's; a payment of a subscription or plan is its order's
 
     @property
     def total(self) -> int:
@@ -375,7 +382,7 @@ class _PaymentDraft:
     status: str
     failure_reason: str | None = None
     failed_at: datetime | None = None
-    order: _OrderDraft | None = None
+    order: _OrderDraft | None = None  # the charge that paid it, with its refunds
 
 
 @dataclass(slots=True)
@@ -392,6 +399,7 @@ class _RecurringDraft:
     paused_until: datetime | None = None
     payments: list[_PaymentDraft] = field(default_factory=list)
     id: int = 0
+    order_id: int = 0  # the order that started it
 
     @property
     def amount(self) -> int:
@@ -603,17 +611,16 @@ def _paid_payment(
 ) -> _PaymentDraft:
     offer = recurring.offer
     if offer.installments:
-        source = INSTALMENT
         description = f"{offer.product.name} — instalment {index + 1} of {offer.installments}"
     else:
-        source = RENEWAL
         if offer.interval in ("month", "year"):
             description = f"{offer.product.name} — {_MONTHS[due_at.month]} {due_at.year}"
         else:
             description = f"{offer.product.name} — {due_at.day} {_MONTHS[due_at.month]} {due_at.year}"
     created = due_at + timedelta(seconds=_between(rng, 5, 900))
-    order = _OrderDraft(created, source, recurring.currency, [(description, 1, recurring.amount)], recurring)
-    return _PaymentDraft(due_at, PAID, order=order)
+    # The charge that paid it: it carries the payment's refunds (a payment, not an order of its own).
+    charge = _OrderDraft(created, "", recurring.currency, [(description, 1, recurring.amount)], recurring)
+    return _PaymentDraft(due_at, PAID, order=charge)
 
 
 def _failed_payment(rng: random.Random, due_at: datetime, status: str) -> _PaymentDraft:
@@ -650,13 +657,14 @@ def _one_off_order(
     return order
 
 
-def _all_orders(customer: _CustomerDraft) -> list[_OrderDraft]:
+def _all_charges(customer: _CustomerDraft) -> list[_OrderDraft]:
+    """Every charge that paid something: the one-off orders, and the paid payments of subscriptions and plans."""
     paid = [p.order for r in customer.recurring for p in r.payments if p.order is not None]
     return customer.orders + paid
 
 
 def _add_random_refunds(rng: random.Random, customer: _CustomerDraft, now: datetime) -> None:
-    for order in _all_orders(customer):
+    for order in _all_charges(customer):
         chance = rng.random()
         if chance < 0.035:
             _refund(rng, order, now, full=True)
@@ -725,7 +733,7 @@ def _jane_doe(now: datetime) -> _CustomerDraft:
 
 
 def _whale(customer_id: int, orders: int, now: datetime) -> _CustomerDraft:
-    """A customer with `orders` orders: a daily subscription's renewals and many one-off orders."""
+    """A customer with `orders` orders: a daily subscription (one order, with many renewals) and one-off orders."""
     rng = random.Random(customer_id)
     whale = _CustomerDraft(
         customer_id,
@@ -739,7 +747,7 @@ def _whale(customer_id: int, orders: int, now: datetime) -> _CustomerDraft:
     )
     renewals = min(max(orders // 2, 1), 1000)
     whale.recurring = [_recurring(rng, _DATA_FEED, "usd", ACTIVE, renewals, now)]
-    for _ in range(orders - renewals):
+    for _ in range(orders - 1):
         _random_one_off_order(rng, whale, _pick(rng, (CHECKOUT, INTERNAL)), now)
     _add_random_refunds(rng, whale, now)
     return whale
@@ -782,20 +790,20 @@ _TABLES: tuple[tuple[Table, tuple[str, ...]], ...] = (
     (
         Order.__table__,
         ("id", "number", "customer_id", "created_at", "currency", "total", "amount_refunded", "status", "source",
-         "recurring_id", "stripe_payment_intent_id", "stripe_charge_id", "card_brand", "card_last4",
-         "billing_name", "billing_line1", "billing_line2", "billing_city", "billing_state",
+         "recurring_id", "billing_name", "billing_line1", "billing_line2", "billing_city", "billing_state",
          "billing_postal_code", "billing_country"),
     ),
     (OrderLine.__table__, ("order_id", "position", "description", "quantity", "unit_amount")),
     (
         Payment.__table__,
-        ("id", "recurring_id", "due_at", "amount", "currency", "status", "failure_reason", "failed_at",
-         "stripe_invoice_id", "order_id"),
+        ("id", "order_id", "recurring_id", "kind", "due_at", "paid_at", "amount", "currency", "status",
+         "failure_reason", "failed_at", "stripe_invoice_id", "stripe_payment_intent_id", "stripe_charge_id",
+         "amount_refunded", "amount_refund_pending", "card_brand", "card_last4"),
     ),
     (
         Refund.__table__,
-        ("id", "order_id", "amount", "currency", "reason", "note", "stripe_refund_id", "requested_by",
-         "created_at"),
+        ("id", "order_id", "payment_id", "amount", "currency", "reason", "note", "stripe_refund_id",
+         "requested_by", "created_at"),
     ),
 )  # fmt: skip
 
@@ -835,35 +843,99 @@ class _RowMaker:
         for r in recurring:
             self.recurring_id += 1
             r.id = self.recurring_id
-        orders = sorted(_all_orders(customer), key=lambda o: o.created_at)
-        for order in orders:
+        # What the customer placed: the one-off orders, and one order for each subscription or plan it started.
+        placed: list[tuple[datetime, _OrderDraft | _RecurringDraft]] = sorted(
+            [(o.created_at, o) for o in customer.orders] + [(r.started_at, r) for r in recurring],
+            key=lambda placed: placed[0],
+        )
+        for _, what in placed:
             self.order_id += 1
-            order.id = self.order_id
+            what.order_id = self.order_id
+        for _, what in placed:
+            if isinstance(what, _RecurringDraft):
+                self._add_recurring(tables, customer, what)
+            else:
+                self._add_one_off(tables, customer, what)
 
-        order_rows, line_rows, refund_rows = tables["orders"], tables["order_lines"], tables["refunds"]
+    def _order_row(
+        self,
+        tables: Rows,
+        customer: _CustomerDraft,
+        order_id: int,
+        created_at: datetime,
+        currency: str,
+        source: str,
+        lines: list[tuple[str, int, int]],
+        charges: list[_OrderDraft],
+        recurring_id: int | None = None,
+    ) -> None:
+        """An order's row and lines; its totals add up the charges that paid it."""
         line1, line2, city, state, postal_code, country = customer.address
-        for order in orders:
-            total = order.total
-            refunded = 0
-            for amount, at, reason, note, requested_by in order.refunds:
-                self.refund_id += 1
-                refunded += amount
-                refund_rows.append(
-                    (self.refund_id, order.id, amount, order.currency, reason, note,
-                     _stripe_id("re_", self.refund_id), requested_by, t(at))
-                )  # fmt: skip
-            status = _order_status(refunded, total)
-            for position, (description, quantity, unit_amount) in enumerate(order.lines):
-                line_rows.append((order.id, position, description, quantity, unit_amount))
-            order_rows.append(
-                (order.id, str(100_000 + order.id), customer.id, t(order.created_at), order.currency, total,
-                 refunded, status, order.source, order.recurring.id if order.recurring else None,
-                 _stripe_id("pi_", order.id), _stripe_id("ch_", order.id), brand, last4, customer.name,
-                 line1, line2, city, state, postal_code, country)
-            )  # fmt: skip
+        total = sum(charge.total for charge in charges)
+        refunded = sum(refund[0] for charge in charges for refund in charge.refunds)
+        tables["orders"].append(
+            (order_id, str(100_000 + order_id), customer.id, self.time(created_at), currency, total, refunded,
+             _order_status(refunded, total), source, recurring_id, customer.name if charges else None,
+             line1 if charges else None, line2 if charges else None, city if charges else None,
+             state if charges else None, postal_code if charges else None, country if charges else None)
+        )  # fmt: skip
+        for position, (description, quantity, unit_amount) in enumerate(lines):
+            tables["order_lines"].append((order_id, position, description, quantity, unit_amount))
 
-        for r in recurring:
-            self._add_recurring(tables, customer, r)
+    def _payment_row(
+        self,
+        tables: Rows,
+        customer: _CustomerDraft,
+        order_id: int,
+        recurring_id: int | None,
+        kind: str,
+        due_at: datetime,
+        amount: int,
+        currency: str,
+        status: str,
+        charge: _OrderDraft | None,
+        *,
+        failure_reason: str | None = None,
+        failed_at: datetime | None = None,
+        invoiced: bool = False,
+    ) -> None:
+        """A payment's row, and the refunds of the charge that paid it."""
+        t = self.time
+        self.payment_id += 1
+        payment_id = self.payment_id
+        brand, last4, _, _ = customer.card
+        refunded = 0
+        for refunded_amount, at, reason, note, requested_by in charge.refunds if charge else []:
+            self.refund_id += 1
+            refunded += refunded_amount
+            tables["refunds"].append(
+                (self.refund_id, order_id, payment_id, refunded_amount, currency, reason, note,
+                 _stripe_id("re_", self.refund_id), requested_by, t(at))
+            )  # fmt: skip
+        paid = charge is not None
+        tables["payments"].append(
+            (payment_id, order_id, recurring_id, kind, t(due_at), t(charge.created_at) if charge else None,
+             charge.total if charge else amount, currency, status, failure_reason, t(failed_at),
+             _stripe_id("in_", payment_id) if invoiced else None,
+             _stripe_id("pi_", payment_id) if paid else None, _stripe_id("ch_", payment_id) if paid else None,
+             refunded, 0, brand if paid else None, last4 if paid else None)
+        )  # fmt: skip
+
+    def _add_one_off(self, tables: Rows, customer: _CustomerDraft, order: _OrderDraft) -> None:
+        self._order_row(
+            tables,
+            customer,
+            order.order_id,
+            order.created_at,
+            order.currency,
+            order.source,
+            order.lines,
+            [order],
+        )
+        self._payment_row(
+            tables, customer, order.order_id, None, ONE_OFF, order.created_at, order.total, order.currency,
+            PAID, order,
+        )  # fmt: skip
 
     def _add_recurring(self, tables: Rows, customer: _CustomerDraft, r: _RecurringDraft) -> None:
         t = self.time
@@ -879,16 +951,24 @@ class _RowMaker:
              t(r.current_period_end), r.payments_paused, t(r.paused_until), t(r.next_bill_at),
              _stripe_id("sub_", r.id), offer.installments, paid if offer.installments else None)
         )  # fmt: skip
-        payment_rows = tables["payments"]
-        for p in r.payments:
-            self.payment_id += 1
-            payment_rows.append(
-                (self.payment_id, r.id, t(p.due_at), r.amount, r.currency, p.status, p.failure_reason,
-                 t(p.failed_at), _stripe_id("in_", self.payment_id), p.order.id if p.order else None)
+        source = PAYMENT_PLAN_ORDER if offer.installments else SUBSCRIPTION_ORDER
+        charges = [p.order for p in r.payments if p.order is not None]
+        self._order_row(
+            tables, customer, r.order_id, r.started_at, r.currency, source,
+            [(offer.product.name, 1, r.amount)], charges, r.id,
+        )  # fmt: skip
+        again = INSTALMENT_PAYMENT if offer.installments else RENEWAL_PAYMENT
+        for index, p in enumerate(r.payments):
+            self._payment_row(
+                tables, customer, r.order_id, r.id, INITIAL_PAYMENT if index == 0 else again, p.due_at,
+                r.amount, r.currency, p.status, p.order, failure_reason=p.failure_reason,
+                failed_at=p.failed_at, invoiced=True,
             )  # fmt: skip
 
 
 def _order_status(refunded: int, total: int) -> str:
+    if total == 0:
+        return OrderStatus.UNPAID.value
     if refunded == 0:
         return OrderStatus.PAID.value
     if refunded >= total:

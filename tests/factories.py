@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import Customer, Order, OrderLine, Payment, PaymentPlan, Recurring, Refund, Subscription
+from bot import order_book, stripe_sync
+from bot.models import Customer, Order, OrderSource, Payment, PaymentPlan, Recurring, Subscription
 from bot.search import index_customer
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -31,6 +33,12 @@ def customer(session: Session, name: str = "Jane Doe", email: str | None = None,
     return row
 
 
+# Columns of what paid an order: they are its payment's, not the order's.
+_PAYMENT_FIELDS = frozenset(
+    {"stripe_payment_intent_id", "stripe_charge_id", "card_brand", "card_last4", "amount_refund_pending"}
+)
+
+
 def order(
     session: Session,
     owner: Customer,
@@ -41,43 +49,49 @@ def order(
     source: str = "checkout",
     created_at: datetime | None = None,
     lines: list[tuple[str, int, int]] | None = None,
-    recurring: Recurring | None = None,
     **fields,
 ) -> Order:
+    """A checkout (or internal) order with its one payment, paid, and a refund of `refunded` when there is one."""
     lines = lines or [("Course: Watercolour basics", 1, total)]
-    status = "paid" if refunded == 0 else ("refunded" if refunded == total else "partially_refunded")
-    row = Order(
-        number=str(next(_numbers)),
+    created_at = created_at or T0
+    paid_fields = {"card_brand": "visa", "card_last4": "4242"} | {
+        k: v for k, v in fields.items() if k in _PAYMENT_FIELDS
+    }
+    row, paid = order_book.add_paid_order(
+        session,
         customer_id=owner.id,
-        created_at=created_at or T0,
-        currency=currency,
-        total=sum(q * unit for _, q, unit in lines),
-        amount_refunded=refunded,
-        status=status,
-        source=source,
-        recurring_id=recurring.id if recurring else None,
-        card_brand="visa",
-        card_last4="4242",
-        **fields,
+        source=OrderSource(source),
+        paid=order_book.StripePayment(
+            paid_fields.get("stripe_payment_intent_id"),
+            paid_fields.get("stripe_charge_id"),
+            sum(q * unit for _, q, unit in lines),
+            currency,
+            paid_fields["card_brand"],
+            paid_fields["card_last4"],
+        ),
+        lines=[order_book.Line(d, q, u) for d, q, u in lines],
+        created_at=created_at,
     )
-    session.add(row)
+    row.number = str(next(_numbers))
+    for name, value in fields.items():
+        setattr(paid if name in _PAYMENT_FIELDS else row, name, value)
     session.flush()
-    session.add_all(
-        OrderLine(order_id=row.id, position=i, description=d, quantity=q, unit_amount=u)
-        for i, (d, q, u) in enumerate(lines)
-    )
     if refunded:
-        session.add(
-            Refund(
-                order_id=row.id,
-                amount=refunded,
-                currency=currency,
-                reason="requested_by_customer",
-                created_at=row.created_at + timedelta(days=1),
-            )
+        order_book.add_refund(
+            session,
+            paid,
+            amount=refunded,
+            stripe_refund_id=f"re_made_{row.number}",
+            created_at=created_at + timedelta(days=1),
+            reason="requested_by_customer",
         )
     session.flush()
     return row
+
+
+def order_payment(session: Session, row: Order) -> Payment:
+    """The one payment of a checkout or internal order."""
+    return session.scalars(select(Payment).where(Payment.order_id == row.id)).one()
 
 
 def subscription(
@@ -94,6 +108,7 @@ def subscription(
     row = Subscription(customer_id=owner.id, product=product, status=status, **values)
     session.add(row)
     session.flush()
+    stripe_sync.start_order(session, row)
     return row
 
 
@@ -125,6 +140,7 @@ def payment_plan(
     )
     session.add(row)
     session.flush()
+    stripe_sync.start_order(session, row)
     return row
 
 
@@ -135,18 +151,51 @@ def payment(
     *,
     due_at: datetime | None = None,
     reason: str | None = None,
-    order_row: Order | None = None,
+    amount: int | None = None,
+    kind: str | None = None,
+    refunded: int = 0,
+    **fields,
 ) -> Payment:
+    """A payment of a subscription or plan (a payment of the order that started it): paid ones add to that order."""
+    due_at = due_at or T0
+    started = stripe_sync.start_order(session, recurring)
+    is_plan = recurring.kind == "payment_plan"
     row = Payment(
+        order_id=started.id,
         recurring_id=recurring.id,
-        due_at=due_at or T0,
-        amount=recurring.amount,
+        kind=kind or ("instalment" if is_plan else "renewal"),
+        due_at=due_at,
+        amount=recurring.amount if amount is None else amount,
         currency=recurring.currency,
-        status=status,
+        status="open" if status == "paid" else status,
         failure_reason=reason,
-        failed_at=(due_at or T0) if status == "failed" else None,
-        order_id=order_row.id if order_row else None,
+        failed_at=due_at if status == "failed" else None,
+        **{k: v for k, v in fields.items() if k not in ("card_brand", "card_last4")},
     )
     session.add(row)
+    session.flush()
+    if status == "paid":
+        order_book.mark_paid(
+            session,
+            row,
+            order_book.StripePayment(
+                fields.get("stripe_payment_intent_id"),
+                fields.get("stripe_charge_id"),
+                row.amount,
+                row.currency,
+                fields.get("card_brand", "visa"),
+                fields.get("card_last4", "4242"),
+            ),
+            due_at,
+        )
+    if refunded:
+        order_book.add_refund(
+            session,
+            row,
+            amount=refunded,
+            stripe_refund_id=f"re_made_p{row.id}",
+            created_at=due_at + timedelta(days=1),
+            reason="requested_by_customer",
+        )
     session.flush()
     return row

@@ -4,11 +4,12 @@ records, the card updated in place, and the audit trail; and the rules every act
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.models import ActionAttempt, AuditEvent, Customer, Order, Refund
+from bot.models import ActionAttempt, AuditEvent, Customer, Order, Payment, Refund
 from bot.stripe_gateway import StripeGateway
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.app import create_app
@@ -100,7 +101,7 @@ def test_refund_part_of_an_order_end_to_end(acting, stripe_client):
     with acting.db.session() as s:
         order = s.get(Order, order_id)
         refund = s.scalar(select(Refund).where(Refund.order_id == order_id))
-        assert (order.amount_refunded, order.amount_refund_pending, order.status) == (
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending, order.status) == (
             1250,
             0,
             "partially_refunded",
@@ -111,7 +112,7 @@ def test_refund_part_of_an_order_end_to_end(acting, stripe_client):
             "Charged twice",
             ADMIN,
         )
-        intent = order.stripe_payment_intent_id
+        intent = make.order_payment(s, order).stripe_payment_intent_id
     refunds = stripe_client.v1.refunds.list(params={"payment_intent": intent}).data
     assert [r.amount for r in refunds] == [1250], "Stripe refunded exactly once"
     updated = text_of(acting.slack.message(record.ts))
@@ -191,7 +192,7 @@ def test_two_people_confirming_the_same_refund_at_once_refund_once(acting, strip
     with acting.db.session() as s:
         assert s.scalar(select(Order.amount_refunded).where(Order.id == order_id)) == 2000
         assert s.scalar(select(func.count()).select_from(Refund)) == 1
-        intent = s.scalar(select(Order.stripe_payment_intent_id).where(Order.id == order_id))
+        intent = s.scalar(select(Payment.stripe_payment_intent_id).where(Payment.order_id == order_id))
     assert len(stripe_client.v1.refunds.list(params={"payment_intent": intent}).data) == 1
 
 
@@ -226,7 +227,11 @@ def test_a_stripe_refusal_changes_nothing_and_says_why(acting, stripe_client):
     assert ":x:" in view_text(outcome) and "Stripe" in view_text(outcome)
     with acting.db.session() as s:
         order = s.get(Order, order_id)
-        assert (order.amount_refunded, order.amount_refund_pending, order.status) == (0, 0, "paid")
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending, order.status) == (
+            0,
+            0,
+            "paid",
+        )
         assert s.scalar(select(func.count()).select_from(Refund)) == 0
         assert s.scalar(select(AuditEvent.outcome).order_by(AuditEvent.id.desc()).limit(1)) == "failed"
 
@@ -254,7 +259,9 @@ def test_new_order_charges_the_card_on_file_and_appears_on_the_record(acting, st
     with acting.db.session() as s:
         order = s.scalar(select(Order).where(Order.customer_id == jane_id))
         assert (order.total, order.source, order.status) == (18000, "internal", "paid")
-        intent = stripe_client.v1.payment_intents.retrieve(order.stripe_payment_intent_id)
+        intent = stripe_client.v1.payment_intents.retrieve(
+            make.order_payment(s, order).stripe_payment_intent_id
+        )
     assert (intent.amount, intent.status) == (18000, "succeeded")
 
 
@@ -374,13 +381,16 @@ def test_refund_one_of_a_subscriptions_payments(acting, stripe_client):
     with acting.db.session() as s:
         jane = make.customer(s, stripe_customer_id=customer_id, default_payment_method_id=method)
         sub = make.subscription(s, jane, stripe_subscription_id=subscription_id)
-        orders = []
-        for _ in range(2):
+        payments = []
+        for month in range(2):
             intent = paid_payment_intent(stripe_client, customer_id, method, 2900)
-            orders.append(
-                make.order(s, jane, 2900, source="renewal", recurring=sub, stripe_payment_intent_id=intent)
+            payments.append(
+                make.payment(
+                    s, sub, due_at=make.T0 + timedelta(days=30 * month), stripe_payment_intent_id=intent
+                )
             )
-        sub_id, older, newer = sub.id, orders[0], orders[1]
+        sub_id, older, newer = sub.id, payments[0].id, payments[1].id
+        number = s.get(Order, payments[0].order_id).number
     card = acting.person.command("jane doe")
     acting.person.click(card, f"open_subscription-{sub_id}")
     record = acting.slack.message(card.ts)
@@ -390,14 +400,17 @@ def test_refund_one_of_a_subscriptions_payments(acting, stripe_client):
     assert acting.person.submit(form, {"reason": "other"})["errors"] == {
         "order": "Choose the payment to refund."
     }
-    acting.person.submit(form, {"order": str(older.id), "reason": "other"})
-    assert "$29.00 USD* of order #" + older.number in view_text(acting.slack.views[form["id"]])
+    acting.person.submit(form, {"order": str(older), "reason": "other"})
+    confirm = view_text(acting.slack.views[form["id"]])
+    assert f"$29.00 USD* of the renewal of 2026-01-15 (order #{number})" in confirm
     acting.person.submit(acting.slack.views[form["id"]])
 
     assert "Refunded $29.00" in view_text(finish(acting, form["id"]))
     with acting.db.session() as s:
-        assert s.get(Order, older.id).status == "refunded"
-        assert s.get(Order, newer.id).status == "paid"
+        assert s.get(Payment, older).amount_refunded == 2900
+        assert s.get(Payment, newer).amount_refunded == 0
+        order = s.scalar(select(Order).where(Order.recurring_id == sub_id))
+        assert (order.total, order.amount_refunded, order.status) == (5800, 2900, "partially_refunded")
     assert "Refunded $29.00" not in text_of(acting.slack.message(card.ts))
     assert f"<@{ADMIN}> refunded $29.00" in text_of(acting.slack.message(card.ts)), (
         "the subscription record updated"

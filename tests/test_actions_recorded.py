@@ -195,7 +195,7 @@ def start_refund_that_stripe_never_answers(acting: Harness, recorder: RecordingH
     assert "cannot tell yet whether it went through" in result_text(acting, form["id"])
     with acting.db.session() as s:
         order = s.get(Order, order_id)
-        assert (order.amount_refunded, order.amount_refund_pending) == (0, 1000), (
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending) == (0, 1000), (
             "held until Stripe's answer is known"
         )
     acting.slack.replace_view(form["id"], confirm)
@@ -216,7 +216,7 @@ def test_a_retry_while_the_request_may_still_be_on_its_way_sends_nothing(acting,
     assert "so it was not sent again" in result_text(acting, form["id"])
     assert len(recorder.requests) == sent, "nothing sent: the first request could still land"
     with acting.db.session() as s:
-        assert s.get(Order, order_id).amount_refund_pending == 1000
+        assert make.order_payment(s, s.get(Order, order_id)).amount_refund_pending == 1000
 
 
 REFUND = {"id": "re_123", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd"}
@@ -236,7 +236,7 @@ def test_a_retry_after_the_window_sends_the_latest_try_again_under_its_own_key(a
     assert refunds_sent(recorder)[-1].header("Idempotency-Key") == first_key
     with acting.db.session() as s:
         order = s.get(Order, order_id)
-        assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending) == (1000, 0)
         assert s.scalar(select(ActionAttempt.stripe_id)) == "re_123"
 
 
@@ -254,7 +254,7 @@ def test_a_key_stripe_still_runs_is_left_to_run(acting, recorder, clock):
     assert "Stripe is still working on this very request" in result_text(acting, form["id"])
     assert not [r for r in recorder.requests if r.method == "GET"], "nothing searched, nothing fresh sent"
     with acting.db.session() as s:
-        assert s.get(Order, order_id).amount_refund_pending == 1000
+        assert make.order_payment(s, s.get(Order, order_id)).amount_refund_pending == 1000
 
 
 def test_after_a_stored_server_error_stripe_is_searched_and_a_fresh_key_refunds_once(acting, recorder, clock):
@@ -278,7 +278,7 @@ def test_after_a_stored_server_error_stripe_is_searched_and_a_fresh_key_refunds_
     )
     with acting.db.session() as s:
         order = s.get(Order, order_id)
-        assert (order.amount_refunded, order.amount_refund_pending) == (1000, 0)
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending) == (1000, 0)
 
 
 def test_a_rate_limited_resend_says_nothing_of_the_first_try_so_stripe_is_searched(acting, recorder, clock):

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from sqlalchemy import event, insert, select, update
 
 from bot.alerts import ABANDONED_CLAIM, alerted_payment, paid_since
-from bot.models import MissedPaymentAlert, Payment, Subscription
+from bot.models import MissedPaymentAlert, Order, Payment, Subscription
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.jobs import jobs_slack_client, run_missed_payments
 from tests import factories as make
@@ -369,13 +369,14 @@ def test_looking_for_paid_alerts_costs_the_same_however_many_payments_were_ever_
     run_missed_payments(db, client_for(slack), CHANNEL, clock=clock)
     with db.session() as s:
         sub = s.get(Subscription, missed["subscription"])
+        order_id = s.scalar(select(Order.id).where(Order.recurring_id == sub.id))
     before = _steps_to_find_paid_alerts(db)
     with db.engine.begin() as connection:
         connection.execute(
             insert(Payment),
             [
                 {"recurring_id": sub.id, "due_at": make.T0 - timedelta(days=i + 1), "amount": 2900}
-                | {"currency": "usd", "status": "paid"}
+                | {"currency": "usd", "status": "paid", "order_id": order_id, "kind": "renewal"}
                 for i in range(5000)
             ],
         )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
+from bot.models import Order
 from tests import factories as make
 from tests.slack_text import action_ids, buttons, selected, text_of
 
@@ -34,8 +37,9 @@ def test_one_match_opens_the_record_card(harness):
         make.order(s, jane, 2000, refunded=500)
         sub = make.subscription(s, jane, "Pro Membership")
         make.payment(s, sub, "failed", reason="Your card was declined.")
-        make.subscription(s, jane, "Old Newsletter", status="canceled", canceled_at=make.T0)
+        old = make.subscription(s, jane, "Old Newsletter", status="canceled", canceled_at=make.T0)
         make.payment_plan(s, jane, "Guitar course", total=6, paid=2)
+        old_id = old.id
 
     message = harness.person.command("jane")
     text = text_of(message)
@@ -43,7 +47,7 @@ def test_one_match_opens_the_record_card(harness):
     assert message.ephemeral, "the card is only for the person who asked until they share it"
     assert "Jane Doe" in text
     assert "Customer since <!date^" in text
-    assert "*Orders*\n3" in text
+    assert "*Orders*\n6" in text, "three checkouts, two subscriptions and a payment plan were placed"
     assert "*Lifetime value*\n$65.00 · €15.00" in text, "paid minus refunded, per currency"
     assert "*Active subscriptions*\n1" in text
     assert "*Active payment plans*\n1" in text
@@ -51,7 +55,7 @@ def test_one_match_opens_the_record_card(harness):
     assert "jane.doe@example.com" in text
     assert "Visa •••• 4242" in text
     assert "Pro Membership" in text and "1 missed payment" in text
-    assert "Old Newsletter" not in text, "the Active toggle hides ended subscriptions"
+    assert f"open_subscription-{old_id}" not in action_ids(message), "the Active toggle hides ended ones"
     assert "Guitar course" in text and "2 of 6 paid" in text
     assert buttons(message).count("Active") == 2 and buttons(message).count("All") == 2
     assert selected(message) == ["Active", "Active"]
@@ -93,18 +97,18 @@ def test_all_toggle_shows_ended_subscriptions_and_active_brings_them_back(harnes
     with harness.db.session() as s:
         jane = make.customer(s)
         make.subscription(s, jane, "Pro Membership")
-        make.subscription(s, jane, "Old Newsletter", status="canceled", canceled_at=make.T0)
+        old_id = make.subscription(s, jane, "Old Newsletter", status="canceled", canceled_at=make.T0).id
 
     card = harness.person.command("jane doe")
     harness.person.click(card, "subscriptions_all")
     card = harness.slack.message(card.ts)
 
-    assert "Old Newsletter" in text_of(card) and "Canceled" in text_of(card)
+    assert f"open_subscription-{old_id}" in action_ids(card) and "Canceled" in text_of(card)
     assert selected(card) == ["All", "Active"], "subscriptions show All, plans still Active"
 
     harness.person.click(card, "subscriptions_active")
     card = harness.slack.message(card.ts)
-    assert "Old Newsletter" not in text_of(card)
+    assert f"open_subscription-{old_id}" not in action_ids(card)
 
 
 def test_orders_are_newest_first_and_paged(harness):
@@ -132,12 +136,12 @@ def test_subscription_record_shows_payments_and_goes_back(harness):
     with harness.db.session() as s:
         jane = make.customer(s)
         sub = make.subscription(s, jane, "Pro Membership", stripe_subscription_id="sub_123")
-        renewal = make.order(s, jane, 2900, source="renewal", recurring=sub)
-        make.payment(s, sub, "paid", order_row=renewal)
+        make.payment(s, sub, "paid", kind="initial")
         make.payment(
             s, sub, "failed", due_at=make.T0 + timedelta(days=30), reason="Your card has insufficient funds."
         )
         sub_id = sub.id
+        number = s.scalar(select(Order.number).where(Order.recurring_id == sub_id))
 
     card = harness.person.command("jane")
     harness.person.click(card, f"open_subscription-{sub_id}")
@@ -148,7 +152,9 @@ def test_subscription_record_shows_payments_and_goes_back(harness):
     assert "sub_123" in text
     assert "*Payments* · 2" in text
     assert "Failed: Your card has insufficient funds." in text
-    assert f"order #{renewal.number}" in text
+    assert "First payment · $29.00 · :white_check_mark: Paid" in text
+    assert "Renewal · $29.00 · :x: Failed" in text
+    assert f"Open order #{number}" in buttons(record), "its payments are the payments of its order"
     assert "*Paid so far*\n$29.00" in text
 
     harness.person.click(record, "back_to_customer")
@@ -170,24 +176,22 @@ def test_payment_plan_record_shows_instalments(harness):
     assert "*Next instalment*" in text
 
 
-def test_order_record_shows_items_address_card_refunds_and_its_subscription(harness):
+def test_order_record_shows_items_address_card_refunds_and_its_payments(harness):
     with harness.db.session() as s:
         jane = make.customer(s)
-        sub = make.subscription(s, jane, "Pro Membership")
         order = make.order(
             s,
             jane,
             lines=[("Pro Membership, March", 1, 2900), ("Sticker pack", 2, 300)],
             refunded=300,
-            source="renewal",
-            recurring=sub,
+            stripe_payment_intent_id="pi_paid_by_card",
             billing_name="Jane Doe",
             billing_line1="12 Rue de la Paix",
             billing_city="Paris",
             billing_postal_code="75002",
             billing_country="FR",
         )
-        order_id, number, sub_id = order.id, order.number, sub.id
+        order_id, number = order.id, order.number
 
     card = harness.person.command("jane")
     harness.person.click(card, f"open_order-{order_id}")
@@ -197,12 +201,36 @@ def test_order_record_shows_items_address_card_refunds_and_its_subscription(harn
     assert f"Order #{number}" in text
     assert "1 × Pro Membership, March · $29.00" in text
     assert "2 × Sticker pack at $3.00 · $6.00" in text
-    assert "*Total*\n$35.00" in text and "*Refunded*\n$3.00" in text and "*Still refundable*\n$32.00" in text
+    assert "*Total paid*\n$35.00" in text and "*Refunded*\n$3.00" in text and "*Still refundable*\n$32.00" in text
     assert "*Status*\nPartially refunded" in text
     assert "12 Rue de la Paix" in text and "75002 Paris" in text and "FR" in text
     assert "Visa •••• 4242" in text
     assert "requested by customer" in text
-    assert "Paid towards the subscription *Pro Membership*" in text
+    assert "*Payments* · 1" in text and "Payment · $35.00 · :white_check_mark: Paid · $3.00 refunded" in text
+
+
+def test_a_subscriptions_order_has_its_renewals_as_payments_and_links_to_it(harness):
+    with harness.db.session() as s:
+        jane = make.customer(s)
+        sub = make.subscription(s, jane, "Pro Membership")
+        for month in range(3):
+            make.payment(
+                s, sub, kind="initial" if month == 0 else None, due_at=make.T0 + timedelta(days=31 * month)
+            )
+        make.payment(s, sub, "failed", due_at=make.T0 + timedelta(days=93), reason="Card expired.")
+        sub_id = sub.id
+        order_id = s.scalar(select(Order.id).where(Order.recurring_id == sub_id))
+
+    card = harness.person.command("jane")
+    assert "*Orders*\n1" in text_of(card) and "Pro Membership · Subscription · 4 payments" in text_of(card)
+    harness.person.click(card, f"open_order-{order_id}")
+    record = harness.slack.message(card.ts)
+    text = text_of(record)
+
+    assert "*Total paid*\n$87.00" in text and "*Source*\nSubscription" in text
+    assert "*Payments* · 4" in text
+    assert text.index("Renewal · $29.00 · :x: Failed: Card expired.") < text.index("First payment · $29.00")
+    assert "Started the subscription *Pro Membership*" in text
 
     harness.person.click(record, f"open_subscription-{sub_id}")
     assert "Subscription: Pro Membership" in text_of(harness.slack.message(card.ts))
@@ -266,7 +294,7 @@ def test_every_button_on_every_record_has_a_listener(harness):
         sub = make.subscription(s, jane)
         make.payment_plan(s, jane)
         make.subscription(s, jane, "Ended", status="canceled", canceled_at=make.T0)
-        make.order(s, jane, 1000, recurring=sub, source="renewal")
+        make.payment(s, sub)
         for i in range(11):
             make.order(s, jane, 2000 + i)
         for i in range(7):

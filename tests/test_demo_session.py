@@ -18,8 +18,9 @@ SESSION_LIMIT = 60  # seconds: a hung shell fails the test instead of holding th
 SUCCESSES = (
     "Zoë Lefèvre",  # the README's `/customer zoe`
     "Reason: Requested by customer",  # the reason the refund form offers first, kept
-    "✅ Refunded $10.00 of order #100021 (Jane Doe).",
+    "✅ Refunded $10.00 of order #100010 (Jane Doe).",
     "Partially refunded ($10.00 back)",
+    "✅ Refunded $224.75 of order #100006 (Jane Doe) in 8 payments.",
     "✅ Paused payments of Yoga Teacher Training (Jane Doe) until",
     "✅ Moved the next bill date of Yoga Teacher Training (Jane Doe) to",
     "✅ Set Yoga Teacher Training (Jane Doe) back to active.",
@@ -51,20 +52,24 @@ def run_shell(tmp_path: Path, lines: list[str]) -> tuple[subprocess.CompletedPro
 def test_a_whole_demo_session_works_against_the_local_stripe(tmp_path):
     today = datetime.now(UTC).date()
     resume_on, bill_on = today + timedelta(days=30), today + timedelta(days=45)
-    # Jane's card: 7 opens her payment plan, 8 her newest order, 19 New order, 21 Share in channel.
-    # Her order's record: 1 Refund, 2 Open payment plan. The plan's record: 2 Pause payments, 3 Change next bill
-    # date, 4 Change status. In a modal, an empty line keeps what the form shows (Enter), then confirms.
+    # Jane's card: 7 opens her payment plan, 8 her newest order (a checkout), 12 her Pro Membership's order (its
+    # eight payments), 18 New order. An order's record: 1 Refund, 2 Refund whole order, then
+    # Back. The plan's record: 2 Pause payments, 3 Change next bill date, 4 Change status, 7 Back. In a modal, an
+    # empty line keeps what the form shows (Enter), then confirms.
     lines = [
         "/customer zoe",
         "/customer jane doe",
         *("8", "1", "10.00", "", "", "", ""),  # refund $10 of the newest order, with the reason offered first
-        "2",  # open the payment plan it paid
+        "3",  # back to Jane's card
+        *("12", "2", "", "", "", ""),  # refund the whole Pro Membership order: every payment left, at once
+        "2",  # back to Jane's card (nothing is left to refund there)
+        "7",  # open her payment plan
         *("2", "", resume_on.isoformat(), ""),  # pause payments until a date
         *("3", bill_on.isoformat(), ""),  # move the next bill date
         *("4", "1", ""),  # change status: back to active
-        "6",  # back to Jane's card
-        *("19", "7", "", "", "", "", "", ""),  # new order: the e-book, at its price, confirmed
-        "21",  # share the card in the channel
+        "7",  # back to Jane's card
+        *("18", "7", "", "", "", "", "", ""),  # new order: the e-book, at its price, confirmed
+        "21",  # share the card in the channel (an eleventh order added a page: Older is 18 now)
         "quit",
     ]
 

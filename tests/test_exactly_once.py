@@ -25,7 +25,7 @@ from slack_sdk import WebClient
 from sqlalchemy import func, select
 
 from bot.actions.ledger import IN_FLIGHT
-from bot.models import ActionAttempt, Customer, Order, Refund
+from bot.models import ActionAttempt, Customer, Order, Payment, Refund
 from bot.stripe_gateway import ACTION_KEY, CallLimits, StripeGateway
 from bot.webhooks import StripeWebhooks
 from devkit.local_slack import SlackPerson, TrackedExecutor, wsgi_transport
@@ -258,16 +258,20 @@ class ExactlyOnce(RuleBasedStateMachine):
                 for r in s.scalars(select(Refund).where(Refund.order_id == self.order_id))
             }
             orders = {
-                o.stripe_payment_intent_id: o.total
-                for o in s.scalars(
-                    select(Order).where(Order.customer_id == self.customer_id, Order.source == "internal")
+                payment.stripe_payment_intent_id: (order.total, payment.amount)
+                for order, payment in s.execute(
+                    select(Order, Payment)
+                    .join(Payment, Payment.order_id == Order.id)
+                    .where(Order.customer_id == self.customer_id, Order.source == "internal")
                 )
             }
             order = s.get(Order, self.order_id)
+            payment = make.order_payment(s, order)
+            held = payment.amount_refund_pending
             reserved = s.scalar(
                 select(func.coalesce(func.sum(ActionAttempt.reserved), 0)).where(
-                    ActionAttempt.target_type == "order",
-                    ActionAttempt.target_id == self.order_id,
+                    ActionAttempt.target_type == "payment",
+                    ActionAttempt.target_id == payment.id,
                     ActionAttempt.status == "pending",
                 )
             )
@@ -292,15 +296,15 @@ class ExactlyOnce(RuleBasedStateMachine):
         for charge in charges:
             assert charge.id in orders or _key(charge) in open_keys
             if charge.id in orders:
-                assert orders[charge.id] == charge.amount
+                assert orders[charge.id] == (charge.amount, charge.amount), "one order, its one payment"
         assert set(orders) <= {c.id for c in charges}, "we recorded a charge Stripe never made"
         assert order.amount_refunded == sum(ours.values())
-        assert order.amount_refund_pending == reserved, "held back exactly what open requests reserved"
+        assert held == reserved, "held back exactly what open requests reserved"
         assert ended_reserving == 0, "an ended request still holds money back"
         if final:
             assert open_keys == set(), "every request that may have reached Stripe ended recorded or let go"
             assert sorted(ours.values()) == sorted(r.amount for r in refunds)
-            assert sorted(orders.values()) == sorted(c.amount for c in charges)
+            assert sorted(total for total, _ in orders.values()) == sorted(c.amount for c in charges)
 
 
 def _key(obj) -> str | None:

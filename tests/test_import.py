@@ -19,6 +19,7 @@ from bot.money import Money
 from bot.stripe_gateway import StripeFailure, StripeGateway
 from bot.viewmodels import CardState, RefundRequest
 from devkit.local_stripe import LocalStripe
+from tests import factories as make
 from tests.stripe_support import (
     CARD_DECLINES_AFTER_ATTACH,
     AnswerLosingHTTPClient,
@@ -82,7 +83,7 @@ def test_the_import_builds_complete_records(db, account):
 
     jane = card_of(db, account["jane"])
     assert (jane.name, jane.email, jane.card.last4) == ("Jane Doe", "jane@example.com", "4242")
-    assert jane.stats.orders == 4, "two one-off payments, the subscription's and the plan's first payments"
+    assert jane.stats.orders == 4, "two one-off payments, the subscription and the plan"
     assert {m.currency: m.amount for m in jane.stats.lifetime_value} == {
         "usd": 5000 - 1500 + 2900 + 15000,
         "eur": 2500,
@@ -128,7 +129,7 @@ def test_an_interrupted_import_carries_on_where_it_stopped(db, account):
     summary = import_stripe(db, gateway_for(account))
 
     assert summary.resumed and summary.pages == 3, "customers and subscriptions are not listed again"
-    assert table_counts(db)["orders"] == 4
+    assert table_counts(db)["orders"] == 5
 
 
 def test_the_import_reads_stripe_with_no_transaction_open_each_object_once(db, account, monkeypatch):
@@ -142,20 +143,22 @@ def test_the_import_reads_stripe_with_no_transaction_open_each_object_once(db, a
     assert [len(reads) for reads in gateway.read_rounds] == [2], (
         "two invoices of the page each look up an object (a card, a failed payment): one round of reads"
     )
-    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 3, "orders": 4, "refunds": 1}
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 5, "orders": 5, "refunds": 1}
 
 
 def test_a_page_whose_objects_cannot_all_be_read_keeps_none_of_its_rows(db, account, monkeypatch):
     monkeypatch.setattr(stripe_sync, "ROUNDS", 1)  # the invoices page needs one round of reads first
     with pytest.raises(StripeFailure, match="page of invoices"):
         import_stripe(db, gateway_for(account))
-    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 0, "orders": 0, "refunds": 0}
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 0, "orders": 3, "refunds": 0}, (
+        "each subscription and plan is an order from the start; its payments come with the invoices"
+    )
 
     monkeypatch.undo()
     summary = import_stripe(db, gateway_for(account))
 
-    assert summary.resumed and summary.counts.created["payments"] == 3
-    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 3, "orders": 4, "refunds": 1}
+    assert summary.resumed and summary.counts.created["payments"] == 3, "the three invoices"
+    assert table_counts(db) == {"customers": 5, "recurring": 3, "payments": 5, "orders": 5, "refunds": 1}
 
 
 def run_cli(db, tmp_path, **env):
@@ -216,6 +219,10 @@ def test_the_import_settles_a_refund_of_the_bots_whose_answer_was_lost(db):
 
     with db.session() as s:
         order = s.get(Order, order_id)
-        assert (order.amount_refunded, order.amount_refund_pending, order.status) == (5000, 0, "refunded")
+        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending, order.status) == (
+            5000,
+            0,
+            "refunded",
+        )
         assert s.scalar(select(Refund.note)) == "Twice", "recorded as the bot's request, with its note"
         assert s.scalar(select(ActionAttempt.status)) == "succeeded"

@@ -14,8 +14,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from bot.db import Database, current_revision, make_engine, upgrade
-from bot.models import ActionAttempt, Base, Customer, Order
-from tests.conftest import BACKENDS
+from bot.models import ActionAttempt, Base, Customer, Order, OrderLine, Payment, Refund
+from devkit.local_slack import SlackPerson, wsgi_transport
+from runtime.app import create_app
+from runtime.web import WebApp
+from tests.conftest import BACKENDS, SIGNING_SECRET, settings_for
+from tests.slack_text import text_of
 
 
 def test_migrations_match_the_models(db):
@@ -29,27 +33,29 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0007"
 
 
-def test_the_database_itself_refuses_refunds_beyond_the_total(db):
+def test_the_database_itself_refuses_refunds_beyond_what_was_paid(db):
     """The check constraints hold even for code that forgets to check: on SQLite after a table rebuild too."""
-    import pytest
     from sqlalchemy import update
     from sqlalchemy.exc import IntegrityError
 
-    from bot.models import Order
+    from bot.models import Payment
     from tests import factories as make
 
     with db.session() as s:
-        order_id = make.order(s, make.customer(s), 1000).id
+        order = make.order(s, make.customer(s), 1000)
+        payment_id, order_id = make.order_payment(s, order).id, order.id
     for refunded, pending in [(1001, 0), (600, 500), (0, -1)]:
         with pytest.raises(IntegrityError), db.session() as s:
             s.execute(
-                update(Order)
-                .where(Order.id == order_id)
+                update(Payment)
+                .where(Payment.id == payment_id)
                 .values(amount_refunded=refunded, amount_refund_pending=pending)
             )
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.execute(update(Order).where(Order.id == order_id).values(amount_refunded=1001))
 
 
 @contextlib.contextmanager
@@ -146,26 +152,28 @@ def test_requests_left_open_by_the_previous_release_are_carried_into_the_ledger(
             "twice",
         )
         assert (cancel.status, cancel.key.endswith("!failed:2"), cancel.reserved) == ("failed", True, 0)
-        assert s.get(Order, 1).amount_refund_pending == 1000
+        payment = s.scalar(select(Payment).where(Payment.order_id == 1))
+        assert (payment.amount, payment.amount_refund_pending, payment.stripe_payment_intent_id) == (
+            5000,
+            1000,
+            "pi_old",
+        ), "the refund's hold moved with the order's payment"
+        assert (refund.target_type, refund.target_id) == ("payment", payment.id)
 
 
 def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     """Customers with their orders, lines, refunds, subscriptions and search terms come through the upgrade, which
     on SQLite must not rebuild the customers table (that would cascade-delete everything that belongs to them)."""
-    from tests import factories as make
-
     db = database_at_0004
-    with db.session() as s:
-        jane = make.customer(s, name="Jane Doe", email="jane@example.com")
-        make.order(s, jane, 5000)
-        make.subscription(s, jane)
-        customer_id = jane.id
+    customer_id = _old_shape_customer(db)
     before = _row_counts(db)
 
     db.upgrade()
 
-    assert current_revision(db.engine) == "0006"
-    assert _row_counts(db) == before and before["orders"] == 1 and before["customer_search_terms"] > 0
+    after = _row_counts(db)
+    assert current_revision(db.engine) == "0007"
+    assert after["customers"] == before["customers"] == 1 and after["customer_search_terms"] > 0
+    assert after["order_lines"] > 0 and after["refunds"] == before["refunds"] == 2
     long_email = "a" * 500 + "@example.com"
     with db.session() as s:
         s.get(Customer, customer_id).email = long_email
@@ -173,9 +181,111 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
         assert s.get(Customer, customer_id).email == long_email
 
 
+@pytest.fixture(params=BACKENDS)
+def database_at_0006(request, tmp_path):
+    """A database of each backend at revision 0006, the release with one order per payment."""
+    with database_at(request.param, "0006", tmp_path) as database:
+        yield database
+
+
+def test_one_order_per_payment_becomes_orders_with_payments(database_at_0006, slack):
+    """The old shape (a renewal or instalment was an order of its own) upgrades in place: the same customer shows
+    the orders they placed, the same lifetime value, and every payment, refund and request in flight kept."""
+    db = database_at_0006
+    customer_id = _old_shape_customer(db)
+
+    db.upgrade()
+
+    with db.session() as s:
+        orders = {o.source: o for o in s.scalars(select(Order).where(Order.customer_id == customer_id))}
+        assert set(orders) == {"checkout", "subscription", "payment_plan"}, "three orders placed, not six"
+        sub_order, plan_order, checkout = orders["subscription"], orders["payment_plan"], orders["checkout"]
+        assert (sub_order.number, sub_order.total, sub_order.amount_refunded, sub_order.status) == (
+            "100002",
+            5800,
+            1000,
+            "partially_refunded",
+        ), "the earliest renewal's order is the subscription's, and the later one's payment is folded into it"
+        assert (plan_order.number, plan_order.total, plan_order.status) == ("100004", 0, "unpaid")
+        assert (checkout.total, checkout.amount_refunded, checkout.status) == (5000, 5000, "refunded")
+        payments = s.scalars(select(Payment).order_by(Payment.id)).all()
+        assert [(p.kind, p.status, p.order_id, p.amount_refunded) for p in payments] == [
+            ("initial", "paid", sub_order.id, 0),
+            ("renewal", "paid", sub_order.id, 1000),
+            ("initial", "failed", plan_order.id, 0),
+            ("one_off", "paid", checkout.id, 5000),
+        ]
+        assert {p.stripe_payment_intent_id for p in payments} == {"pi_r1", "pi_r2", None, "pi_c"}
+        refunds = s.scalars(select(Refund).order_by(Refund.id)).all()
+        assert [(r.order_id, r.payment_id) for r in refunds] == [
+            (sub_order.id, payments[1].id),
+            (checkout.id, payments[3].id),
+        ]
+        attempt = s.scalar(select(ActionAttempt))
+        assert (attempt.target_type, attempt.target_id) == ("payment", payments[1].id)
+        assert s.scalar(select(func.count()).select_from(OrderLine).where(OrderLine.order_id == 3)) == 0
+    web = WebApp(create_app(settings_for(db, slack), db), db)
+    card = SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET).command("jane")
+    assert "*Orders*\n3" in text_of(card), "the orders Jane placed"
+    assert "*Lifetime value*\n$48.00" in text_of(card), "$50 + $29 + $29 paid, $60 refunded: as before"
+
+
+def _old_shape_customer(db) -> int:
+    """Jane in the shape before 0007: a checkout refunded in full, a subscription with two paid renewals (each an
+    order, the second partly refunded, with a refund request still open) and a plan whose first payment failed."""
+    when = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    at = when if db.engine.dialect.name == "postgresql" else when.replace(tzinfo=None)
+    rows = [
+        "INSERT INTO customers (id, name, email, created_at, stripe_customer_id)"
+        " VALUES (1, 'Jane Doe', 'jane@example.com', :at, 'cus_old')",
+        "INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1), ('doe', 1)",
+        "INSERT INTO recurring (id, kind, customer_id, product, amount, currency, interval, interval_count, status,"
+        " started_at, cancel_at_period_end, payments_paused, stripe_subscription_id) VALUES"
+        " (1, 'subscription', 1, 'Pro Membership', 2900, 'usd', 'month', 1, 'active', :at, false, false, 'sub_1'),"
+        " (2, 'payment_plan', 1, 'Guitar course', 5000, 'usd', 'month', 1, 'past_due', :at, false, false,"
+        " 'sub_2')",
+        "UPDATE recurring SET installments_total = 6, installments_paid = 0 WHERE id = 2",
+        "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded,"
+        " amount_refund_pending, status, source, recurring_id, stripe_payment_intent_id, card_brand, card_last4)"
+        " VALUES (1, '100001', 1, :at, 'usd', 5000, 5000, 0, 'refunded', 'checkout', NULL, 'pi_c', 'visa', '4242'),"
+        " (2, '100002', 1, :at, 'usd', 2900, 0, 0, 'paid', 'renewal', 1, 'pi_r1', 'visa', '4242'),"
+        " (3, '100003', 1, :later, 'usd', 2900, 1000, 500, 'partially_refunded', 'renewal', 1, 'pi_r2',"
+        " 'visa', '4242')",
+        "INSERT INTO order_lines (order_id, position, description, quantity, unit_amount) VALUES"
+        " (1, 0, 'Watercolour basics', 1, 5000), (2, 0, 'Pro Membership, November', 1, 2900),"
+        " (3, 0, 'Pro Membership, December', 1, 2900)",
+        "INSERT INTO payments (id, recurring_id, due_at, amount, currency, status, stripe_invoice_id, order_id)"
+        " VALUES (1, 1, :at, 2900, 'usd', 'paid', 'in_1', 2), (2, 1, :later, 2900, 'usd', 'paid', 'in_2', 3),"
+        " (3, 2, :at, 5000, 'usd', 'failed', 'in_3', NULL)",
+        "INSERT INTO refunds (id, order_id, amount, currency, stripe_refund_id, created_at) VALUES"
+        " (1, 3, 1000, 'usd', 're_1', :later), (2, 1, 5000, 'usd', 're_2', :later)",
+        "INSERT INTO action_attempts (key, stripe_idempotency_key, action, target_type, target_id, actor, status,"
+        " amount, currency, created_at, tries, tried_at, sent_at, reserved) VALUES ('refund:order:3', 's1',"
+        " 'refund', 'order', 3, 'U1', 'pending', 500, 'usd', :later, 1, :later, :later, 500)",
+    ]
+    with db.engine.begin() as connection:
+        for statement in rows:
+            connection.execute(text(statement), {"at": at, "later": at + timedelta(days=30)})
+        if db.engine.dialect.name == "postgresql":  # rows written with their ids: the sequences follow them
+            for table in ("customers", "recurring", "orders", "payments", "refunds"):
+                connection.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                    )
+                )
+    return 1
+
+
 def _row_counts(db) -> dict[str, int]:
     with db.engine.connect() as connection:
         return {
-            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in Base.metadata.sorted_tables
+            name: connection.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
+            for name in (
+                "customers",
+                "customer_search_terms",
+                "orders",
+                "order_lines",
+                "refunds",
+                "recurring",
+            )
         }

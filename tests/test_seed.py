@@ -120,7 +120,9 @@ def test_customer_one_is_jane_doe_with_one_of_everything(seeded):
     assert jane.card_brand and jane.card_last4 and jane.default_payment_method_id
     assert jane.created_at.tzinfo is not None and jane.created_at < REFERENCE
     sources = Counter(order.source for order in orders)
-    assert all(sources[source] >= 2 for source in OrderSource)
+    assert all(sources[source] >= 1 for source in OrderSource)
+    assert sources["subscription"] + sources["payment_plan"] == len(recurring), "each started by an order"
+    assert len(orders) == 10, "six one-off orders and four subscriptions and plans: what Jane placed"
     assert any(order.amount_refunded for order in orders)
     shapes = Counter((r.kind, r.status) for r in recurring)
     assert shapes[("subscription", "active")] == 1
@@ -150,7 +152,7 @@ def test_a_few_hundred_customers_cover_every_status_and_source(seeded):
     assert payment_statuses == {"paid", "failed", "open", "void"}
     assert paused > 0 and ending > 0
     counts = [count for customer_id, count in orders_per_customer if customer_id != 1]
-    assert 4 <= sum(counts) / len(counts) <= 6.5
+    assert 2 <= sum(counts) / len(counts) <= 4.5, "orders placed: renewals are payments, not orders"
     assert min(counts) == 0 and max(counts) <= 15
     assert summary.subscriptions > 0 and summary.payment_plans > 0
 
@@ -161,33 +163,49 @@ def test_refunds_add_up_to_the_amount_refunded_and_the_status_agrees(seeded):
         orders = connection.execute(
             select(Order.id, Order.total, Order.amount_refunded, Order.status, Order.currency)
         ).all()
-        refunds = connection.execute(select(Refund.order_id, Refund.amount, Refund.currency)).all()
-    refunded = defaultdict(int)
+        payments = connection.execute(
+            select(Payment.id, Payment.order_id, Payment.amount, Payment.amount_refunded, Payment.status)
+        ).all()
+        refunds = connection.execute(
+            select(Refund.order_id, Refund.payment_id, Refund.amount, Refund.currency)
+        ).all()
+    refunded, by_payment = defaultdict(int), defaultdict(int)
     for refund in refunds:
         refunded[refund.order_id] += refund.amount
+        by_payment[refund.payment_id] += refund.amount
     by_id = {order.id: order for order in orders}
     assert all(by_id[r.order_id].currency == r.currency for r in refunds)
+    collected = defaultdict(int)
+    for payment in payments:
+        assert payment.amount_refunded == by_payment[payment.id] <= payment.amount
+        assert payment.status == "paid" or payment.amount_refunded == 0
+        if payment.status == "paid":
+            collected[payment.order_id] += payment.amount
 
     for order in orders:
-        assert order.amount_refunded == refunded[order.id]
+        assert (order.total, order.amount_refunded) == (collected[order.id], refunded[order.id])
         expected = (
-            "paid" if order.amount_refunded == 0
+            "unpaid" if order.total == 0
+            else "paid" if order.amount_refunded == 0
             else "refunded" if order.amount_refunded == order.total
             else "partially_refunded"
         )  # fmt: skip
         assert order.status == expected
-    assert {order.status for order in orders} == {"paid", "partially_refunded", "refunded"}
+    assert {order.status for order in orders} == {"unpaid", "paid", "partially_refunded", "refunded"}
 
 
-def test_order_totals_are_the_sum_of_their_lines(seeded):
+def test_one_off_orders_total_their_lines_and_subscriptions_their_payments(seeded):
     db, _ = seeded
     with db.engine.connect() as connection:
-        orders = connection.execute(
-            select(
-                Order, Customer.card_last4.label("customer_last4"), Customer.name.label("customer_name")
-            ).join(Customer)
-        ).all()
+        orders = connection.execute(select(Order, Customer.name.label("customer_name")).join(Customer)).all()
         lines = connection.execute(select(OrderLine).order_by(OrderLine.order_id, OrderLine.position)).all()
+        payments = connection.execute(
+            select(Payment.order_id, Payment.card_last4, Customer.card_last4.label("customer_last4"))
+            .join(Order, Order.id == Payment.order_id)
+            .join(Customer, Customer.id == Order.customer_id)
+            .where(Payment.status == "paid")
+        ).all()
+        recurring = {r.id: r for r in connection.execute(select(Recurring))}
     by_order = defaultdict(list)
     for line in lines:
         by_order[line.order_id].append(line)
@@ -196,12 +214,22 @@ def test_order_totals_are_the_sum_of_their_lines(seeded):
         its_lines = by_order[order.id]
         assert 1 <= len(its_lines) <= 3
         assert [line.position for line in its_lines] == list(range(len(its_lines)))
-        assert order.total == sum(line.quantity * line.unit_amount for line in its_lines)
         assert order.number == str(100_000 + order.id)
-        assert order.billing_line1 and order.billing_city and order.billing_country
-        assert order.billing_name == order.customer_name
-        if order.customer_last4 is not None:  # the card is still on file
-            assert order.card_last4 == order.customer_last4
+        if order.recurring_id is None:
+            assert order.source in ("checkout", "internal")
+            assert order.total == sum(line.quantity * line.unit_amount for line in its_lines)
+        else:
+            plan = recurring[order.recurring_id]
+            assert order.source == plan.kind and order.created_at == plan.started_at
+            assert [(line.description, line.unit_amount) for line in its_lines] == [
+                (plan.product, plan.amount)
+            ]
+        if order.total:
+            assert order.billing_line1 and order.billing_city and order.billing_country
+            assert order.billing_name == order.customer_name
+    for payment in payments:
+        if payment.customer_last4 is not None:  # the card is still on file
+            assert payment.card_last4 == payment.customer_last4
     assert len({order.billing_country for order in orders}) >= 5
 
 
@@ -210,28 +238,30 @@ def test_payments_follow_their_subscription_or_plan(seeded):
     with db.engine.connect() as connection:
         recurring = {r.id: r for r in connection.execute(select(Recurring))}
         orders = {o.id: o for o in connection.execute(select(Order))}
-        payments = connection.execute(select(Payment).order_by(Payment.recurring_id, Payment.due_at)).all()
+        payments = connection.execute(
+            select(Payment)
+            .where(Payment.recurring_id.is_not(None))
+            .order_by(Payment.recurring_id, Payment.due_at)
+        ).all()
     by_recurring = defaultdict(list)
     for payment in payments:
         by_recurring[payment.recurring_id].append(payment)
         plan = recurring[payment.recurring_id]
+        order = orders[payment.order_id]
+        assert (order.customer_id, order.recurring_id) == (plan.customer_id, plan.id), "its order started it"
         assert (payment.amount, payment.currency) == (plan.amount, plan.currency)
         assert payment.due_at <= REFERENCE
         if payment.status == "paid":
-            order = orders[payment.order_id]
-            assert order.customer_id == plan.customer_id
-            assert order.recurring_id == plan.id
-            assert order.source == ("renewal" if plan.kind == "subscription" else "instalment")
-            assert order.total == payment.amount
+            assert payment.stripe_payment_intent_id and payment.paid_at >= payment.due_at
         else:
-            assert payment.order_id is None
+            assert payment.stripe_payment_intent_id is None and payment.paid_at is None
         if payment.status == "failed":
             assert payment.failure_reason.startswith("Your card") and payment.failed_at > payment.due_at
-    linked = {p.order_id for p in payments if p.order_id is not None}
-    assert linked == {o.id for o in orders.values() if o.source in ("renewal", "instalment")}
 
     for plan in recurring.values():
         its = by_recurring[plan.id]
+        assert [p.kind for p in its[:1]] in ([], ["initial"]), "the first payment started it"
+        assert {p.kind for p in its[1:]} <= {"instalment" if plan.kind == "payment_plan" else "renewal"}
         paid = sum(p.status == "paid" for p in its)
         if plan.kind == "payment_plan":
             assert plan.installments_paid == paid <= plan.installments_total
@@ -271,8 +301,8 @@ def test_several_currencies_with_their_own_minor_units(seeded):
         currencies = Counter(
             dict(connection.execute(select(Order.currency, func.count()).group_by(Order.currency)).all())
         )
-        kwd = connection.scalars(select(Order.total).where(Order.currency == "kwd")).all()
-        jpy = connection.scalars(select(Order.total).where(Order.currency == "jpy")).all()
+        kwd = connection.scalars(select(Payment.amount).where(Payment.currency == "kwd")).all()
+        jpy = connection.scalars(select(Payment.amount).where(Payment.currency == "jpy")).all()
 
     assert {"usd", "eur", "gbp", "cad", "aud", "jpy", "kwd"} <= set(currencies)
     assert currencies.most_common(1)[0][0] == "usd"
@@ -341,7 +371,7 @@ def test_a_big_customer_gets_exactly_the_orders_asked_for(make_db):
 
     assert whale.name == "Maximilian Vandersloot-Oyelaran"
     assert orders == 300
-    assert sources == {"checkout", "internal", "renewal"}
+    assert sources == {"checkout", "internal", "subscription"}
     assert [s.status for s in subscriptions] == ["active"]
     assert summary.customers == 21
     assert reports[-1] == (21, 21)

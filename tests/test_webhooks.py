@@ -153,7 +153,7 @@ def test_events_from_stripe_keep_the_records_current(db, delivering):
     endpoint.wait_until(
         lambda: (
             count(db, select(func.count()).select_from(Refund)) == 1
-            and count(db, select(func.count()).select_from(Order).where(Order.source == "renewal")) == 1
+            and count(db, select(Order.total).where(Order.source == "subscription")) == 2900
         )
     )
 
@@ -168,13 +168,16 @@ def test_events_from_stripe_keep_the_records_current(db, delivering):
             "subscription",
         )
         orders = {o.source: o for o in s.scalars(select(Order).where(Order.customer_id == zoe.id))}
-        assert orders["renewal"].total == 2900 and orders["renewal"].recurring_id == sub.id
+        assert set(orders) == {"subscription", "checkout"}, "a subscription and a checkout: two orders placed"
+        assert orders["subscription"].total == 2900 and orders["subscription"].recurring_id == sub.id
+        first = s.scalar(select(Payment).where(Payment.recurring_id == sub.id))
+        assert (first.kind, first.status, first.order_id) == ("initial", "paid", orders["subscription"].id)
         assert (orders["checkout"].total, orders["checkout"].amount_refunded, orders["checkout"].status) == (
             4500,
             1000,
             "partially_refunded",
         )
-        assert s.scalar(select(func.count()).select_from(Payment).where(Payment.status == "paid")) == 1
+        assert s.scalar(select(func.count()).select_from(Payment).where(Payment.status == "paid")) == 2
     assert all(status.startswith("200") for status in endpoint.statuses)
 
 
@@ -311,7 +314,11 @@ def test_a_refund_made_in_stripe_is_recorded_once(db, web, own_stripe):
         post(web, *signed(event(delivery, "charge.refunded", {"id": charge_id, "object": "charge"})))
 
     with db.session() as s:
-        order = s.scalar(select(Order).where(Order.stripe_payment_intent_id == intent))
+        order = s.scalar(
+            select(Order)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Payment.stripe_payment_intent_id == intent)
+        )
         assert (order.amount_refunded, order.status) == (3000, "partially_refunded")
         assert s.scalar(select(func.count()).select_from(Refund).where(Refund.order_id == order.id)) == 1
 
@@ -359,8 +366,7 @@ def test_stripe_is_never_called_with_a_transaction_open(db, slack, monkeypatch):
         endpoint.wait_until(
             lambda: (
                 count(db, select(func.count()).select_from(Refund)) == 1
-                and count(db, select(func.count()).select_from(Order).where(Order.source == "instalment"))
-                == 1
+                and count(db, select(Order.total).where(Order.source == "payment_plan")) == 15000
             )
         )
 
@@ -390,7 +396,11 @@ def test_a_refunded_charge_and_its_refunds_are_read_before_the_transaction(
     assert "refund list" in gateway.requests
     assert gateway.inside_transaction == []
     with db.session() as s:
-        order = s.scalar(select(Order).where(Order.stripe_payment_intent_id == intent))
+        order = s.scalar(
+            select(Order)
+            .join(Payment, Payment.order_id == Order.id)
+            .where(Payment.stripe_payment_intent_id == intent)
+        )
         assert (order.amount_refunded, order.status) == (5000, "partially_refunded")
 
 
@@ -431,7 +441,7 @@ def test_an_event_about_objects_never_seen_reads_each_once_before_its_transactio
         customer = s.get(Customer, plan.customer_id)
         assert (customer.email, customer.card_last4) == ("newcomer@example.com", "4242")
         order = s.scalar(select(Order))
-        assert (order.source, order.total, order.recurring_id) == ("instalment", 15000, plan.id)
+        assert (order.source, order.total, order.recurring_id) == ("payment_plan", 15000, plan.id)
 
 
 def test_an_event_that_needs_more_reads_than_allowed_is_left_for_stripe_to_deliver_again(

@@ -16,7 +16,7 @@ The rules, and why they hold:
   recorded, with Stripe's id and amount; if nothing, a new try goes out under a fresh key. The settle job searches
   the same way and lets go of what Stripe never made; it never moves money. A webhook bringing an object with an
   attempt's key records it at once (bot.actions.settling).
-- **What an attempt sets aside lives and dies with it.** A refund reserves its amount on its order in the
+- **What an attempt sets aside lives and dies with it.** A refund reserves its amount on its payment in the
   transaction that creates the attempt (the database's check constraints refuse more than was paid); the
   transaction that ends the attempt (succeeded, failed, let go) gives it back.
 - **Truthful answers.** Once Stripe may have acted, nobody is told that nothing was done: it is done, or it is
@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from bot.actions.audit import AuditEntry, AuditTrail
 from bot.actions.outcomes import Done, Failed, Invalid, Pending, Problems, Record
 from bot.db import Database
-from bot.models import ActionAttempt, AttemptStatus, Order
+from bot.models import ActionAttempt, AttemptStatus, Payment
 from bot.money import Money
 from bot.shared import Shared
 from bot.stripe_gateway import IN_PROGRESS, StripeFailure
@@ -124,7 +124,7 @@ class Intent:
 
     actor: str
     action: str
-    target: tuple[str, int]  # (target type, id): an order, a subscription or plan ("recurring"), a customer
+    target: tuple[str, int]  # (target type, id): a payment, a subscription or plan ("recurring"), a customer
     identity: Mapping[str, Any]  # everything that makes this request this request, seen state included
     asked: str  # "refund $12.50 of order #100021 (Jane Doe)"
     done: str  # "refunded $12.50 of order #100021 (Jane Doe)"
@@ -132,7 +132,7 @@ class Intent:
     record: Record  # the record to show afterwards
     request: Mapping[str, Any] = field(default_factory=dict)  # what rebuilding the effect needs (JSON)
     money: Money | None = None
-    reserved: int = 0  # minor units set aside on the target order while the attempt is open
+    reserved: int = 0  # minor units set aside on the target payment while the attempt is open
     reserve: Callable[[Session], None] | None = None  # sets them aside, or raises Invalid
 
     def pending(self, why: str, stripe_id: str | None = None) -> Pending:
@@ -527,9 +527,9 @@ class Ledger(Shared):
     def _release(session: Session, attempt: Attempt) -> None:
         if attempt.reserved:
             session.execute(
-                update(Order)
-                .where(Order.id == attempt.target[1])
-                .values(amount_refund_pending=Order.amount_refund_pending - attempt.reserved)
+                update(Payment)
+                .where(Payment.id == attempt.target[1])
+                .values(amount_refund_pending=Payment.amount_refund_pending - attempt.reserved)
             )
 
     @staticmethod

@@ -245,13 +245,13 @@ class ChargeEffect(StripeSide):
 
     def record(self, session: Session, made: Made, now: datetime) -> None:
         charge: ChargeResult = made.answer
-        if order_book.order_paid_by(session, charge.payment_intent_id, charge.charge_id) is not None:
+        if order_book.payment_paid_by(session, charge.payment_intent_id, charge.charge_id) is not None:
             return  # recorded already
         customer = customer_row(session, self.customer_id)
         quantity, unit = self.request["quantity"], self.request["unit_amount"]
         if unit * quantity != charge.amount:  # Stripe's amount is what was paid: one line for it
             quantity, unit = 1, charge.amount
-        order_book.add_order(
+        order_book.add_paid_order(
             session,
             customer_id=self.customer_id,
             source=OrderSource.INTERNAL,

@@ -1,27 +1,38 @@
-"""Refunds: of an order, or of one payment of a subscription or payment plan; in full or in part, with a reason and
-a note; never more than is left, counting refunds still awaiting Stripe's answer."""
+"""Refunds: of one payment of an order (a checkout's one payment, a subscription's renewal, a plan's instalment), or
+of every payment of an order at once; in full or in part, with a reason and a note; never more than is left of a
+payment, counting refunds still awaiting Stripe's answer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot import order_book
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
-from bot.actions.outcomes import Done, Invalid, Pending, Problems
+from bot.actions.outcomes import Done, Failed, Invalid, NotAllowed, Pending, Problems
 from bot.actions.stripe_access import StripeSide
-from bot.models import Customer, Order
+from bot.faults import DatabaseUnavailable
+from bot.models import Customer, Order, Payment, PaymentStatus
 from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import RecordNotFound
 from bot.stripe_gateway import ACTION_KEY, StripeGateway, StripeRejected
-from bot.viewmodels import REFUND_NOTE_LENGTH, RefundQuote, RefundRequest
+from bot.viewmodels import (
+    REFUND_NOTE_LENGTH,
+    RefundQuote,
+    RefundRequest,
+    WholeOrderRefund,
+    payment_label,
+)
+
+logger = logging.getLogger(__name__)
 
 ACTION = "refund"
 REASONS = ("requested_by_customer", "duplicate", "fraudulent")  # Stripe's
@@ -30,57 +41,62 @@ MOST_PAYMENTS = 100  # payments of one subscription or plan offered in one refun
 
 
 class Refunds(Family):
-    # The form -------------------------------------------------------------------------------------------------
+    # The forms ------------------------------------------------------------------------------------------------
 
-    def order_form(self, actor: str, order_id: int) -> RefundQuote:
-        """What the refund form of one order shows; Invalid when nothing is left to refund there."""
+    def order_form(self, actor: str, order_id: int) -> list[RefundQuote]:
+        """The payments of an order that can still be refunded, newest first; Invalid when none can."""
         self.permission.require(actor, ACTION, "order", order_id)
-        quote = self.quote(order_id)
-        if quote.refundable.amount <= 0:
-            awaiting = f" ({quote.awaiting.format()} awaits Stripe's answer)" if quote.awaiting.amount else ""
-            raise Invalid(f"Nothing is left to refund on order #{quote.order_number}{awaiting}.")
-        return quote
+        with self.db.session() as session:
+            order = _order(session, order_id)
+            quotes = _quotes(session, Payment.order_id == order_id)
+        if not quotes:
+            raise Invalid(_nothing_left(order.number))
+        return quotes
 
     def payments_form(self, actor: str, recurring_id: int) -> list[RefundQuote]:
         """The paid payments of a subscription or plan that can still be refunded, newest first."""
         self.permission.require(actor, ACTION, "recurring", recurring_id)
         with self.db.session() as session:
-            orders = session.scalars(
-                select(Order)
-                .where(
-                    Order.recurring_id == recurring_id,
-                    Order.amount_refunded + Order.amount_refund_pending < Order.total,
-                    Order.stripe_payment_intent_id.is_not(None),
-                )
-                .order_by(Order.created_at.desc(), Order.id.desc())
-                .limit(MOST_PAYMENTS)
-            ).all()
-            quotes = [_quote(session, order) for order in orders]
+            quotes = _quotes(session, Payment.recurring_id == recurring_id)
         if not quotes:
             raise Invalid("No payment of this is left to refund.")
         return quotes
 
-    def quote(self, order_id: int) -> RefundQuote:
+    def whole_order_form(self, actor: str, order_id: int) -> WholeOrderRefund:
+        """Every payment of an order still refundable, for one confirmation; Invalid when none is."""
+        self.permission.require(actor, ACTION, "order", order_id)
         with self.db.session() as session:
-            return _quote(session, _order(session, order_id))
+            order = _order(session, order_id)
+            quotes = _quotes(session, Payment.order_id == order_id, limit=None)
+            customer = session.get(Customer, order.customer_id)
+            assert customer is not None  # a foreign key guarantees it
+        if not quotes:
+            raise Invalid(_nothing_left(order.number))
+        return WholeOrderRefund(
+            order.id, order.number, customer.id, shown_name(customer.name, customer.email), quotes
+        )
+
+    def quote(self, payment_id: int) -> RefundQuote:
+        with self.db.session() as session:
+            return _quote(session, _payment(session, payment_id))
 
     def check(
         self,
-        order_id: int | None,
+        payment_id: int | None,
         amount_text: str,
         reason: str | None,
         note: str | None,
         *,
         offered: list[int],
     ) -> tuple[RefundQuote, RefundRequest]:
-        """A filled-in refund form, checked: the order's quote and the request to confirm, or Invalid naming the
-        fields at fault. `offered` lists the orders the form offered; an empty amount means all that is
+        """A filled-in refund form, checked: the payment's quote and the request to confirm, or Invalid naming the
+        fields at fault. `offered` lists the payments the form offered; an empty amount means all that is
         refundable; reason "other" (or none) means no reason for Stripe."""
-        if order_id is None:
+        if payment_id is None:
             raise Invalid.of({"order": "Choose the payment to refund."})
-        if order_id not in offered:
+        if payment_id not in offered:
             raise Invalid.of({"order": "Choose one of the payments listed."})
-        quote = self.quote(order_id)
+        quote = self.quote(payment_id)
         reason = None if reason in (None, OTHER) else reason
         problems: Problems = {}
         amount = quote.refundable.amount
@@ -93,27 +109,39 @@ class Refunds(Family):
         if problems:
             raise Invalid.of(problems)
         return quote, RefundRequest(
-            order_id, Money(amount, quote.paid.currency), reason, note or None, quote.seen
+            payment_id, Money(amount, quote.paid.currency), reason, note or None, quote.seen
         )
+
+    def check_whole_order(
+        self, actor: str, order_id: int, reason: str | None, note: str | None
+    ) -> WholeOrderRefund:
+        """A filled-in Refund whole order form, checked against the order as it is now."""
+        whole = self.whole_order_form(actor, order_id)
+        reason = None if reason in (None, OTHER) else reason
+        problems = refund_problems(whole.payments[0], whole.payments[0].refundable.amount, reason, note)
+        if problems:
+            raise Invalid.of(problems)
+        return whole
 
     # Refunding ----------------------------------------------------------------------------------------------
 
     def refund(self, actor: str, request: RefundRequest) -> Done | Pending:
-        self.permission.require(actor, ACTION, "order", request.order_id)
-        self.stripe.require(actor, ACTION, "order", request.order_id, request.amount)
+        """Refund one payment, once."""
+        self.permission.require(actor, ACTION, "payment", request.payment_id)
+        self.stripe.require(actor, ACTION, "payment", request.payment_id, request.amount)
         with self.db.session() as session:
-            order = _order(session, request.order_id)
-            quote = _quote(session, order)
-            payment_intent = order.stripe_payment_intent_id
+            payment = _payment(session, request.payment_id)
+            quote = _quote(session, payment)
+            payment_intent = payment.stripe_payment_intent_id
         amount, money = request.amount.amount, request.amount
         problems = refund_problems(quote, amount, request.reason, request.note, seen=request.seen)
         if payment_intent is None:
-            problems = {"amount": "This order has no Stripe payment to refund; refund it where it was paid."}
-        what = f"{money.format()} of order #{quote.order_number} ({quote.customer_name})"
+            problems = {"amount": "This payment was not made through Stripe; refund it where it was paid."}
+        what = f"{money.format()} of {quote.what} ({quote.customer_name})"
         intent = Intent(
             actor=actor,
             action=ACTION,
-            target=("order", request.order_id),
+            target=("payment", request.payment_id),
             identity={
                 "amount": amount,
                 "currency": money.currency,
@@ -124,7 +152,7 @@ class Refunds(Family):
             asked=f"refund {what}",
             done=f"refunded {what}",
             customer_id=quote.customer_id,
-            record=("order", request.order_id),
+            record=("order", quote.order_id),
             request={
                 "payment_intent": payment_intent,
                 "order_number": quote.order_number,
@@ -134,9 +162,46 @@ class Refunds(Family):
             },
             money=money,
             reserved=amount,
-            reserve=lambda session: _reserve(session, request.order_id, amount, request.seen),
+            reserve=lambda session: _reserve(session, request.payment_id, amount, request.seen),
         )
         return self.ledger.perform(intent, problems)
+
+    def refund_whole_order(
+        self,
+        actor: str,
+        order_id: int,
+        confirmed: list[RefundRequest],
+    ) -> Done | Pending:
+        """Refund every payment the confirmation stated, each once through the ledger (so a double click or a
+        retry refunds none twice), and say exactly how each went. A payment that fails does not stop the others:
+        each is its own refund in Stripe."""
+        self.permission.require(actor, ACTION, "order", order_id)
+        with self.db.session() as session:
+            order = _order(session, order_id)
+            customer = session.get(Customer, order.customer_id)
+            assert customer is not None  # a foreign key guarantees it
+            what = f"order #{order.number} ({shown_name(customer.name, customer.email)})"
+            customer_id = order.customer_id
+        done: list[tuple[RefundRequest, Done]] = []
+        pending: list[tuple[RefundRequest, Pending]] = []
+        refused: list[tuple[RefundRequest, str]] = []
+        for request in confirmed:
+            try:
+                outcome = self.refund(actor, request)
+            except (Invalid, Failed) as error:
+                refused.append((request, error.message))
+                continue
+            except NotAllowed:
+                raise
+            except Exception as error:  # an outage or a bug: the others still get their own answer
+                logger.exception("refund of payment %s in a whole-order refund", request.payment_id)
+                refused.append((request, _unexpected(error)))
+                continue
+            if isinstance(outcome, Pending):
+                pending.append((request, outcome))
+            else:
+                done.append((request, outcome))
+        return whole_order_outcome(what, customer_id, order_id, done, pending, refused)
 
 
 def refund_problems(
@@ -147,11 +212,12 @@ def refund_problems(
     *,
     seen: tuple[int, int] | None = None,
 ) -> Problems:
-    """Field → what is wrong, for a refund of `amount` of the order `quote` describes; empty when it may go."""
+    """Field → what is wrong, for a refund of `amount` of the payment `quote` describes; empty when it may go."""
     if seen is not None and seen != quote.seen:
         awaiting = f", and {quote.awaiting.format()} awaits Stripe's answer" if quote.awaiting.amount else ""
+        changed = "This order" if quote.payment_count <= 1 else "This payment"
         return {
-            "amount": f"This order changed since you opened this form: {quote.refunded.format()} has been "
+            "amount": f"{changed} changed since you opened this form: {quote.refunded.format()} has been "
             f"refunded so far{awaiting}. Close the form and open it again."
         }
     problems: Problems = {}
@@ -163,40 +229,38 @@ def refund_problems(
         problems["amount"] = "Enter an amount above zero."
     elif amount > quote.refundable.amount:
         awaiting = f" ({quote.awaiting.format()} awaits Stripe's answer)" if quote.awaiting.amount else ""
-        problems["amount"] = (
-            f"At most {quote.refundable.format()} can be refunded on order #{quote.order_number}{awaiting}."
-        )
+        problems["amount"] = f"At most {quote.refundable.format()} can be refunded on {quote.what}{awaiting}."
     return problems
 
 
-def _reserve(session: Session, order_id: int, amount: int, seen: tuple[int, int]) -> None:
-    """Set the refund's amount aside on its order, if the order is as the person saw it and it still fits."""
+def _reserve(session: Session, payment_id: int, amount: int, seen: tuple[int, int]) -> None:
+    """Set the refund's amount aside on its payment, if the payment is as the person saw it and it still fits."""
     refunded, awaiting = seen
     reserved = session.execute(
-        update(Order)
+        update(Payment)
         .where(
-            Order.id == order_id,
-            Order.amount_refunded == refunded,
-            Order.amount_refund_pending == awaiting,
-            Order.amount_refunded + Order.amount_refund_pending + amount <= Order.total,
+            Payment.id == payment_id,
+            Payment.amount_refunded == refunded,
+            Payment.amount_refund_pending == awaiting,
+            Payment.amount_refunded + Payment.amount_refund_pending + amount <= Payment.amount,
         )
-        .values(amount_refund_pending=Order.amount_refund_pending + amount)
+        .values(amount_refund_pending=Payment.amount_refund_pending + amount)
     )
     if reserved.rowcount != 1:
-        quote = _quote(session, _order(session, order_id, fresh=True))
+        quote = _quote(session, _payment(session, payment_id, fresh=True))
         changed = refund_problems(quote, amount, None, None, seen=seen)
         raise Invalid.of(changed or refund_problems(quote, amount, None, None))
 
 
 @dataclass(frozen=True)
 class RefundEffect(StripeSide):
-    """A refund in Stripe, and in our records."""
+    """A refund of one payment in Stripe, and in our records."""
 
     resend_first: ClassVar[bool] = True
 
     key: str  # the attempt's, kept in the refund's metadata so a later look finds it
     actor: str
-    order_id: int
+    payment_id: int
     request: Mapping[str, Any]
 
     @classmethod
@@ -230,10 +294,9 @@ class RefundEffect(StripeSide):
         return Made(obj["id"], int(obj["amount"]), obj)
 
     def record(self, session: Session, made: Made, now: datetime) -> None:
-        order = _order(session, self.order_id)
         order_book.add_refund(
             session,
-            order,
+            _payment(session, self.payment_id),
             amount=made.amount if made.amount is not None else self.request["amount"],
             stripe_refund_id=made.stripe_id or "",
             created_at=now,
@@ -243,26 +306,119 @@ class RefundEffect(StripeSide):
         )
 
 
-def _order(session: Session, order_id: int, *, fresh: bool = False) -> Order:
-    order = session.get(Order, order_id, populate_existing=fresh)
+def whole_order_outcome(
+    what: str,
+    customer_id: int,
+    order_id: int,
+    done: list[tuple[RefundRequest, Done]],
+    pending: list[tuple[RefundRequest, Pending]],
+    refused: list[tuple[RefundRequest, str]],
+) -> Done | Pending:
+    """One answer for a whole-order refund of `what` ("order #100021 (Jane Doe)") that says exactly which payments
+    were refunded, which await Stripe's answer and which were not refunded (and why)."""
+    record = ("order", order_id)
+    count = len(done) + len(pending) + len(refused)
+    if not pending and not refused:
+        total = _sum(r.amount for r, _ in done)
+        already = all(outcome.already for _, outcome in done)
+        summary = (
+            f"refunded {total.format()} of {what}"
+            + (f" in {count} payments" if count > 1 else "")
+            + (" (already done before)" if already else "")
+        )
+        return Done(summary, customer_id, record, already=already)
+    parts = []
+    if done:
+        parts.append(f"refunded {_payments(done)} ({_sum(r.amount for r, _ in done).format()})")
+    if pending:
+        parts.append(
+            f"awaiting Stripe's answer for {_payments(pending)} ({_sum(r.amount for r, _ in pending).format()})"
+        )
+    for request, why in refused:
+        parts.append(f"not refunded: {request.amount.format()} ({why.rstrip('.')})")
+    summary = f"refund of {what}, {count} payments: " + "; ".join(parts)
+    if pending:
+        return Pending(
+            summary,
+            customer_id,
+            record,
+            pending[0][1].why + " The others were answered as listed; do not refund the order again.",
+        )
+    return Done(summary, customer_id, record)
+
+
+def _payments(outcomes: list) -> str:
+    return "1 payment" if len(outcomes) == 1 else f"{len(outcomes)} payments"
+
+
+def _sum(amounts) -> Money:
+    amounts = list(amounts)
+    return Money(sum(m.amount for m in amounts), amounts[0].currency)
+
+
+def _unexpected(error: Exception) -> str:
+    if isinstance(error, DatabaseUnavailable):
+        return "our database did not answer, so it was not asked of Stripe; refund it again from the order"
+    return "an unexpected error stopped it; open the order to see whether it was refunded before trying again"
+
+
+def _nothing_left(number: str) -> str:
+    return f"Nothing is left to refund on order #{number}."
+
+
+def _order(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id)
     if order is None:
         raise RecordNotFound("order", order_id)
     return order
 
 
-def _quote(session: Session, order: Order) -> RefundQuote:
+def _payment(session: Session, payment_id: int, *, fresh: bool = False) -> Payment:
+    payment = session.get(Payment, payment_id, populate_existing=fresh)
+    if payment is None:
+        raise RecordNotFound("payment", payment_id)
+    return payment
+
+
+def _quotes(session: Session, which, *, limit: int | None = MOST_PAYMENTS) -> list[RefundQuote]:
+    """Quotes of the payments `which` selects that have something left to refund through Stripe, newest first."""
+    statement = (
+        select(Payment)
+        .where(
+            which,
+            Payment.status == PaymentStatus.PAID.value,
+            Payment.amount_refunded + Payment.amount_refund_pending < Payment.amount,
+            Payment.stripe_payment_intent_id.is_not(None),
+        )
+        .order_by(Payment.due_at.desc(), Payment.id.desc())
+    )
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [_quote(session, payment) for payment in session.scalars(statement).all()]
+
+
+def _quote(session: Session, payment: Payment) -> RefundQuote:
+    order = _order(session, payment.order_id)
     customer = session.get(Customer, order.customer_id)
     assert customer is not None  # a foreign key guarantees it
-    refundable = order.total - order.amount_refunded - order.amount_refund_pending
-    card = f"{(order.card_brand or 'card').title()} •••• {order.card_last4}" if order.card_last4 else None
+    payment_count = session.scalar(
+        select(func.count()).select_from(Payment).where(Payment.order_id == order.id)
+    )
+    refundable = payment.amount - payment.amount_refunded - payment.amount_refund_pending
+    card = (
+        f"{(payment.card_brand or 'card').title()} •••• {payment.card_last4}" if payment.card_last4 else None
+    )
     return RefundQuote(
+        payment_id=payment.id,
+        payment=payment_label(payment.kind, payment.paid_at or payment.due_at),
         order_id=order.id,
         order_number=order.number,
         customer_id=customer.id,
         customer_name=shown_name(customer.name, customer.email),
-        paid=Money(order.total, order.currency),
-        refunded=Money(order.amount_refunded, order.currency),
-        awaiting=Money(order.amount_refund_pending, order.currency),
-        refundable=Money(max(0, refundable), order.currency),
+        paid=Money(payment.amount, payment.currency),
+        refunded=Money(payment.amount_refunded, payment.currency),
+        awaiting=Money(payment.amount_refund_pending, payment.currency),
+        refundable=Money(max(0, refundable), payment.currency),
         card=card,
+        payment_count=payment_count or 1,
     )
