@@ -29,7 +29,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0009"
 
 
 def test_the_database_itself_refuses_refunds_beyond_the_total(db):
@@ -164,7 +164,7 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
 
     db.upgrade()
 
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0009"
     assert _row_counts(db) == before and before["orders"] == 1 and before["customer_search_terms"] > 0
     long_email = "a" * 500 + "@example.com"
     with db.session() as s:
