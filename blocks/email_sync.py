@@ -207,7 +207,7 @@ def _compared(checked: int, crms: Sequence[str], asked: int, waiting: int) -> Mr
     line = md("Compared {} with Stripe", plural(checked, "customer"))
     if crms:
         line += md(", and {}", _asked(crms, asked, waiting))
-    return line + md(".") + _waiting(waiting)
+    return line + md(".") + _waiting(waiting, asked)
 
 
 def _crms_line(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
@@ -215,7 +215,7 @@ def _crms_line(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
         return md("No CRMs are connected, so only Stripe was compared.")
     return md(
         "CRMs connected: {}; {}.", escape(", ".join(crms), 200), _asked(crms, asked, waiting)
-    ) + _waiting(waiting)
+    ) + _waiting(waiting, asked)
 
 
 def _asked(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
@@ -227,10 +227,13 @@ def _asked(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
     return md("no email changed that {} had to be asked about", names)
 
 
-def _waiting(waiting: int) -> Mrkdwn:
+def _waiting(waiting: int, asked: int) -> Mrkdwn:
     if not waiting:
         return md("")
-    return md(" The next check asks about {} whose email changed.", plural(waiting, "more customer"))
+    return md(
+        " The next check asks about {} whose email changed.",
+        plural(waiting, "more customer" if asked else "customer"),
+    )
 
 
 def _with_id(block: Block, block_id: str) -> Block:

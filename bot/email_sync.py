@@ -47,7 +47,7 @@ from bot.viewmodels import Difference
 logger = logging.getLogger(__name__)
 
 # CRM requests one run may make, at most (a lookup is one request; its retries are not counted). ActiveCampaign
-# allows 5 requests a second, so this is about 3½ minutes of its quota; Keap's is larger.
+# allows 5 requests a second, so this is 200 seconds of its quota.
 CRM_CALLS = 1_000
 NOT_CONNECTED = "Stripe is not connected to the bot (STRIPE_API_KEY is not set), so no emails were compared."
 
@@ -105,7 +105,7 @@ def check_emails(
         with db.session() as session:
             session.execute(update(OldEmail).values(due=True))
     problems: list[str] = []
-    in_stripe, checked = _compare_with_stripe(db, gateway, started, problems, progress)
+    in_stripe, checked = _compare_with_stripe(db, gateway, started, problems, progress, stopping)
     asked: dict[int, Asked] = {}
     calls = 0
     if crms:
@@ -132,12 +132,16 @@ def _compare_with_stripe(
     now: datetime,
     problems: list[str],
     progress: Callable[[str, int], None] | None,
+    stopping: threading.Event | None,
 ) -> tuple[dict[int, Difference], int]:
     """Every customer of ours found in Stripe, by id: a Difference whose `stripe_email` is None when Stripe
     agrees. Stripe's address for those who differ is noted, due, unless noted already."""
     found: dict[int, Difference] = {}
     cursor: str | None = None
     while True:
+        if stopping is not None and stopping.is_set():
+            problems.append("The check was stopped before it had compared every customer with Stripe.")
+            break
         try:
             page, cursor = gateway.customer_emails(starting_after=cursor)
         except StripeFailure as failure:
@@ -212,7 +216,9 @@ def _ask_crms(
     progress: Callable[[str, int], None] | None,
     stopping: threading.Event | None,
 ) -> tuple[dict[int, Asked], int]:
-    """Ask the CRMs about the customers due, in order, until the budget or the due customers run out."""
+    """Ask the CRMs about the customers due, in order, until the budget or the due customers run out (the first
+    customer is asked about even when their old addresses alone need more than the budget, so none blocks the
+    queue)."""
     failed: set[str] = set()
     asked: dict[int, Asked] = {}
     calls = 0

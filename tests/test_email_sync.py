@@ -852,3 +852,21 @@ def test_the_upgrade_notes_the_emails_changed_from_slack_before_it(database_at_0
     assert [(d.customer_id, d.crm_differences) for d in check.differences] == [
         (jane, [("ActiveCampaign", "jane.old@example.com")])
     ]
+
+
+def test_a_redraw_after_a_push_keeps_what_the_crms_were_asked():
+    """The header carries the CRM counts, so the redraw says the same; a report posted by the release before,
+    whose header carries three values, redraws too."""
+    from blocks.email_sync import report_after_push
+    from bot.viewmodels import Notice
+
+    posted = email_sync_report([difference(1), difference(2)], 40, crms=["Keap"], asked=2, waiting=5)
+    redrawn = report_after_push(posted.blocks, 1, Notice(ADMIN, "pushed"))
+    assert message_problems(redrawn.blocks, redrawn.text) == []
+    assert redrawn.blocks[1]["block_id"] == posted.blocks[0]["block_id"]
+    assert "asked Keap about the 2 customers whose email changed. The next check asks about 5 more" in str(
+        redrawn.blocks
+    )
+    older = [dict(b) for b in posted.blocks]
+    older[0] = {**older[0], "block_id": 'email_sync:[40,0,["Keap"]]'}
+    assert listed_differences(report_after_push(older, 1, Notice(ADMIN, "pushed")).blocks) == [difference(2)]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from bot.db import Database, current_revision, make_engine, upgrade
 from bot.models import ActionAttempt, Base, Customer, Order
@@ -165,7 +165,9 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     db.upgrade()
 
     assert current_revision(db.engine) == "0009"
-    assert _row_counts(db) == before and before["orders"] == 1 and before["customer_search_terms"] > 0
+    after = _row_counts(db)
+    assert {table: after[table] for table in before} == before
+    assert before["orders"] == 1 and before["customer_search_terms"] > 0
     long_email = "a" * 500 + "@example.com"
     with db.session() as s:
         s.get(Customer, customer_id).email = long_email
@@ -174,8 +176,11 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
 
 
 def _row_counts(db) -> dict[str, int]:
+    """Rows per table, for the tables the database has (a later release's are not there yet)."""
     with db.engine.connect() as connection:
+        present = set(inspect(connection).get_table_names())
         return {
             table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
             for table in Base.metadata.sorted_tables
+            if table.name in present
         }

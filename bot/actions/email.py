@@ -1,5 +1,6 @@
 """A customer's email: changed in our record and in Stripe together (naming the connected CRMs that still hold the
-old address), and pushed from our record to Stripe and the CRMs from the email-sync report."""
+old address, which the change notes for the email check), and pushed from our record to Stripe and the CRMs from
+the email-sync report."""
 
 from __future__ import annotations
 
