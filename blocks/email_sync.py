@@ -2,7 +2,8 @@
 
 The message carries what it needs to redraw itself after a push: each button's value holds its customer's row
 of the report, and the header's block_id holds how many customers were compared, how many more differ than are
-listed, and the CRMs connected. So a click never has to run the whole check again.
+listed, the CRMs connected, how many customers they were asked about and how many wait for the next check. So a
+click never has to run the whole check again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ MOST_LISTED = 20  # customers listed in one message; the rest are counted ("and 
 SECTIONS_TEXT = MESSAGE_BLOCK_TEXT - 2_500
 BUTTON_VALUE = 2000  # Slack's limit on a button's value
 
-_HEADER = "email_sync:"  # block_id prefix of the header; the rest is JSON [checked, hidden, crms]
+# block_id prefix of the header; the rest is JSON [checked, hidden, crms, asked, waiting]
+_HEADER = "email_sync:"
 PROBLEMS = "email_sync_problems"  # block_id of the problems line, kept as is when the report is redrawn
 _SHOWN_EMAIL = 120
 _SHOWN_NAME = 120
@@ -39,10 +41,13 @@ def email_sync_report(
     problems: Sequence[str] = (),
     hidden: int = 0,
     pushed: Notice | None = None,
+    asked: int = 0,
+    waiting: int = 0,
 ) -> Message:
     """The report: a header, one section per customer who differs (at most MOST_LISTED, then "and N more"),
     or an all-clear. `hidden` counts customers who differ but are not in `differences` (a redraw after a
-    push); `pushed` goes on top (who pushed what)."""
+    push); `pushed` goes on top (who pushed what). `asked` counts the customers the CRMs were asked about,
+    `waiting` those left for the next check."""
     listed: list[Block] = []
     size = 0
     for difference in differences[:MOST_LISTED]:
@@ -54,7 +59,7 @@ def email_sync_report(
         size += block_size
     more = hidden + len(differences) - len(listed)
     total = len(differences) + hidden
-    header_id = _HEADER + json.dumps([checked, more, list(crms)], separators=(",", ":"))
+    header_id = _HEADER + json.dumps([checked, more, list(crms), asked, waiting], separators=(",", ":"))
 
     blocks: list[Block] = []
     if pushed:
@@ -65,7 +70,7 @@ def email_sync_report(
         blocks.append(header(title, block_id=header_id[:255]))
         blocks.append(
             context(
-                _compared(checked, crms)
+                _compared(checked, crms, asked, waiting)
                 + md(" Our records are the source of truth: *Push our email* puts ours everywhere else.")
             )
         )
@@ -95,7 +100,7 @@ def email_sync_report(
         text = md("{}. {}", title, line)
         blocks.append(header(title, block_id=header_id[:255]))
         blocks.append(section(line))
-        blocks.append(context(_crms_line(crms)))
+        blocks.append(context(_crms_line(crms, asked, waiting)))
     if problems:
         lines = md("\n").join(md(":warning: {}", escape(one_line(p), 600)) for p in problems[:5])
         blocks.append(_with_id(context(lines), PROBLEMS))
@@ -104,14 +109,17 @@ def email_sync_report(
 
 def report_after_push(blocks: list[dict[str, Any]], customer_id: int, pushed: Notice) -> Message:
     """The report in `blocks` (as Slack sent it back) redrawn without this customer, with a notice on top."""
-    checked, hidden, crms = 0, 0, []
+    checked, hidden, crms, asked, waiting = 0, 0, [], 0, 0
     for block in blocks:
         block_id = block.get("block_id", "")
         if block.get("type") == "header" and block_id.startswith(_HEADER):
-            checked, hidden, crms = json.loads(block_id[len(_HEADER) :])
+            # reports posted before the CRM counts were added carry the first three only
+            checked, hidden, crms, asked, waiting = [*json.loads(block_id[len(_HEADER) :]), 0, 0][:5]
     remaining = [d for d in listed_differences(blocks) if d.customer_id != customer_id]
     problems_block = next((b for b in blocks if b.get("block_id") == PROBLEMS), None)
-    message = email_sync_report(remaining, checked, crms=crms, hidden=hidden, pushed=pushed)
+    message = email_sync_report(
+        remaining, checked, crms=crms, hidden=hidden, pushed=pushed, asked=asked, waiting=waiting
+    )
     if problems_block is not None and not any(b.get("block_id") == PROBLEMS for b in message.blocks):
         return Message(message.text, [*message.blocks, problems_block])
     return message
@@ -195,19 +203,36 @@ def _customer(difference: Difference) -> Block:
     )
 
 
-def _compared(checked: int, crms: Sequence[str]) -> Mrkdwn:
+def _compared(checked: int, crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
     line = md("Compared {} with Stripe", plural(checked, "customer"))
     if crms:
-        line += md(", and looked up those who differ in {}", escape(", ".join(crms), 200))
-    return line + md(".")
+        line += md(", and {}", _asked(crms, asked, waiting))
+    return line + md(".") + _waiting(waiting, asked)
 
 
-def _crms_line(crms: Sequence[str]) -> Mrkdwn:
+def _crms_line(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
     if not crms:
         return md("No CRMs are connected, so only Stripe was compared.")
     return md(
-        "CRMs connected: {} (looked up for customers whose Stripe email differs).",
-        escape(", ".join(crms), 200),
+        "CRMs connected: {}; {}.", escape(", ".join(crms), 200), _asked(crms, asked, waiting)
+    ) + _waiting(waiting, asked)
+
+
+def _asked(crms: Sequence[str], asked: int, waiting: int) -> Mrkdwn:
+    names = escape(", ".join(crms), 200)
+    if asked:
+        return md("asked {} about the {} whose email changed", names, plural(asked, "customer"))
+    if waiting:
+        return md("{} could not be asked this time", names)
+    return md("no email changed that {} had to be asked about", names)
+
+
+def _waiting(waiting: int, asked: int) -> Mrkdwn:
+    if not waiting:
+        return md("")
+    return md(
+        " The next check asks about {} whose email changed.",
+        plural(waiting, "more customer" if asked else "customer"),
     )
 
 

@@ -458,3 +458,26 @@ class ImportProgress(Base):
     cursor: Mapped[str | None] = mapped_column(String(255))  # the last object id done; None before the first
     finished: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime]
+
+
+class OldEmail(Base):
+    """An address of a customer's other than the one in our record: one our record held before a change (from
+    Slack or synced from Stripe), or one Stripe held when the email check found it differing. The email check
+    asks the CRMs about the customer while a row of theirs is `due`, and a full check sets every row due again.
+
+    Rows are only added, never rewritten by a change: each change is a row of its own with a larger id, and the
+    check clears `due` only on the rows it read, so a change made while a check runs is never cleared unseen."""
+
+    __tablename__ = "old_emails"
+    # The check reads the due rows (few, usually), a customer at a time, and a customer's rows by customer.
+    __table_args__ = (
+        Index("ix_old_emails_due", "due", "customer_id"),
+        Index("ix_old_emails_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(STRIPE_EMAIL_LENGTH))
+    noted_at: Mapped[datetime]
+    due: Mapped[bool] = mapped_column(default=True)
+    looked_at: Mapped[datetime | None]  # when the check last asked the CRMs about this customer

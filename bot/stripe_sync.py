@@ -27,6 +27,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bot import order_book
+from bot.crm import same_email
+from bot.email_sync import note_old_email
 from bot.models import (
     Customer,
     Order,
@@ -184,6 +186,8 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     name = stripe_text(obj.get("name") or "", Customer.name)
     email = stripe_text(obj.get("email") or "", Customer.email)
     renamed = (customer.name, customer.email) != (name, email)
+    if not created and not same_email(customer.email, email):  # the email check asks CRMs about the old one
+        note_old_email(session, customer.id, customer.email, _now())
     customer.name, customer.email = name, email
     method = (obj.get("invoice_settings") or {}).get("default_payment_method") or obj.get("default_source")
     method_id = ref_id(method)

@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         "emails with Stripe and the CRMs and post the report; settle-unanswered: ask Stripe about requests "
         "whose answer was lost",
     )
+    command["run-job"].add_argument(
+        "--full",
+        action="store_true",
+        help="email-sync only: ask the CRMs about every customer with an old address on record, not only those "
+        "whose email changed since the last check (spread over runs: each asks the CRMs at most 1,000 times)",
+    )
     db_sub = command["db"].add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply the migrations not yet applied, and say which")
     args = parser.parse_args(argv)
@@ -148,6 +154,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command in ("scheduler", "run-job"):
         from runtime.jobs import STRIPE_JOBS, scheduled_jobs
 
+        if args.command == "run-job" and args.full and args.job != "email-sync":
+            raise ValueError(f"--full is for the email-sync job only, not {args.job}")
         if args.command == "run-job" and args.job in STRIPE_JOBS and not settings.stripe_api_key:
             raise MissingSetting(
                 "STRIPE_API_KEY", f"the {args.job} job asks Stripe, so it needs the Stripe key"
@@ -158,7 +166,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
             if args.job == "email-sync":  # the one that can take minutes: it lists every Stripe customer
                 with Progress() as progress:
-                    print(jobs[args.job](progress=progress))
+                    print(jobs[args.job](progress=progress, full=args.full))
             else:
                 print(jobs[args.job]())
             return 0

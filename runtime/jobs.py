@@ -248,9 +248,13 @@ def run_email_sync(
     channel: str,
     settings: Settings,
     *,
+    full: bool = False,
     progress: Callable[[str, int], None] | None = None,
+    stopping: threading.Event | None = None,
 ) -> int:
-    """Compare every customer's email with Stripe's and the CRMs', and post one report; returns how many differ."""
+    """Compare every customer's email with Stripe's, ask the CRMs about the customers whose email changed (on a
+    `full` run, every customer with an old address), and post one report; returns how many differ. When
+    `stopping` is set, the report says what was found so far and the rest waits for the next run."""
     from blocks.email_sync import email_sync_report
     from bot.crm import crms_from_settings
     from bot.email_sync import check_emails
@@ -260,10 +264,27 @@ def run_email_sync(
         if settings.stripe_api_key
         else None
     )
-    check = check_emails(db, gateway, crms_from_settings(settings), progress=progress)
-    message = email_sync_report(check.differences, check.checked, crms=check.crms, problems=check.problems)
+    check = check_emails(
+        db, gateway, crms_from_settings(settings), full=full, progress=progress, stopping=stopping
+    )
+    message = email_sync_report(
+        check.differences,
+        check.checked,
+        crms=check.crms,
+        problems=check.problems,
+        asked=check.asked,
+        waiting=check.waiting,
+    )
     client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
-    logger.info("email sync: %s of %s customers differ", len(check.differences), check.checked)
+    logger.info(
+        "email sync%s: %s of %s customers differ; CRMs asked about %s (%s requests), %s for the next run",
+        " (full)" if full else "",
+        len(check.differences),
+        check.checked,
+        check.asked,
+        check.calls,
+        check.waiting,
+    )
     return len(check.differences)
 
 
@@ -295,8 +316,8 @@ def scheduled_jobs(settings: Settings) -> dict[str, Callable[..., object]]:
     actions = actions_for(settings, db, client)
     jobs: dict[str, Callable[..., object]] = {
         "missed-payments": lambda stopping=None: run_missed_payments(db, client, channel, stopping=stopping),
-        "email-sync": lambda stopping=None, progress=None: run_email_sync(
-            db, client, channel, settings, progress=progress
+        "email-sync": lambda stopping=None, progress=None, full=False: run_email_sync(
+            db, client, channel, settings, full=full, progress=progress, stopping=stopping
         ),
         "settle-unanswered": lambda stopping=None: run_settle_unanswered(actions.settler),
     }

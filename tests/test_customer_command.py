@@ -201,7 +201,11 @@ def test_order_record_shows_items_address_card_refunds_and_its_payments(harness)
     assert f"Order #{number}" in text
     assert "1 × Pro Membership, March · $29.00" in text
     assert "2 × Sticker pack at $3.00 · $6.00" in text
-    assert "*Total paid*\n$35.00" in text and "*Refunded*\n$3.00" in text and "*Still refundable*\n$32.00" in text
+    assert (
+        "*Total paid*\n$35.00" in text
+        and "*Refunded*\n$3.00" in text
+        and "*Still refundable*\n$32.00" in text
+    )
     assert "*Status*\nPartially refunded" in text
     assert "12 Rue de la Paix" in text and "75002 Paris" in text and "FR" in text
     assert "Visa •••• 4242" in text

@@ -1,5 +1,6 @@
 """A customer's email: changed in our record and in Stripe together (naming the connected CRMs that still hold the
-old address), and pushed from our record to Stripe and the CRMs from the email-sync report."""
+old address, which the change notes for the email check), and pushed from our record to Stripe and the CRMs from
+the email-sync report."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.actions.permission import Permission
 from bot.actions.stripe_access import StripeAccess, StripeSide
 from bot.crm import Crm, CrmError, distinct_emails, same_email
 from bot.db import Database
+from bot.email_sync import note_old_email
 from bot.naming import shown_name
 from bot.records import customer_row, last_change
 from bot.search import index_customer
@@ -91,9 +93,14 @@ class EmailChanges(Family):
         return self.ledger.perform(intent, problems)
 
     def _crms_holding(self, old_email: str) -> str:
-        """Which connected CRMs still have the old address: the email check's push changes them."""
+        """What the result says of the other systems: which connected CRMs still have the old address (the next
+        email check lists this customer with a push button for them: the change notes the old address for it),
+        or, with no CRM connected, that any other system is for people to update."""
         if not self.crms:
-            return "; no CRMs are connected to the bot, so no other system holds the old address"
+            return (
+                "; no CRMs are connected to the bot, so any other system that has the old address "
+                "must be updated by hand"
+            )
         holding, unasked = [], []
         for crm in self.crms:
             try:
@@ -103,11 +110,14 @@ class EmailChanges(Family):
                 unasked.append(crm.name)
         if holding:
             verb = "has" if len(holding) == 1 else "have"
-            text = f"; {_and(holding)} still {verb} the old address (push it from the email check)"
+            text = (
+                f"; {_and(holding)} still {verb} the old address: the next email check lists this customer "
+                "with a Push our email button to change it there"
+            )
         else:
             text = "; no connected CRM has the old address"
         if unasked:
-            text += f" ({_and(unasked)} could not be asked)"
+            text += f" ({_and(unasked)} could not be asked; the next email check asks again)"
         return text
 
     # Pushing from the email-sync report ---------------------------------------------------------------------
@@ -215,6 +225,8 @@ class EmailEffect(StripeSide):
 
     def record(self, session: Session, made: Made, now: datetime) -> None:
         customer = customer_row(session, self.customer_id)
+        if not same_email(customer.email, self.request["email"]):  # the email check asks the CRMs about it
+            note_old_email(session, customer.id, customer.email, now)
         customer.email = self.request["email"]
         index_customer(session, customer)
 
