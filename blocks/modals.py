@@ -29,8 +29,10 @@ from bot.viewmodels import (
     EMAIL_LENGTH,
     REFUND_NOTE_LENGTH,
     EmailForm,
+    FailedBill,
     NewOrderForm,
     NewOrderRequest,
+    PauseForm,
     RecurringRecord,
     RecurringSummary,
     RefundQuote,
@@ -45,6 +47,7 @@ WHOLE_ORDER_REFUND_FORM = "whole_order_refund_form"
 WHOLE_ORDER_REFUND_CONFIRM = "whole_order_refund_confirm"
 CANCEL_FORM = "cancel_form"
 PAUSE_FORM = "pause_form"
+PAUSE_RETRY = "pause_retry"  # the answer to a pause whose failed bill was left undone: Try again
 NEXT_BILL_DATE_FORM = "next_bill_date_form"
 PLAN_STATUS_FORM = "plan_status_form"
 NEW_ORDER_FORM = "new_order_form"
@@ -53,6 +56,7 @@ CHANGE_EMAIL_FORM = "change_email_form"
 
 ORDER, AMOUNT, REASON, NOTE = "order", "amount", "reason", "note"
 WHEN, RESUMES_AT, NEXT_BILL_DATE, STATUS = "when", "resumes_at", "next_bill_date", "status"
+FAILED_BILL = "failed_bill"
 PRODUCT, DESCRIPTION, CURRENCY, QUANTITY, EMAIL = "product", "description", "currency", "quantity", "email"
 
 REASON_LABELS = {
@@ -381,8 +385,33 @@ def cancel_form(record: RecurringRecord, metadata: str) -> dict:
     )
 
 
-def pause_form(record: RecurringRecord, first_day: date, metadata: str) -> dict:
-    """`first_day`: the first resume date the form accepts; it offers a month later."""
+# What the pause form offers for a bill that already failed (bot.actions.recurring.BILL_CHOICES), one bill or several:
+# (label, what it does), each within an option's 75 characters.
+BILL_CHOICES = {
+    "keep_retrying": (
+        ("Keep retrying it", "Stripe goes on trying the card as scheduled"),
+        ("Keep retrying them", "Stripe goes on trying the card as scheduled"),
+    ),
+    "void": (
+        ("Stop retrying it: void the bill", "Stripe stops; the customer no longer owes it"),
+        ("Stop retrying them: void the bills", "Stripe stops; the customer no longer owes them"),
+    ),
+    "mark_uncollectible": (
+        ("Mark it uncollectible (written off)", "Stripe stops retrying; it stays owed"),
+        ("Mark them uncollectible (written off)", "Stripe stops retrying; they stay owed"),
+    ),
+}
+
+
+def _bill_option(value: str, several: bool) -> Option:
+    label, does = BILL_CHOICES[value][several]
+    return Option(text=plain(label, 75), value=value, description=plain(does, 75))
+
+
+def pause_form(offered: PauseForm, first_day: date, metadata: str) -> dict:
+    """`first_day`: the first resume date the form accepts; it offers a month later. A failed bill that Stripe
+    is still retrying gets a choice of its own: pausing stops new bills, not that one."""
+    record = offered.record
     item, customer_name = record.summary, record.customer_name
     blocks: list[Block] = [
         section(_recurring_heading(item, customer_name)),
@@ -407,11 +436,38 @@ def pause_form(record: RecurringRecord, first_day: date, metadata: str) -> dict:
             hint="Used when pausing until a date.",
             optional=True,
         ),
+    ]
+    if offered.failed_bills:
+        several = len(offered.failed_bills) > 1
+        blocks += [
+            section(_failed_bills_text(offered.failed_bills, offered.more_failed_bills)),
+            _input(
+                FAILED_BILL,
+                "The failed bills" if several else "The failed bill",
+                RadioButtonsElement(
+                    action_id=FAILED_BILL,
+                    options=[_bill_option(value, several) for value in BILL_CHOICES],
+                    initial_option=_bill_option("keep_retrying", several),
+                ),
+            ),
+        ]
+    blocks.append(
         context(
             md("While paused, Stripe does not charge: bills that fall due are voided, not collected later.")
-        ),
-    ]
+        )
+    )
     return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
+
+
+def _failed_bills_text(bills: list[FailedBill], more: bool) -> Mrkdwn:
+    listed = md(", ").join(md("*{}* of {}", money(b.amount), date_token(b.due_at)) for b in bills)
+    if len(bills) == 1:
+        text = md(":warning: A bill already failed and Stripe is retrying it: {}.", listed)
+    else:
+        text = md(":warning: {} bills already failed and Stripe is retrying them: {}.", len(bills), listed)
+    if more:
+        text += md(" (The oldest {}; the others are kept retrying.)", len(bills))
+    return text + md("\nPausing stops new bills, not a bill that already failed: choose what happens to it.")
 
 
 def next_bill_date_form(record: RecurringRecord, first_day: date, metadata: str) -> dict:
@@ -575,23 +631,35 @@ def working(title: str, text: str) -> dict[str, Any]:
     )
 
 
-def pending(title: str, asked: str, why: str) -> dict[str, Any]:
-    """Stripe may have acted and we cannot tell yet: what was asked, and what happens now."""
+def pending(
+    title: str, asked: str, why: str, left: str | None = None, retry: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """Stripe may have acted and we cannot tell yet: what was asked, and what happens now. `left` and `retry`: as
+    in `result`."""
     what = escape(one_line(asked[:1].upper() + asked[1:]), 1200)
-    return _view(
-        "result",
-        title,
-        [section(md(":hourglass_flowing_sand: *{}*: {}", what, escape(why, 1500)))],
-        "",
-        close="Done",
-    )
+    blocks: list[Block] = [section(md(":hourglass_flowing_sand: *{}*: {}", what, escape(why, 1500)))]
+    return _answer(title, blocks, left, retry)
 
 
-def result(title: str, text: str) -> dict[str, Any]:
-    """What an action did: `text` is a plain sentence, escaped here."""
-    return _view(
-        "result", title, [section(md(":white_check_mark: {}", escape(text, 2900)))], "", close="Done"
-    )
+def result(
+    title: str, text: str, left: str | None = None, retry: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """What an action did: `text` is a plain sentence, escaped here. `left`: a part of the request that was not
+    done, in a sentence; with `retry` (the callback_id and metadata of the same request) it offers Try again."""
+    blocks: list[Block] = [section(md(":white_check_mark: {}", escape(text, 2900)))]
+    return _answer(title, blocks, left, retry)
+
+
+def _answer(
+    title: str, blocks: list[Block], left: str | None, retry: tuple[str, str] | None
+) -> dict[str, Any]:
+    if left is None:
+        return _view("result", title, blocks, "", close="Done")
+    blocks.append(section(md(":warning: {}", escape(left, 2900))))
+    if retry is None:
+        return _view("result", title, blocks, "", close="Done")
+    callback_id, metadata = retry
+    return _view(callback_id, title, blocks, metadata, submit="Try again", close="Done")
 
 
 def unshown(title: str) -> dict[str, Any]:

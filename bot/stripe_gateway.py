@@ -1,4 +1,5 @@
-"""The one place the bot talks to Stripe: refunds, off-session charges, subscription changes and customer emails.
+"""The one place the bot talks to Stripe: refunds, off-session charges, subscription changes, a subscription's failed
+bills (void, write off) and customer emails.
 
 Every call goes through stripe-python's `StripeClient` with the API version pinned (`API_VERSION`). Every write
 carries the idempotency key its caller derived from our own rows, so a retry (ours, or a person clicking twice)
@@ -586,6 +587,30 @@ class StripeGateway:
         so the subscription shows `trialing` meanwhile: show it as "next bill date moved", not as a trial."""
         params: dict[str, Any] = {"trial_end": _unix(when), "proration_behavior": "none"}
         return self._update_subscription("move next bill date", subscription_id, params, idempotency_key)
+
+    # -- a subscription's bills (invoices): each answers the invoice as Stripe now has it --
+
+    def void_invoice(self, invoice_id: str, *, idempotency_key: str) -> Obj:
+        """Stop collecting an open (or uncollectible) bill for good: Stripe no longer retries it and the customer
+        owes nothing on it. It cannot be undone."""
+        options = self._write_options(idempotency_key)
+        invoice = self._call(
+            "invoice void",
+            "invoice",
+            lambda: self._client.v1.invoices.void_invoice(invoice_id, options=options),
+        )
+        return _as_dict(invoice)
+
+    def mark_invoice_uncollectible(self, invoice_id: str, *, idempotency_key: str) -> Obj:
+        """Write an open bill off as bad debt: Stripe no longer retries it, and it stays owed (the customer may
+        still pay it, or it may be voided later)."""
+        options = self._write_options(idempotency_key)
+        invoice = self._call(
+            "invoice write-off",
+            "invoice",
+            lambda: self._client.v1.invoices.mark_uncollectible(invoice_id, options=options),
+        )
+        return _as_dict(invoice)
 
     # -- customers --
 

@@ -247,6 +247,25 @@ class RecurringRecord:
 
 
 @dataclass(frozen=True)
+class FailedBill:
+    """A bill of a subscription or plan whose payment failed and that Stripe is still retrying."""
+
+    payment_id: int
+    amount: Money
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class PauseForm:
+    """What the Pause payments form is about: the record, and the failed bills it asks what to do with (the
+    oldest first; `more_failed_bills` when there are more than the form handles at once)."""
+
+    record: RecurringRecord
+    failed_bills: list[FailedBill] = field(default_factory=list)
+    more_failed_bills: bool = False
+
+
+@dataclass(frozen=True)
 class OrderLineView:
     description: str
     quantity: int

@@ -20,7 +20,8 @@ from commands.replies import failure_message
 
 
 def notice_of(actor: str, outcome: Done | Pending) -> Notice:
-    return Notice(actor, outcome.summary, pending=isinstance(outcome, Pending))
+    said = f"{outcome.summary}. {outcome.left.rstrip('.')}" if outcome.left else outcome.summary
+    return Notice(actor, said, pending=isinstance(outcome, Pending))
 
 
 def answer_working(ack: Ack, view: dict, title: str, working: str, logger: logging.Logger) -> None:
@@ -44,9 +45,12 @@ def act_and_tell(
     client: WebClient,
     records: Records,
     logger: logging.Logger,
+    retry: tuple[str, Callable[[Form], str]] | None = None,
 ) -> None:
     """Do `act(form, actor)` for the modal `view` submitted, and tell: the record, then the modal. Whatever
-    happens, the modal leaves its "working" view: with the outcome, or with why it cannot be shown."""
+    happens, the modal leaves its "working" view: with the outcome, or with why it cannot be shown. `retry`: the
+    callback_id and the metadata (from the form) of a view that asks for the very same request again, offered
+    when part of it was left undone."""
     actor = body["user"]["id"]
     try:
         form = Form.decode(view["private_metadata"])
@@ -67,10 +71,23 @@ def act_and_tell(
             )
         except Exception:  # the action's outcome stands; the record catches up when it is opened again
             logger.exception("could not update the record after %s", title)
+    again = (retry[0], retry[1](form)) if retry and outcome.left else None
     if isinstance(outcome, Pending):
-        _show(client, view, title, lambda: modals.pending(title, outcome.summary, outcome.why), logger)
+        _show(
+            client,
+            view,
+            title,
+            lambda: modals.pending(title, outcome.summary, outcome.why, outcome.left, again),
+            logger,
+        )
     else:
-        _show(client, view, title, lambda: modals.result(title, _sentence(outcome.summary)), logger)
+        _show(
+            client,
+            view,
+            title,
+            lambda: modals.result(title, _sentence(outcome.summary), outcome.left, again),
+            logger,
+        )
 
 
 def _show(

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import date
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from blocks import ids, modals
 from bot.actions import recurring as changes
-from bot.actions.outcomes import Problems
+from bot.actions.outcomes import Done, Pending, Problems
 from bot.actions.recurring import SubscriptionChanges
 from bot.records import Records
-from bot.viewmodels import RecurringRecord, parse_record_value, parse_seen
+from bot.viewmodels import BadValue, RecurringRecord, parse_record_value, parse_seen
 from commands.acting import act_and_tell, answer_working, notice_of
-from commands.forms import Form, picked_date, selected
+from commands.forms import Form, StaleForm, picked_date, selected
 from commands.records import render_record
 from commands.replies import ephemeral, failure_message, telling_the_user
 
@@ -62,15 +63,18 @@ def open_pause_form(
 ) -> None:
     ack()
     with telling_the_user(ack, respond, logger):
-        first_day = subscriptions.first_day()
-        _open_form(
+        recurring_id, back = parse_record_value(action.get("value", ""))
+        offered = subscriptions.pause_form(body["user"]["id"], recurring_id, back)
+        form = Form.opened_from(
             body,
-            action,
-            client,
-            subscriptions,
-            changes.PAUSE,
-            lambda r, meta: modals.pause_form(r, first_day, meta),
+            ("recurring", recurring_id),
+            back,
+            id=recurring_id,
+            seen=offered.record.fingerprint,
+            bills=[bill.payment_id for bill in offered.failed_bills],
         )
+        view = modals.pause_form(offered, subscriptions.first_day(), form.encode())
+        client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def open_bill_date_form(
@@ -144,10 +148,32 @@ def cancel(
     )
 
 
-def _pause_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
+def _bills_seen(form: Form) -> list[int]:
+    """The failed bills the pause form showed (payment ids, kept in its memory)."""
+    bills = form.data.get("bills", [])
+    if not isinstance(bills, list) or not all(type(b) is int for b in bills):
+        raise BadValue("the pause form's bills")
+    return bills
+
+
+def _pause_request(view: dict) -> tuple[date | None, bool, str | None]:
+    """(resume date, pausing until a date, what to do with the failed bills) as the pause form was filled in."""
     values = view["state"]["values"]
     until_a_date = selected(values, modals.WHEN) == "until_date"
-    return changes.pause_problems(until_a_date, picked_date(values, modals.RESUMES_AT), subscriptions.today())
+    resumes_on = picked_date(values, modals.RESUMES_AT)
+    return resumes_on, until_a_date, selected(values, modals.FAILED_BILL)
+
+
+def _pause_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
+    resumes_on, until_a_date, bill = _pause_request(view)
+    try:
+        bills = _bills_seen(Form.decode(view["private_metadata"]))
+    except (StaleForm, BadValue):
+        bills = []  # told when the form is acted on
+    return {
+        **changes.pause_problems(until_a_date, resumes_on, subscriptions.today()),
+        **changes.failed_bill_problems(bill, bills),
+    }
 
 
 def start_pause(ack: Ack, view: dict, logger: logging.Logger, subscriptions: SubscriptionChanges) -> None:
@@ -164,21 +190,83 @@ def pause(
 ) -> None:
     if _pause_problems(view, subscriptions):
         return  # the person was shown the problems and the form stays open
-    values = view["state"]["values"]
-    resumes_on = (
-        picked_date(values, modals.RESUMES_AT) if selected(values, modals.WHEN) == "until_date" else None
+    resumes_on, until_a_date, bill = _pause_request(view)
+    _pause(
+        body,
+        view,
+        client,
+        logger,
+        subscriptions,
+        records,
+        lambda _form: (resumes_on if until_a_date else None, bill),
     )
+
+
+Asked = Callable[[Form], tuple[date | None, str | None]]  # (resume date, the failed bills' choice) of a form
+
+
+def _pause(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+    asked: Asked,
+) -> None:
+    def act(form: Form, actor: str) -> Done | Pending:
+        resumes_on, bill = asked(form)
+        return subscriptions.pause(
+            actor,
+            form.data["id"],
+            resumes_on=resumes_on,
+            seen=form.data["seen"],
+            bill=bill,
+            bills_seen=_bills_seen(form),
+        )
+
+    def again(form: Form) -> str:
+        """The very same request, kept for Try again: the pause as asked and the bills' choice."""
+        resumes_on, bill = asked(form)
+        return form.add(resumes_on=resumes_on.isoformat() if resumes_on else None, bill=bill).encode()
+
     act_and_tell(
         "Pause payments",
-        lambda form, actor: subscriptions.pause(
-            actor, form.data["id"], resumes_on=resumes_on, seen=form.data["seen"]
-        ),
+        act,
         body=body,
         view=view,
         client=client,
         records=records,
         logger=logger,
+        retry=(modals.PAUSE_RETRY, again),
     )
+
+
+def _asked_again(form: Form) -> tuple[date | None, str | None]:
+    """The request a Try again view keeps (see `again` above)."""
+    try:
+        resumes_on = form.data["resumes_on"]
+        bill = form.data["bill"]
+        return (date.fromisoformat(resumes_on) if resumes_on else None), bill
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadValue("the pause to try again") from error
+
+
+def start_pause_retry(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    _working(ack, view, logger, "Pause payments", "Trying again…", {})
+
+
+def retry_pause(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    """Try again, from the answer to a pause that left part undone: the very same request, so what was done is
+    answered as done and only what was not is sent."""
+    _pause(body, view, client, logger, subscriptions, records, _asked_again)
 
 
 def _bill_date_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
@@ -290,5 +378,6 @@ def register(app: App) -> None:
     app.action(ids.pattern(ids.RESUME_PAYMENTS))(ack=answer_resume, lazy=[resume])
     app.view(modals.CANCEL_FORM)(ack=start_cancel, lazy=[cancel])
     app.view(modals.PAUSE_FORM)(ack=start_pause, lazy=[pause])
+    app.view(modals.PAUSE_RETRY)(ack=start_pause_retry, lazy=[retry_pause])
     app.view(modals.NEXT_BILL_DATE_FORM)(ack=start_bill_date, lazy=[move_bill_date])
     app.view(modals.PLAN_STATUS_FORM)(ack=start_plan_status, lazy=[change_plan_status])

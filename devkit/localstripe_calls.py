@@ -10,6 +10,11 @@
   `cancel_at`/`canceled_at`. Cancelling now sets `canceled_at` and `ended_at`. A canceled subscription takes no
   other change. The current billing period (on the subscription and, as in API versions since 2025-03-31, on each
   item) is the one containing now, counted from the billing cycle anchor, whole `interval_count` intervals.
+- Invoices: `POST /v1/invoices/{id}/void` takes an open or uncollectible invoice, as Stripe does, and ends the
+  subscription only when the invoice is its first one, still unpaid (`incomplete` → `incomplete_expired`); localstripe
+  ended the subscription whichever invoice was voided. `POST /v1/invoices/{id}/mark_uncollectible` takes an open
+  invoice and answers it `uncollectible` (`status_transitions.marked_uncollectible_at`); it can still be voided.
+  Others are refused as Stripe refuses them (400).
 - Idempotency, when the server is started with it (`idempotency()`): a POST's `Idempotency-Key` answers the
   same parameters with the first answer again for 24 hours (`Idempotent-Replayed: true`), other parameters with
   400 `idempotency_error`, and a key still being worked on with 409. As Stripe does, only answers of a request
@@ -251,6 +256,59 @@ def _cancel_subscription(cls, id):
     return subscription
 
 
+# --- invoices ---------------------------------------------------------------------------------------------------
+
+_original_invoice_status = resources.Invoice.status
+
+
+def _invoice_status(invoice) -> str:
+    status = _original_invoice_status.fget(invoice)
+    return "uncollectible" if status == "open" and invoice.__dict__.get("_uncollectible") else status
+
+
+def _void_invoice(cls, id, **kwargs):
+    if kwargs:
+        raise _invalid(f"Received unknown parameter: {sorted(kwargs)[0]}")
+    invoice = resources.Invoice._api_retrieve(id)
+    if invoice.status not in ("open", "uncollectible"):
+        raise _invalid("You can only pass in open invoices. This invoice isn't open.")
+    if invoice.payment_intent:
+        intent = resources.PaymentIntent._api_retrieve(invoice.payment_intent)
+        if intent.status not in ("canceled", "succeeded"):
+            resources.PaymentIntent._api_cancel(invoice.payment_intent)
+    invoice._voided = True
+    invoice.status_transitions["voided_at"] = _now()
+    if invoice.subscription:
+        subscription = resources.Subscription._api_retrieve(invoice.subscription)
+        if subscription.status == "incomplete":  # its first invoice: Stripe lets the subscription expire
+            subscription._on_initial_payment_voided(invoice)
+    return invoice
+
+
+def _mark_uncollectible(cls, id, **kwargs):
+    if kwargs:
+        raise _invalid(f"Received unknown parameter: {sorted(kwargs)[0]}")
+    invoice = resources.Invoice._api_retrieve(id)
+    if invoice.status != "open":
+        raise _invalid("You can only mark open invoices as uncollectible.")
+    invoice._uncollectible = True
+    invoice.status_transitions["marked_uncollectible_at"] = _now()
+    return invoice
+
+
+def _teach_invoices() -> None:
+    resources.Invoice.status = property(_invoice_status)
+    resources.Invoice._uncollectible = False
+    void = classmethod(_void_invoice).__get__(None, resources.Invoice)
+    uncollectible = classmethod(_mark_uncollectible).__get__(None, resources.Invoice)
+    routes = [route for route in resources.extra_apis if route[:2] != ("POST", "/v1/invoices/{id}/void")]
+    routes += [
+        ("POST", "/v1/invoices/{id}/void", void),
+        ("POST", "/v1/invoices/{id}/mark_uncollectible", uncollectible),
+    ]
+    resources.extra_apis[:] = routes
+
+
 # --- billing periods --------------------------------------------------------------------------------------------
 
 
@@ -384,6 +442,7 @@ def patch() -> None:
     resources.Subscription.pause_collection = property(_pause_collection)
     resources.Subscription._pause = None
     resources.SubscriptionItem._current_period = _current_period
+    _teach_invoices()
     resources.SubscriptionItem.current_period_start = property(lambda item: item._current_period()["start"])
     resources.SubscriptionItem.current_period_end = property(lambda item: item._current_period()["end"])
 

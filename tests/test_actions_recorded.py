@@ -180,6 +180,30 @@ def test_plan_status_paused_then_active(acting, recorder):
         assert s.get(Recurring, plan_id).status == "paused"
 
 
+def test_a_plan_paused_from_change_status_keeps_its_failed_bill_retried_and_says_so(acting, recorder):
+    plan_id, record = open_plan(acting)
+    with acting.db.session() as s:
+        make.payment(s, s.get(Recurring, plan_id), "failed").stripe_invoice_id = "in_123"
+    recorder.respond(subscription_body("sub_123", pause_collection={"behavior": "void", "resumes_at": None}))
+
+    acting.person.click(record, f"change_plan_status-{plan_id}")
+    form = acting.slack.latest_view()
+    acting.person.submit(form, {"status": "paused"})
+
+    assert "the failed $50.00 bill of Jan 15, 2026 is still retried by Stripe" in result_text(
+        acting, form["id"]
+    )
+    assert [r.path for r in recorder.requests] == ["/v1/subscriptions/sub_123"], "the bill is left as it was"
+
+
+def test_the_pause_form_without_a_failed_bill_is_as_it_was(acting, recorder):
+    plan_id, record = open_plan(acting)
+    acting.person.click(record, f"pause_payments-{plan_id}")
+    form = acting.slack.latest_view()
+
+    assert [b.get("block_id") for b in form["blocks"] if b["type"] == "input"] == ["when", "resumes_at"]
+
+
 def start_refund_that_stripe_never_answers(acting: Harness, recorder: RecordingHTTPClient):
     with acting.db.session() as s:
         jane = make.customer(s)

@@ -18,7 +18,13 @@ from bot.actions.email import EmailChanges, EmailEffect
 from bot.actions.ledger import IN_FLIGHT, Ledger
 from bot.actions.new_orders import ChargeEffect, NewOrders
 from bot.actions.permission import Permission
-from bot.actions.recurring import CHANGES, SubscriptionChanges, SubscriptionEffect
+from bot.actions.recurring import (
+    BILL_CHANGES,
+    CHANGES,
+    FailedBillEffect,
+    SubscriptionChanges,
+    SubscriptionEffect,
+)
 from bot.actions.refunds import RefundEffect, Refunds
 from bot.actions.settling import Settler
 from bot.actions.stripe_access import StripeAccess
@@ -62,6 +68,7 @@ def build_actions(
         "new_order": partial(ChargeEffect.of, gateway),
         "change_email": partial(EmailEffect.of, gateway),
         **dict.fromkeys(CHANGES, partial(SubscriptionEffect.of, gateway)),
+        **dict.fromkeys(BILL_CHANGES, partial(FailedBillEffect.of, gateway)),
     }
     ledger = Ledger(db, audit, clock, effects, in_flight=in_flight)
     refunds = Refunds(db, ledger, permission, stripe, clock)

@@ -46,6 +46,9 @@ class Done:
     customer_id: int
     record: Record  # the record to show afterwards
     already: bool = False  # an identical earlier request had already done it
+    # A part of the request that was not done (Stripe refused it, or it waits for a part still being confirmed):
+    # what, why, and what asking again does, in a sentence. Asking for the very same request again does only that.
+    left: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,4 @@ class Pending:
     record: Record
     why: str  # a sentence: what happened, and what the person should (not) do
     stripe_id: str | None = None  # Stripe's object, when Stripe said yes but our records could not be updated
+    left: str | None = None  # as Done.left

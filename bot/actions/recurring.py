@@ -1,25 +1,36 @@
 """Changing a subscription or payment plan: cancel (now or at the period's end), pause payments (until a date or
-until resumed), resume them, move the next bill date, and a payment plan's status, which is one of those."""
+until resumed), resume them, move the next bill date, and a payment plan's status, which is one of those.
+
+Pausing stops the bills that fall due while paused (Stripe voids them), not a bill that already failed: Stripe goes
+on retrying that one. So the pause says what happens to such a bill: kept retrying (the default: it moves no money
+and loses nothing), voided (Stripe stops retrying it and the customer no longer owes it), or marked uncollectible
+(written off: Stripe stops retrying it; it stays owed). Each bill voided or written off is an attempt of its own in
+the ledger, after the pause's (see `SubscriptionChanges.pause`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.actions.audit import AuditEntry
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
-from bot.actions.outcomes import Done, Invalid, Pending, Problems
+from bot.actions.outcomes import Done, Failed, Invalid, Pending, Problems
 from bot.actions.stripe_access import StripeSide
-from bot.models import Recurring
+from bot.models import Payment, PaymentStatus, Recurring
+from bot.money import Money
 from bot.records import RecordNotFound, recurring_record
-from bot.stripe_gateway import StripeGateway
-from bot.stripe_sync import apply_subscription_state
-from bot.viewmodels import CardState, RecurringRecord
+from bot.stripe_gateway import StripeFailure, StripeGateway
+from bot.stripe_sync import Fetch, Gathered, Gone, NotGathered, apply_subscription_state, sync_invoice
+from bot.viewmodels import CardState, FailedBill, PauseForm, RecurringRecord
+
+logger = logging.getLogger(__name__)
 
 # A payment plan's statuses, as its Change status form offers them, and in words.
 PLAN_STATUSES = ("active", "paused", "canceled_period_end", "canceled_now")
@@ -39,10 +50,39 @@ CANCEL, PAUSE, RESUME, REACTIVATE, MOVE_BILL_DATE = (
 )
 CHANGES = (CANCEL, PAUSE, RESUME, REACTIVATE, MOVE_BILL_DATE)
 
+# What a pause does with a bill that already failed, as the pause form offers it (keep retrying is the default),
+# and the ledger's action for each of the other two: one attempt per bill.
+KEEP_RETRYING, STOP_RETRYING, WRITE_OFF = "keep_retrying", "void", "mark_uncollectible"
+BILL_CHOICES = (KEEP_RETRYING, STOP_RETRYING, WRITE_OFF)
+VOID_BILL, WRITE_OFF_BILL = "void_failed_bill", "write_off_failed_bill"
+BILL_CHANGES = (VOID_BILL, WRITE_OFF_BILL)
+_BILL_ACTION = {STOP_RETRYING: VOID_BILL, WRITE_OFF: WRITE_OFF_BILL}
+# The invoice's status once each is done, as Stripe shows it.
+_BILL_LEFT_AS = {VOID_BILL: "void", WRITE_OFF_BILL: "uncollectible"}
+# In words, {} being the bill ("$20.00 bill of Jan 1, 2027"): what is asked, what was done, and what was not.
+_BILL_WORDS = {
+    VOID_BILL: ("void the failed {}", "voided the failed {}", "was not voided"),
+    WRITE_OFF_BILL: (
+        "mark the failed {} as uncollectible",
+        "marked the failed {} as uncollectible (written off)",
+        "was not written off",
+    ),
+}
+MAX_FAILED_BILLS = 10  # the failed bills one pause acts on, the oldest first
+
 
 def pause_problems(until_a_date: bool, resumes_on: date | None, today: date) -> Problems:
     if until_a_date and (resumes_on is None or resumes_on <= today):
         return {"resumes_at": "Choose a date after today, or pause until you resume them."}
+    return {}
+
+
+def failed_bill_problems(choice: str | None, bills_seen: Sequence[int]) -> Problems:
+    """`choice`: what to do with the failed bills the form showed (`bills_seen`); None when it showed none."""
+    if choice is None or choice == KEEP_RETRYING:
+        return {}
+    if choice not in BILL_CHOICES or not bills_seen:
+        return {"failed_bill": "Choose one of the choices offered for the failed bill."}
     return {}
 
 
@@ -89,8 +129,36 @@ class SubscriptionChanges(Family):
         )
         return self._change(actor, recurring_id, change, seen)
 
-    def pause(self, actor: str, recurring_id: int, *, resumes_on: date | None, seen: str) -> Done | Pending:
-        problems = pause_problems(resumes_on is not None, resumes_on, self.today())
+    def pause_form(self, actor: str, recurring_id: int, back: CardState | None = None) -> PauseForm:
+        """The record the pause form is about, and its failed bills that Stripe is still retrying."""
+        record = self.form(actor, PAUSE, recurring_id, back)
+        with self.db.session() as session:
+            bills = _failed_bills(session, recurring_id)
+        return PauseForm(record, [b.shown for b in bills[:MAX_FAILED_BILLS]], len(bills) > MAX_FAILED_BILLS)
+
+    def pause(
+        self,
+        actor: str,
+        recurring_id: int,
+        *,
+        resumes_on: date | None,
+        seen: str,
+        bill: str | None = None,
+        bills_seen: Sequence[int] = (),
+    ) -> Done | Pending:
+        """Pause payments, and do `bill` (one of BILL_CHOICES; None: the form showed no failed bill) with the
+        failed bills the form showed (`bills_seen`, payment ids).
+
+        The pause goes to Stripe first, each bill after it. Voiding or writing off a bill cannot be undone, and
+        it belongs to the pause: done first, it would leave a bill given up on a subscription that goes on billing
+        if the pause then failed. This way round, a pause that fails leaves everything as it was, and a bill that
+        fails after the pause leaves that bill as it was, retried as before (the safe default). Each is an attempt
+        of its own, so asking the very same request again (a double click, or Try again) pauses once and voids
+        once: what was done is answered as done, and only what was not is sent."""
+        problems = {
+            **pause_problems(resumes_on is not None, resumes_on, self.today()),
+            **failed_bill_problems(bill, bills_seen),
+        }
         until = f"until {resumes_on:%b %-d, %Y}" if resumes_on else "until resumed"
         resumes_at = datetime.combine(resumes_on, time(), tzinfo=UTC).isoformat() if resumes_on else None
         change = _Change(
@@ -99,7 +167,106 @@ class SubscriptionChanges(Family):
             f"pause payments of {{}} {until}",
             f"paused payments of {{}} {until}",
         )
-        return self._change(actor, recurring_id, change, seen, problems)
+        if bill not in _BILL_ACTION:  # kept retrying: nothing to ask of Stripe for the bill
+            paused = self._change(actor, recurring_id, change, seen, problems)
+            return self._still_retried(paused, recurring_id)
+        self.permission.require(actor, PAUSE, "recurring", recurring_id)
+        with self.db.session() as session:
+            now_failed = _failed_bills(session, recurring_id)[:MAX_FAILED_BILLS]
+            bills = _bills_by_id(session, recurring_id, bills_seen)
+            name = _name(recurring_record(session, recurring_id, None, payments_shown=0))
+        if [b.payment_id for b in now_failed] != list(bills_seen):
+            # Checked before anything is sent; an identical request already under way is answered as it stands
+            # (the ledger's rule), so a double click or a retry is not refused for what its first try did.
+            problems["failed_bill"] = (
+                "The failed bills changed since you opened this form (one was paid, or another failed). "
+                "Close it and open it again."
+            )
+        paused = self._change(actor, recurring_id, change, seen, problems)
+        action = _BILL_ACTION[bill]
+        if isinstance(paused, Pending):
+            asked, _, _ = _BILL_WORDS[action]
+            bills_words = _listed(bills)
+            return replace(
+                paused,
+                why=f"{paused.why} Nothing was done yet to the failed {bills_words}: that waits for the pause.",
+                left=(
+                    f"Try again in a few minutes to {asked.format(bills_words)}: once the pause is confirmed, "
+                    "only that is sent to Stripe; the pause is not sent twice."
+                ),
+            )
+        was_paused = f"payments of {name} were already paused {until}"
+        return self._settle_bills(actor, paused, was_paused, action, bills)
+
+    def _settle_bills(
+        self, actor: str, paused: Done, was_paused: str, action: str, bills: list[_Bill]
+    ) -> Done | Pending:
+        """Void or write off each bill, after the pause succeeded; say exactly which part happened."""
+        recurring_id = paused.record[1]
+        asked, done, not_done = _BILL_WORDS[action]
+        parts = [was_paused if paused.already else paused.summary]
+        all_already = paused.already
+        left: list[str] = []
+        waiting: list[Pending] = []
+        for bill in bills:
+            intent = Intent(
+                actor=actor,
+                action=action,
+                target=("recurring", recurring_id),
+                # The invoice alone: whoever asks, and from whichever form, a bill is voided (or written off) once.
+                identity={"invoice": bill.invoice_id},
+                asked=asked.format(bill.words),
+                done=f"{done.format(bill.words)}: Stripe no longer retries it",
+                customer_id=paused.customer_id,
+                record=paused.record,
+                request={"invoice": bill.invoice_id, "payment": bill.payment_id},
+            )
+            problems = (
+                {}
+                if bill.failed
+                else {"failed_bill": "it is no longer failed (it was paid or voided since)."}
+            )
+            try:
+                outcome = self.ledger.perform(intent, problems)
+            except Invalid as invalid:
+                left.append(f"The failed {bill.words} {not_done}: {invalid.message}")
+                continue
+            except Failed as failed:
+                left.append(
+                    f"The failed {bill.words} {not_done}, so Stripe goes on retrying it: {failed.message} "
+                    f"Try again to {asked.format('bill')}; the pause is not sent again."
+                )
+                continue
+            all_already = all_already and isinstance(outcome, Done) and outcome.already
+            if isinstance(outcome, Pending):
+                waiting.append(outcome)
+            elif outcome.already:
+                parts.append(f"{done.format(bill.words)} before this request")
+            else:
+                parts.append(outcome.summary)
+        said = "; ".join(parts)
+        if waiting:
+            return Pending(
+                " and ".join(p.summary for p in waiting),
+                paused.customer_id,
+                paused.record,
+                f"{said[:1].upper()}{said[1:]}: that is done. {waiting[0].why}",
+                left=" ".join(left) or None,
+            )
+        return Done(said, paused.customer_id, paused.record, already=all_already, left=" ".join(left) or None)
+
+    def _still_retried(self, paused: Done | Pending, recurring_id: int) -> Done | Pending:
+        """A pause that keeps the failed bills retried says so, so nobody thinks the pause stopped them."""
+        if isinstance(paused, Pending):
+            return paused
+        with self.db.session() as session:
+            bills = _failed_bills(session, recurring_id)
+        if not bills:
+            return paused
+        retried = "is still retried" if len(bills) == 1 else "are still retried"
+        return replace(
+            paused, summary=f"{paused.summary}; the failed {_listed(bills)} {retried} by Stripe as scheduled"
+        )
 
     def resume(self, actor: str, recurring_id: int, *, seen: str) -> Done | Pending:
         change = _Change(RESUME, {}, "resume payments of {}", "resumed payments of {}")
@@ -179,6 +346,84 @@ def _name(record: RecurringRecord) -> str:
     return f"{record.summary.product} ({record.customer_name})"
 
 
+# Failed bills -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bill:
+    payment_id: int
+    invoice_id: str
+    amount: Money
+    due_at: datetime
+    failed: bool  # as our records have it now
+
+    @property
+    def words(self) -> str:
+        return f"{self.amount.format()} bill of {self.due_at:%b %-d, %Y}"
+
+    @property
+    def shown(self) -> FailedBill:
+        return FailedBill(self.payment_id, self.amount, self.due_at)
+
+
+_BILL_COLUMNS = (
+    Payment.id,
+    Payment.stripe_invoice_id,
+    Payment.amount,
+    Payment.currency,
+    Payment.due_at,
+    Payment.status,
+)
+
+
+def _bill(row) -> _Bill:
+    return _Bill(
+        row.id,
+        row.stripe_invoice_id,
+        Money(row.amount, row.currency),
+        row.due_at,
+        row.status == PaymentStatus.FAILED.value,
+    )
+
+
+def _failed_bills(session: Session, recurring_id: int) -> list[_Bill]:
+    """The bills of a subscription or plan that failed and that Stripe is still retrying, the oldest first (one
+    more than a pause acts on, to tell there are more). Only bills from Stripe: the others have nothing to stop."""
+    rows = session.execute(
+        select(*_BILL_COLUMNS)
+        .where(
+            Payment.recurring_id == recurring_id,
+            Payment.status == PaymentStatus.FAILED.value,
+            Payment.stripe_invoice_id.is_not(None),
+        )
+        .order_by(Payment.due_at, Payment.id)
+        .limit(MAX_FAILED_BILLS + 1)
+    ).all()
+    return [_bill(row) for row in rows]
+
+
+def _bills_by_id(session: Session, recurring_id: int, payment_ids: Sequence[int]) -> list[_Bill]:
+    """The bills a form showed, in its order, as our records have them now (of this subscription only)."""
+    if not payment_ids:
+        return []
+    rows = session.execute(
+        select(*_BILL_COLUMNS).where(
+            Payment.recurring_id == recurring_id,
+            Payment.id.in_(payment_ids),
+            Payment.stripe_invoice_id.is_not(None),
+        )
+    ).all()
+    found = {row.id: _bill(row) for row in rows}
+    return [found[i] for i in payment_ids if i in found]
+
+
+def _listed(bills: Sequence[_Bill]) -> str:
+    """The bills after "the failed": "$20.00 bill of Jan 1, 2027", or "bills ($20.00 of Jan 1, $20.00 of …)"."""
+    if len(bills) == 1:
+        return bills[0].words
+    return "bills (" + ", ".join(f"{b.amount.format()} of {b.due_at:%b %-d, %Y}" for b in bills) + ")"
+
+
 @dataclass(frozen=True)
 class SubscriptionEffect(StripeSide):
     """A change to a Stripe subscription, and the same change to our record of it."""
@@ -247,3 +492,62 @@ class SubscriptionEffect(StripeSide):
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class FailedBillEffect(StripeSide):
+    """Voiding a failed bill (Stripe invoice), or writing it off, and our record of its payment as Stripe then has
+    it (through bot.stripe_sync.sync_invoice, the one mapping of an invoice to a payment)."""
+
+    resend_first: ClassVar[bool] = False  # a change of state: read back as it stands
+
+    action: str
+    request: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, gateway: StripeGateway | None, attempt: Attempt) -> FailedBillEffect:
+        return cls(gateway, attempt.action, attempt.request)
+
+    def call(self, idempotency_key: str) -> Made:
+        invoice_id = self.request["invoice"]
+        if self.action == VOID_BILL:
+            answer = self.stripe.void_invoice(invoice_id, idempotency_key=idempotency_key)
+        else:
+            answer = self.stripe.mark_invoice_uncollectible(invoice_id, idempotency_key=idempotency_key)
+        return self.made_from(self._as_it_stands(answer))
+
+    def _as_it_stands(self, answer: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The invoice read again from Stripe, with no transaction open, for our records. Stripe has made the
+        change by now, so a read that fails must not make it look undone: the write's own answer stands in."""
+        try:
+            return self.stripe.retrieve("invoice", answer["id"])
+        except StripeFailure:
+            logger.warning("could not read invoice %s again; recording Stripe's answer", answer["id"])
+            return answer
+
+    def find(self) -> Made | None:
+        """The invoice, when it is as the change leaves it (an earlier try made it)."""
+        obj = self.stripe.retrieve("invoice", self.request["invoice"])
+        return self.made_from(obj) if obj.get("status") == _BILL_LEFT_AS[self.action] else None
+
+    def made_from(self, obj: Mapping[str, Any]) -> Made:
+        return Made(obj["id"], None, dict(obj))
+
+    def record(self, session: Session, made: Made, now: datetime) -> None:
+        gathered = Gathered()
+        gathered.add("invoice", made.answer["id"], made.answer)
+        sync_invoice(session, made.answer, _gathered_only(gathered))
+
+
+def _gathered_only(gathered: Gathered) -> Fetch:
+    """sync_invoice's way to Stripe inside the transaction, where nothing may call Stripe: the invoice, read before
+    it began. What else it would look up only adds detail our records already hold (the failed payment's reason),
+    so it is left out as absent rather than read."""
+
+    def fetch(kind: str, object_id: str) -> dict[str, Any]:
+        try:
+            return gathered.fetch(kind, object_id)
+        except NotGathered:
+            raise Gone(kind, object_id) from None
+
+    return fetch
