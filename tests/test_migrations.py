@@ -29,7 +29,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0008"
 
 
 def test_the_database_itself_refuses_refunds_beyond_the_total(db):
@@ -152,19 +152,13 @@ def test_requests_left_open_by_the_previous_release_are_carried_into_the_ledger(
 def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     """Customers with their orders, lines, refunds, subscriptions and search terms come through the upgrade, which
     on SQLite must not rebuild the customers table (that would cascade-delete everything that belongs to them)."""
-    from tests import factories as make
-
     db = database_at_0004
-    with db.session() as s:
-        jane = make.customer(s, name="Jane Doe", email="jane@example.com")
-        make.order(s, jane, 5000)
-        make.subscription(s, jane)
-        customer_id = jane.id
+    customer_id = _old_rows(db)
     before = _row_counts(db)
 
     db.upgrade()
 
-    assert current_revision(db.engine) == "0006"
+    assert current_revision(db.engine) == "0008"
     assert _row_counts(db) == before and before["orders"] == 1 and before["customer_search_terms"] > 0
     long_email = "a" * 500 + "@example.com"
     with db.session() as s:
@@ -179,3 +173,68 @@ def _row_counts(db) -> dict[str, int]:
             table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
             for table in Base.metadata.sorted_tables
         }
+
+
+def _stored(db, when: datetime):
+    return when if db.engine.dialect.name == "postgresql" else when.replace(tzinfo=None)
+
+
+def _old_rows(db) -> int:
+    """Jane with an order and its line, her search terms, a subscription with a paid and a failed payment, and an
+    alert: written as SQL, since the models describe the newest schema. Returns her id."""
+    at = _stored(db, datetime(2026, 1, 15, 12, tzinfo=UTC))
+    statements = [
+        "INSERT INTO customers (id, name, email, created_at, stripe_customer_id, card_brand, card_last4,"
+        " default_payment_method_id) VALUES (1, 'Jane Doe', 'jane@example.com', :at, 'cus_old', 'visa', '4242',"
+        " 'pm_old')",
+        "INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1), ('doe', 1)",
+        "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded,"
+        " amount_refund_pending, status, source) VALUES (1, '100001', 1, :at, 'usd', 5000, 0, 0, 'paid', 'checkout')",
+        "INSERT INTO order_lines (order_id, position, description, quantity, unit_amount)"
+        " VALUES (1, 0, 'Course', 1, 5000)",
+        "INSERT INTO recurring (id, kind, customer_id, product, amount, currency, interval, interval_count, status,"
+        " started_at, cancel_at_period_end, payments_paused, next_bill_at) VALUES"
+        " (1, 'subscription', 1, 'Pro Membership', 2900, 'usd', 'month', 1, 'past_due', :at, false, false, :at),"
+        " (2, 'subscription', 1, 'Gold', 900, 'usd', 'month', 1, 'trialing', :at, false, false, :at)",
+        "INSERT INTO payments (id, recurring_id, due_at, amount, currency, status, failure_reason, failed_at)"
+        " VALUES (1, 1, :at, 2900, 'usd', 'paid', NULL, NULL), (2, 1, :at, 2900, 'usd', 'failed', 'Declined.', :at)",
+        "INSERT INTO missed_payment_alerts (payment_id, channel, claimed_at) VALUES (2, 'C1', :at)",
+    ]
+    with db.engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement), {"at": at})
+    return 1
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0006(request, tmp_path):
+    """A database of each backend at revision 0006, the release before statuses as Stripe has them."""
+    with database_at(request.param, "0006", tmp_path) as database:
+        yield database
+
+
+def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_ones(database_at_0006):
+    """Nothing is lost (on SQLite the tables are not rebuilt, which would cascade-delete payments and alerts); the
+    card on file is marked the customer's own, a trial keeps its end, and the new statuses can be stored."""
+    from bot.models import Payment, Recurring
+
+    db = database_at_0006
+    _old_rows(db)
+    before = _row_counts(db)
+
+    db.upgrade()
+
+    assert current_revision(db.engine) == "0008"
+    assert _row_counts(db) == before and before["payments"] == 2 and before["missed_payment_alerts"] == 1
+    with db.session() as s:
+        assert s.get(Customer, 1).card_source == "customer"
+        trial = s.get(Recurring, 2)
+        assert trial.trial_ends_at == trial.next_bill_at is not None
+        s.get(Payment, 2).status = "uncollectible"
+        s.get(Recurring, 1).status = "unpaid"
+    with db.session() as s:
+        assert (s.get(Payment, 2).status, s.get(Recurring, 1).status) == ("uncollectible", "unpaid")
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.get(Payment, 2).status = "lost"
