@@ -50,6 +50,7 @@ PAYMENT_STATUS_LABELS = {
     "failed": ":x: Failed",
     "open": ":hourglass: Open",
     "void": "Void",
+    "uncollectible": ":no_entry: Written off",
 }
 REFUND_REASONS = {
     "requested_by_customer": "requested by customer",
@@ -161,7 +162,7 @@ def _payments_text(record: RecurringRecord) -> Mrkdwn:
 def _payment_line(payment: PaymentLine) -> Mrkdwn:
     status = escape(PAYMENT_STATUS_LABELS.get(payment.status, payment.status), 40)
     line = md("{} · {} · {}", date_token(payment.due_at), money(payment.amount), status)
-    if payment.failure_reason and payment.status == "failed":
+    if payment.failure_reason and payment.status in ("failed", "uncollectible"):
         line += md(": {}", escape(one_line(payment.failure_reason), 120))
     if payment.order_number:
         line += md(" · order #{}", escape(payment.order_number, 32))

@@ -206,7 +206,9 @@ class Recurring(Base):
     payments_paused: Mapped[bool] = mapped_column(default=False)
     paused_until: Mapped[datetime | None]
     next_bill_at: Mapped[datetime | None]
-    trial_ends_at: Mapped[datetime | None]  # Stripe's trial_end while it is trialing (a trial, or a moved bill date)
+    trial_ends_at: Mapped[
+        datetime | None
+    ]  # Stripe's trial_end while it is trialing (a trial, or a moved bill date)
     cancel_at: Mapped[datetime | None]  # when a scheduled cancel takes effect (Stripe's cancel_at)
     cancel_reason: Mapped[str | None] = mapped_column(String(32))  # Stripe's cancellation_details.reason
     default_payment_method_id: Mapped[str | None] = mapped_column(String(255))  # the subscription's own card

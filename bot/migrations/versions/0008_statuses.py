@@ -30,7 +30,9 @@ def upgrade() -> None:
     customers = sa.table("customers", sa.column("card_source"), sa.column("card_last4"))
     # Every card recorded so far was the customer's default payment method.
     op.execute(customers.update().where(customers.c.card_last4.is_not(None)).values(card_source="customer"))
-    recurring = sa.table("recurring", sa.column("trial_ends_at"), sa.column("next_bill_at"), sa.column("status"))
+    recurring = sa.table(
+        "recurring", sa.column("trial_ends_at"), sa.column("next_bill_at"), sa.column("status")
+    )
     # Until now a trialing subscription's next bill date was its trial_end.
     op.execute(
         recurring.update()
@@ -53,7 +55,12 @@ def downgrade() -> None:
 
 
 def _statuses(
-    recurring_old: str, recurring_new: str, payment_old: str, payment_new: str, length_old: int, length_new: int
+    recurring_old: str,
+    recurring_new: str,
+    payment_old: str,
+    payment_new: str,
+    length_old: int,
+    length_new: int,
 ) -> None:
     if op.get_bind().dialect.name != "sqlite":
         op.drop_constraint("recurring_status", "recurring", type_="check")
@@ -67,9 +74,7 @@ def _statuses(
     # As in 0005: SQLite keeps check constraints and declared lengths only as text in the table's definition, so
     # that text is edited in place. Rebuilding the tables instead would, with foreign keys on, delete every
     # payment of a subscription (ON DELETE CASCADE) and every alert of a payment.
-    _edit_sqlite_definition(
-        "recurring", [(f"status IN ({recurring_old})", f"status IN ({recurring_new})")]
-    )
+    _edit_sqlite_definition("recurring", [(f"status IN ({recurring_old})", f"status IN ({recurring_new})")])
     _edit_sqlite_definition(
         "payments",
         [
