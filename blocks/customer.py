@@ -305,7 +305,7 @@ def standing(item: RecurringSummary) -> Mrkdwn:
         return md("{}: {}", status_label(item.status), escape(one_line(item.failure_reason), 120))
     if item.cancelling and item.cancel_at and item.status in ("active", "trialing"):
         return md("Cancelling on {}", date_token(item.cancel_at))
-    return escape(status_label(item.status), 40)
+    return escape(status_label("active" if item.bill_date_moved else item.status), 40)
 
 
 # No bill is coming for these: a trial says when it ends, and Stripe charges nothing more for the others.

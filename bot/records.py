@@ -226,11 +226,12 @@ _LATEST_FAILURE = (
     .label("latest_failure")
 )
 # Stripe shows a moved next bill date as a trial (the bot moves it with trial_end), and a trial as a trial. What
-# tells them apart is what Stripe sends and we keep: a real trial comes before the first payment, so a
-# subscription that has ever paid something (a paid payment above zero; a trial's own first invoice is for zero)
-# is not in a trial but has its next bill date moved, whoever moved it (the bot or the Stripe Dashboard). Stripe's
-# trial_start would not do: moving the date starts a new "trial" there too. Nor would the bot's own record of the
-# change: it misses a date moved in the Dashboard, and a trial whose end the bot moved is still a trial.
+# tells them apart is what we keep of both: a real trial comes before the first payment, so a subscription that
+# has paid something (a paid payment above zero; a trial's own first invoice is for zero, and a plan counts its
+# paid instalments) has had its next bill date moved, whoever moved it (the bot or the Stripe Dashboard); and so
+# has one whose date the bot itself moved (its succeeded request in the ledger), paid or not. Stripe's trial_start
+# alone would not tell: moving the date starts a new "trial" there too.
+_MOVED_BY_THE_BOT = "move_next_bill_date"  # bot.actions.recurring.MOVE_BILL_DATE
 _PAID_BEFORE = (
     exists()
     .where(
@@ -240,13 +241,23 @@ _PAID_BEFORE = (
     )
     .label("paid_before")
 )
+_DATE_MOVED = (
+    exists()
+    .where(
+        _attempts.c.target_type == "recurring",
+        _attempts.c.target_id == _recurring.c.id,
+        _attempts.c.action == _MOVED_BY_THE_BOT,
+        _attempts.c.status == AttemptStatus.SUCCEEDED.value,
+    )
+    .label("date_moved")
+)
 _LIVE_FIRST = case((_LIVE, 0), else_=1)
 
 
 def _recurring_page(kind: RecurringKind, which: ListFilter):
-    page = select(_recurring, _MISSED, _LATEST_FAILURE, _PAID_BEFORE, _LIVE_FIRST.label("live_first")).where(
-        _recurring.c.customer_id == bindparam("customer_id"), _recurring.c.kind == kind.value
-    )
+    page = select(
+        _recurring, _MISSED, _LATEST_FAILURE, _PAID_BEFORE, _DATE_MOVED, _LIVE_FIRST.label("live_first")
+    ).where(_recurring.c.customer_id == bindparam("customer_id"), _recurring.c.kind == kind.value)
     if which == "active":
         page = page.where(_LIVE)
     page = page.order_by(_LIVE_FIRST, _recurring.c.started_at.desc(), _recurring.c.id.desc())
@@ -428,8 +439,8 @@ def _page_count(total: int, page_size: int) -> int:
 
 
 def _recurring_summary(r, missed_payments: int) -> RecurringSummary:
-    """`r`: a recurring row, or a Recurring, with its columns by name (and `paid_before`, `latest_failure`)."""
-    paid_before = bool(getattr(r, "paid_before", False))
+    """`r`: a recurring row with its columns by name, and `paid_before`, `date_moved`, `latest_failure`."""
+    moved = bool(r.paid_before or r.date_moved or r.installments_paid)
     return RecurringSummary(
         id=r.id,
         kind=r.kind,
@@ -448,11 +459,11 @@ def _recurring_summary(r, missed_payments: int) -> RecurringSummary:
         installments_total=r.installments_total,
         installments_paid=r.installments_paid,
         trial_ends_at=r.trial_ends_at,
-        bill_date_moved=r.status == RecurringStatus.TRIALING.value and paid_before,
+        bill_date_moved=r.status == RecurringStatus.TRIALING.value and moved,
         cancel_at=r.cancel_at
         or ((r.current_period_end or r.next_bill_at) if r.cancel_at_period_end else None),
         for_non_payment=r.status == RecurringStatus.CANCELED.value and r.cancel_reason in NON_PAYMENT_REASONS,
-        failure_reason=getattr(r, "latest_failure", None),
+        failure_reason=r.latest_failure,
     )
 
 
@@ -509,6 +520,7 @@ _RECURRING_HEADER = (
         _MISSED,
         _LATEST_FAILURE,
         _PAID_BEFORE,
+        _DATE_MOVED,
         _count(
             _orders,
             _orders.c.recurring_id == _recurring.c.id,
