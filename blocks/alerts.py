@@ -5,25 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 
 from blocks import ids
+from blocks.customer import status_label
 from blocks.elements import Block, actions, button, context, section
 from blocks.message import Message
-from blocks.text import Mrkdwn, date_token, escape, md, money, one_line, plural
+from blocks.text import DATE_AND_TIME, Mrkdwn, date_token, escape, md, money, one_line, plural, sentence
 from bot.viewmodels import CardState, MissedPayment, record_value
 
 
 def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
-    """Who, what, how much, why, since when; with buttons to open the record or act."""
+    """Who, what, how much, why, since when (the decline); with buttons to open the record or act. No internal
+    ids: the buttons carry what they need."""
     what = "payment plan" if missed.kind == "payment_plan" else "subscription"
     overdue = max(0, (now - missed.failed_at).days)
-    reason = escape(one_line(missed.reason), 300) if missed.reason else "no reason given by the bank"
+    reason = escape(one_line(missed.reason), 300) if missed.reason else md("no reason given by the bank")
     text = md(
-        ":rotating_light: *Missed payment* · *{}*\n{} for the {} *{}* failed {}: {}.",
+        ":rotating_light: *Missed payment* · *{}*\n{} for the {} *{}* was declined {}{}: {}",
         _name(missed),
         money(missed.amount),
         what,
         escape(one_line(missed.product), 120),
-        date_token(missed.failed_at),
-        reason,
+        date_token(missed.failed_at, DATE_AND_TIME),
+        md(" and written off in Stripe") if missed.written_off else md(""),
+        sentence(reason),
     )
     back = CardState(missed.customer_id)
     value = record_value(missed.recurring_id, back)
@@ -38,9 +41,10 @@ def missed_payment(missed: MissedPayment, *, now: datetime) -> Message:
             danger=True,
         )
     )
+    standing = md("{} status: {}", what.capitalize(), status_label(missed.status))
     blocks: list[Block] = [
         section(text),
-        context(md("Overdue {} · payment {}", plural(overdue, "day"), missed.payment_id)),
+        context(md("Overdue {} · {}", plural(overdue, "day"), standing)),
         actions(f"alert_{missed.payment_id}", buttons),
     ]
     return Message.of(md("Missed payment: {}, {}", _name(missed), money(missed.amount)), blocks)

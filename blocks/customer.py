@@ -17,7 +17,19 @@ from blocks.elements import (
     section,
 )
 from blocks.message import Message
-from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
+from blocks.text import (
+    DATE_AND_TIME,
+    Mrkdwn,
+    code,
+    date_token,
+    escape,
+    md,
+    mention,
+    money,
+    money_list,
+    one_line,
+    plural,
+)
 from bot.viewmodels import (
     Card,
     CardState,
@@ -42,9 +54,10 @@ QUERY_IN_TEXT = 80
 
 STATUS_LABELS = {
     "active": "Active",
-    # A moved next bill date is a trial_end in Stripe; to the merchant it is still an active subscription.
-    "trialing": "Active",
+    # A next bill date moved with trial_end is trialing in Stripe too; status_text shows that one as Active.
+    "trialing": "Trial",
     "past_due": "Past due",
+    "unpaid": "Unpaid: Stripe stopped retrying",
     "paused": "Paused",
     "incomplete": "Incomplete: first payment failed",
     "canceled": "Canceled",
@@ -138,7 +151,7 @@ def customer_card(
 
 
 def _subtitle(card: CustomerCard, shared_by: str | None) -> Mrkdwn:
-    parts = [md("Customer since {}", date_token(card.created_at))]
+    parts = [md("Customer since {}", date_token(card.created_at, DATE_AND_TIME))]
     if card.stripe_customer_id:
         parts.append(md("Stripe {}", code(card.stripe_customer_id, 64)))
     if shared_by:
@@ -155,6 +168,8 @@ def _stats(card: CustomerCard) -> Block:
         if stats.plans_missing_payment:
             parts.append(plural(stats.plans_missing_payment, "payment plan"))
         missed = md(":warning: *{}* ({})", stats.missing_payment, md(", ").join(parts))
+        if stats.outstanding:
+            missed += md(" · {} outstanding", money_list(stats.outstanding))
     else:
         missed = md(":white_check_mark: None")
     return fields(
@@ -172,7 +187,19 @@ def _card_text(card: Card | None) -> Mrkdwn:
     text = md(":credit_card: {}", card_label(card))
     if card.exp_month and card.exp_year:
         text += md(" · expires {:02d}/{}", card.exp_month, card.exp_year)
-    return text
+    return md("{}\n{}", text, card_source(card))
+
+
+def card_source(card: Card) -> Mrkdwn:
+    """Which card this is: the customer's default, a subscription's, or their newest saved card."""
+    if card.source == "subscription":
+        noun = "payment plan" if card.subscription_kind == "payment_plan" else "subscription"
+        if card.subscription:
+            return md("card of the *{}* {}", escape(one_line(card.subscription), PRODUCT_IN_TEXT), noun)
+        return md("card of a {}", noun)
+    if card.source == "newest":
+        return md("newest saved card")
+    return md("default card")
 
 
 def card_label(card: Card) -> str:
@@ -229,7 +256,7 @@ def _recurringsection(listing: RecurringList, state: CardState, which: str, inte
     if not listing.items:
         empty = md("No active {}s.", noun) if listing.filter == "active" else md("No {}s.", noun)
         if listing.filter == "active" and listing.all_count and interactive:
-            empty += md(" Choose *All* to see the ended ones.")
+            empty += md(" Choose *All* to see the others.")
         blocks.append(context(empty))
     for item in listing.items:
         accessory = button("Open", ids.per_item(open_id, item.id), record_value(item.id, state))
@@ -263,22 +290,50 @@ def interval_text(interval: str, count: int) -> str:
     return f"/ {interval}" if count == 1 else f"every {count} {interval}s"
 
 
+def status_label(status: str) -> str:
+    """A stored status in words (plain text): "Past due"."""
+    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def standing(item: RecurringSummary) -> Mrkdwn:
+    """Where it stands, as Stripe has it: "Trial until Feb 1", "Cancelling on Mar 1", "Canceled Jan 3 for
+    non-payment", "Incomplete: first payment failed: Your card was declined."."""
+    if item.status == "canceled":
+        text = md("Canceled {}", date_token(item.canceled_at)) if item.canceled_at else md("Canceled")
+        return text + md(" for non-payment") if item.for_non_payment else text
+    if item.status == "completed":
+        return md("Completed {}", date_token(item.canceled_at)) if item.canceled_at else md("Completed")
+    if item.in_trial:
+        ends = item.trial_ends_at or item.next_bill_at
+        return md("Trial until {}", date_token(ends)) if ends else md("Trial")
+    if item.status == "incomplete" and item.failure_reason:
+        return md("{}: {}", status_label(item.status), escape(one_line(item.failure_reason), 120))
+    if item.cancelling and item.cancel_at and item.status in ("active", "trialing"):
+        return md("Cancelling on {}", date_token(item.cancel_at))
+    return escape(status_label("active" if item.bill_date_moved else item.status), 40)
+
+
+# No bill is coming for these: a trial says when it ends, and Stripe charges nothing more for the others.
+_NO_NEXT_BILL = ("incomplete", "unpaid")
+
+
 def status_text(item: RecurringSummary) -> Mrkdwn:
-    parts = [escape(STATUS_LABELS.get(item.status, item.status.replace("_", " ").capitalize()), 40)]
+    parts = [standing(item)]
     if item.payments_paused:
         parts.append(
             md(":pause_button: payments paused until {}", date_token(item.paused_until))
             if item.paused_until
             else md(":pause_button: payments paused until resumed")
         )
-    if item.status in ("canceled", "completed"):
-        if item.canceled_at:
-            parts.append(md("ended {}", date_token(item.canceled_at)))
-    elif item.cancel_at_period_end and item.next_bill_at:
-        parts.append(md("cancels {}", date_token(item.next_bill_at)))
-    elif item.next_bill_at and not item.payments_paused:
+    if item.ended or item.in_trial:
+        pass  # what ended, or when the trial does, is said already
+    elif item.cancelling and item.cancel_at:
+        if item.status not in ("active", "trialing"):
+            parts.append(md("cancels {}", date_token(item.cancel_at)))
+    elif item.next_bill_at and not item.payments_paused and item.status not in _NO_NEXT_BILL:
         word = "next instalment" if item.kind == "payment_plan" else "next bill"
-        parts.append(md("{} {}", word, date_token(item.next_bill_at)))
+        moved = md(" (moved)") if item.bill_date_moved else md("")
+        parts.append(md("{} {}{}", word, date_token(item.next_bill_at), moved))
     if item.missed_payments:
         parts.append(md(":warning: {}", plural(item.missed_payments, "missed payment")))
     return md(" · ").join(parts)

@@ -51,6 +51,7 @@ PAYMENT_STATUS_LABELS = {
     "failed": ":x: Failed",
     "open": ":hourglass: Open",
     "void": "Void",
+    "uncollectible": ":no_entry: Written off",
 }
 REFUND_REASONS = {
     "requested_by_customer": "requested by customer",
@@ -179,7 +180,7 @@ def _payment_line(payment: PaymentLine) -> Mrkdwn:
         money(payment.amount),
         status,
     )
-    if payment.failure_reason and payment.status == "failed":
+    if payment.failure_reason and payment.status in ("failed", "uncollectible"):
         line += md(": {}", escape(one_line(payment.failure_reason), 120))
     if payment.refunded is not None and payment.refunded.amount:
         line += md(" · {} refunded", money(payment.refunded))

@@ -161,10 +161,25 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+DATE_AND_TIME = "{date_short} at {time}"
+
+
 def date_token(moment: datetime, fmt: LiteralString = "{date_short}") -> Mrkdwn:
-    """A Slack date that each reader sees in their own time zone; the fallback is UTC."""
-    fallback = moment.strftime("%Y-%m-%d %H:%M UTC") if "{time}" in fmt else moment.strftime("%b %-d, %Y")
+    """A Slack date that each reader sees in their own time zone. The fallback (shown where Slack cannot draw the
+    token: notifications, some clients) says the same in UTC: "Jan 15, 2026", "Jan 15, 2026 at 12:00 UTC"."""
+    if fmt == DATE_AND_TIME:
+        fallback = moment.strftime("%b %-d, %Y at %H:%M UTC")
+    elif "{time}" in fmt:
+        fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        fallback = moment.strftime("%b %-d, %Y")
     return Mrkdwn(f"<!date^{int(moment.timestamp())}^{fmt}|{fallback}>")
+
+
+def sentence(text: Mrkdwn) -> Mrkdwn:
+    """Text ended as a sentence: a full stop added unless it ends with one (or with ! ? …) already, so data
+    that brings its own ("Your card was declined.") never ends in ".."."""
+    return text if text.rstrip().endswith((".", "!", "?", ELLIPSIS)) else text + Mrkdwn(".")
 
 
 def mention(user_id: str) -> Mrkdwn:

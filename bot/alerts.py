@@ -1,6 +1,11 @@
 """Missed payments: which to announce, claiming each one once, and which announced ones were paid since.
 
-A payment is missed while it is `failed` and its subscription or plan has not ended. Each is announced once: the
+A payment is missed while it failed or was written off (Stripe's `uncollectible`) and was not paid since: the
+customer card counts it whatever became of its subscription or plan. The alerts announce only the missed payments
+of subscriptions and plans that have not ended: one Stripe canceled for non-payment (or the merchant canceled) is
+no longer anyone's to chase from the channel, and announcing it would be noise; its money stays outstanding on the
+card. A missed payment announced before its subscription ended keeps its alert, which is updated if it is paid
+after all. Each is announced once: the
 job first inserts its row in `missed_payment_alerts` (unique per payment), and only the process whose insert
 succeeds posts. So repeated runs, restarts and two schedulers at once never announce a payment twice.
 
@@ -21,7 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from bot.db import Database
-from bot.models import Customer, MissedPaymentAlert, Payment, PaymentStatus, Recurring, RecurringStatus
+from bot.models import (
+    ENDED_STATUSES,
+    MISSED_PAYMENT_STATUSES,
+    Customer,
+    MissedPaymentAlert,
+    Payment,
+    PaymentStatus,
+    Recurring,
+)
 from bot.money import Money
 from bot.naming import shown_name
 from bot.viewmodels import MissedPayment
@@ -32,7 +45,8 @@ ABANDONED_CLAIM = timedelta(minutes=10)
 # How far before an abandoned claim the channel's history is searched: our clock against Slack's timestamps.
 HISTORY_MARGIN = timedelta(minutes=5)
 ALERT_EVENT = "missed_payment_alert"  # the metadata event type of every missed-payment alert
-_ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
+_ENDED = sorted(s.value for s in ENDED_STATUSES)
+_MISSED = sorted(s.value for s in MISSED_PAYMENT_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,7 @@ def to_announce(db: Database, *, limit: int, now: datetime) -> list[Due]:
             .join(Customer, Customer.id == Recurring.customer_id)
             .outerjoin(MissedPaymentAlert, MissedPaymentAlert.payment_id == Payment.id)
             .where(
-                Payment.status == PaymentStatus.FAILED.value,
+                Payment.status.in_(_MISSED),
                 Recurring.status.not_in(_ENDED),
                 (MissedPaymentAlert.id.is_(None)) | _abandoned(now),
             )
@@ -111,6 +125,8 @@ def _missed(payment: Payment, recurring: Recurring, customer: Customer) -> Misse
         reason=payment.failure_reason,
         failed_at=payment.failed_at or payment.due_at,
         payments_paused=recurring.payments_paused,
+        written_off=payment.status == PaymentStatus.UNCOLLECTIBLE.value,
+        status=recurring.status,
     )
 
 

@@ -67,13 +67,27 @@ class RecurringStatus(enum.StrEnum):
     INCOMPLETE = "incomplete"
     CANCELED = "canceled"
     COMPLETED = "completed"
+    UNPAID = "unpaid"  # Stripe's: every retry of a payment failed and Stripe stopped collecting, not canceled
 
 
 # "Active" in the record means the customer still has a live agreement with the merchant, even while its
-# payments are paused or a payment is overdue. These statuses are what the Active toggle shows.
+# payments are paused or a payment is overdue. These statuses are what the Active toggle shows. `unpaid` is one:
+# the agreement stands (Stripe did not cancel it), only its collection stopped, so it is listed and counted as
+# active and shown as "Unpaid". `incomplete` (the first payment failed, and may still be made) is not: the
+# agreement never started; it is listed under All, and its missed payment counts on the card all the same.
 LIVE_STATUSES = frozenset(
-    {RecurringStatus.ACTIVE, RecurringStatus.TRIALING, RecurringStatus.PAST_DUE, RecurringStatus.PAUSED}
+    {
+        RecurringStatus.ACTIVE,
+        RecurringStatus.TRIALING,
+        RecurringStatus.PAST_DUE,
+        RecurringStatus.UNPAID,
+        RecurringStatus.PAUSED,
+    }
 )
+ENDED_STATUSES = frozenset({RecurringStatus.CANCELED, RecurringStatus.COMPLETED})
+# Stripe's cancellation_details.reason for a subscription it ended because it was not paid (ours too for
+# `incomplete_expired`, a first payment never made).
+NON_PAYMENT_REASONS = frozenset({"payment_failed", "payment_disputed"})
 
 
 class OrderStatus(enum.StrEnum):
@@ -98,6 +112,12 @@ class PaymentStatus(enum.StrEnum):
     FAILED = "failed"
     OPEN = "open"
     VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"  # failed, and written off in Stripe (invoice marked uncollectible)
+
+
+# A payment is missed while it failed, or was written off, and was not paid since: the money was never collected,
+# whatever became of its subscription or plan.
+MISSED_PAYMENT_STATUSES = frozenset({PaymentStatus.FAILED, PaymentStatus.UNCOLLECTIBLE})
 
 
 class PaymentKind(enum.StrEnum):
@@ -127,6 +147,12 @@ def _values(e: type[enum.StrEnum]) -> str:
     return ", ".join(f"'{m.value}'" for m in e)
 
 
+class CardSource(enum.StrEnum):
+    CUSTOMER = "customer"  # the customer's default payment method
+    SUBSCRIPTION = "subscription"  # the default payment method of one of their subscriptions
+    NEWEST = "newest"  # the newest card saved to the customer, none being the default
+
+
 class Customer(Base):
     __tablename__ = "customers"
 
@@ -139,7 +165,13 @@ class Customer(Base):
     card_last4: Mapped[str | None] = mapped_column(String(4))
     card_exp_month: Mapped[int | None]
     card_exp_year: Mapped[int | None]
+    # The card the bot shows and charges (New order): the customer's default payment method in Stripe, else the
+    # default payment method of one of their live subscriptions, else their newest saved card. `card_source` says
+    # which of those it is (CARD_SOURCES; None for rows from before it was recorded: the customer's default), and
+    # `card_subscription_id` names the subscription whose card it is.
     default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    card_source: Mapped[str | None] = mapped_column(String(16))
+    card_subscription_id: Mapped[str | None] = mapped_column(String(255))
 
     orders: Mapped[list[Order]] = relationship(back_populates="customer", lazy="raise")
     recurring: Mapped[list[Recurring]] = relationship(back_populates="customer", lazy="raise")
@@ -189,6 +221,12 @@ class Recurring(Base):
     payments_paused: Mapped[bool] = mapped_column(default=False)
     paused_until: Mapped[datetime | None]
     next_bill_at: Mapped[datetime | None]
+    trial_ends_at: Mapped[
+        datetime | None
+    ]  # Stripe's trial_end while it is trialing (a trial, or a moved bill date)
+    cancel_at: Mapped[datetime | None]  # when a scheduled cancel takes effect (Stripe's cancel_at)
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))  # Stripe's cancellation_details.reason
+    default_payment_method_id: Mapped[str | None] = mapped_column(String(255))  # the subscription's own card
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     installments_total: Mapped[int | None]
     installments_paid: Mapped[int | None]
@@ -310,9 +348,9 @@ class Payment(Base):
     paid_at: Mapped[datetime | None]
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    failed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # when the card was first declined (the failed charge's time)
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), unique=True)

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, case, exists, func, select, true, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from bot.db import Database
 from bot.models import (
     LIVE_STATUSES,
+    MISSED_PAYMENT_STATUSES,
+    NON_PAYMENT_REASONS,
     ActionAttempt,
     AttemptStatus,
+    CardSource,
     Customer,
     Order,
     OrderLine,
@@ -49,8 +64,9 @@ from bot.viewmodels import (
 
 MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
 
-# A failed payment still counts as missed while its subscription or plan has not ended.
-_ENDED = (RecurringStatus.CANCELED.value, RecurringStatus.COMPLETED.value)
+# A payment is missed while it failed or was written off and was not paid since, whatever became of its
+# subscription or plan: one canceled for non-payment keeps its missed payments, the money was never collected.
+_MISSED_STATUSES = sorted(s.value for s in MISSED_PAYMENT_STATUSES)
 
 Reader = Connection | Session  # reads run on either: a read connection, or the session of a unit of work
 
@@ -126,7 +142,7 @@ _refunds = Refund.__table__
 _attempts = ActionAttempt.__table__
 
 _LIVE = _recurring.c.status.in_(sorted(s.value for s in LIVE_STATUSES))
-_FAILED = PaymentStatus.FAILED.value
+_IS_MISSED = _payments.c.status.in_(_MISSED_STATUSES)
 # A payment that can still be refunded through Stripe (Payment.refundable, in SQL).
 _REFUNDABLE = (
     _payments.c.status == PaymentStatus.PAID.value,
@@ -149,53 +165,105 @@ def _pending_for(target_type: str, target_id) -> ColumnElement[bool]:
 
 def _recurring_counts(kind: RecurringKind) -> list:
     of_kind = (_recurring.c.customer_id == _customers.c.id, _recurring.c.kind == kind.value)
-    missing = exists().where(_payments.c.recurring_id == _recurring.c.id, _payments.c.status == _FAILED)
+    missing = exists().where(_payments.c.recurring_id == _recurring.c.id, _IS_MISSED)
     return [
         _count(_recurring, *of_kind).label(f"{kind.value}_all"),
         _count(_recurring, *of_kind, _LIVE).label(f"{kind.value}_active"),
-        _count(_recurring, *of_kind, _recurring.c.status.not_in(_ENDED), missing).label(
-            f"{kind.value}_missing"
-        ),
+        _count(_recurring, *of_kind, missing).label(f"{kind.value}_missing"),
     ]
 
 
-# Per currency: orders and lifetime value, read from the covering index ix_orders_customer_totals alone.
+# Per currency: orders and lifetime value, read from the covering index ix_orders_customer_totals alone; and,
+# beside them, what is owed on missed payments (rows of part "owed"), so the card needs no statement more.
 _ORDER_TOTALS = (
     select(
+        literal_column("'orders'").label("part"),
         _orders.c.currency,
         func.count().label("order_count"),
         func.sum(_orders.c.total - _orders.c.amount_refunded).label("value"),
     )
     .where(_orders.c.customer_id == bindparam("customer_id"))
     .group_by(_orders.c.currency)
-    .subquery("totals")
 )
+_OWED = (
+    select(
+        literal_column("'owed'").label("part"),
+        _payments.c.currency,
+        literal_column("0").label("order_count"),
+        func.sum(_payments.c.amount).label("value"),
+    )
+    .select_from(_payments.join(_recurring, _recurring.c.id == _payments.c.recurring_id))
+    .where(_recurring.c.customer_id == bindparam("customer_id"), _IS_MISSED)
+    .group_by(_payments.c.currency)
+)
+_TOTALS = union_all(_ORDER_TOTALS, _OWED).subquery("totals")
 
-# The customer with every count the card shows: one row per currency they paid in (one row when none).
+# The customer with every count the card shows: one row per currency they paid in or owe (one row when none).
 _CARD_HEADER = (
     select(
         _customers,
         *_recurring_counts(RecurringKind.SUBSCRIPTION),
         *_recurring_counts(RecurringKind.PAYMENT_PLAN),
         _pending_for("customer", _customers.c.id).label("awaiting"),
-        _ORDER_TOTALS.c.currency.label("totals_currency"),
-        _ORDER_TOTALS.c.order_count,
-        _ORDER_TOTALS.c.value,
+        *(
+            select(column)
+            .where(_recurring.c.stripe_subscription_id == _customers.c.card_subscription_id)
+            .scalar_subquery()
+            .label(f"card_subscription_{column.name}")
+            for column in (_recurring.c.product, _recurring.c.kind)
+        ),
+        _TOTALS.c.part,
+        _TOTALS.c.currency.label("totals_currency"),
+        _TOTALS.c.order_count,
+        _TOTALS.c.value,
     )
-    .select_from(_customers.outerjoin(_ORDER_TOTALS, true()))
+    .select_from(_customers.outerjoin(_TOTALS, true()))
     .where(_customers.c.id == bindparam("customer_id"))
 )
 
-_MISSED = _count(_payments, _payments.c.recurring_id == _recurring.c.id, _payments.c.status == _FAILED).label(
-    "missed"
+_MISSED = _count(_payments, _payments.c.recurring_id == _recurring.c.id, _IS_MISSED).label("missed")
+# Why its latest missed payment failed: an incomplete subscription says so beside its status.
+_LATEST_FAILURE = (
+    select(_payments.c.failure_reason)
+    .where(_payments.c.recurring_id == _recurring.c.id, _IS_MISSED)
+    .order_by(_payments.c.due_at.desc(), _payments.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+    .label("latest_failure")
+)
+# Stripe shows a moved next bill date as a trial (the bot moves it with trial_end), and a trial as a trial. What
+# tells them apart is what we keep of both: a real trial comes before the first payment, so a subscription that
+# has paid something (a paid payment above zero; a trial's own first invoice is for zero, and a plan counts its
+# paid instalments) has had its next bill date moved, whoever moved it (the bot or the Stripe Dashboard); and so
+# has one whose date the bot itself moved (its succeeded request in the ledger), paid or not. Stripe's trial_start
+# alone would not tell: moving the date starts a new "trial" there too.
+_MOVED_BY_THE_BOT = "move_next_bill_date"  # bot.actions.recurring.MOVE_BILL_DATE
+_PAID_BEFORE = (
+    exists()
+    .where(
+        _payments.c.recurring_id == _recurring.c.id,
+        _payments.c.status == PaymentStatus.PAID.value,
+        _payments.c.amount > 0,
+    )
+    .label("paid_before")
+)
+_DATE_MOVED = (
+    exists()
+    .where(
+        _attempts.c.target_type == "recurring",
+        _attempts.c.target_id == _recurring.c.id,
+        _attempts.c.action == _MOVED_BY_THE_BOT,
+        _attempts.c.status == AttemptStatus.SUCCEEDED.value,
+    )
+    .label("date_moved")
 )
 _LIVE_FIRST = case((_LIVE, 0), else_=1)
 
 
 def _recurring_page(kind: RecurringKind, which: ListFilter):
-    page = select(_recurring, _MISSED, _LIVE_FIRST.label("live_first")).where(
-        _recurring.c.customer_id == bindparam("customer_id"), _recurring.c.kind == kind.value
-    )
+    page = select(
+        _recurring, _MISSED, _LATEST_FAILURE, _PAID_BEFORE, _DATE_MOVED, _LIVE_FIRST.label("live_first")
+    ).where(_recurring.c.customer_id == bindparam("customer_id"), _recurring.c.kind == kind.value)
     if which == "active":
         page = page.where(_LIVE)
     page = page.order_by(_LIVE_FIRST, _recurring.c.started_at.desc(), _recurring.c.id.desc())
@@ -255,7 +323,7 @@ def customer_card(
     if not rows:
         raise RecordNotFound("customer", state.customer_id)
     customer = rows[0]
-    per_currency = [row for row in rows if row.totals_currency is not None]
+    per_currency = [row for row in rows if row.part == "orders"]
     order_count = sum(row.order_count for row in per_currency)
     stats = Stats(
         orders=order_count,
@@ -267,6 +335,9 @@ def customer_card(
         active_plans=customer.payment_plan_active,
         subscriptions_missing_payment=customer.subscription_missing,
         plans_missing_payment=customer.payment_plan_missing,
+        outstanding=_by_amount(
+            Money(int(row.value), row.totals_currency) for row in rows if row.part == "owed"
+        ),
     )
     subscriptions_shown = _Shown(
         customer.subscription_all,
@@ -303,7 +374,15 @@ def customer_card(
         email=customer.email,
         created_at=customer.created_at,
         stripe_customer_id=customer.stripe_customer_id,
-        card=_card(customer.card_brand, customer.card_last4, customer.card_exp_month, customer.card_exp_year),
+        card=_card(
+            customer.card_brand,
+            customer.card_last4,
+            customer.card_exp_month,
+            customer.card_exp_year,
+            source=customer.card_source or CardSource.CUSTOMER.value,
+            subscription=customer.card_subscription_product,
+            subscription_kind=customer.card_subscription_kind,
+        ),
         stats=stats,
         subscriptions=subscriptions,
         plans=plans,
@@ -342,12 +421,24 @@ class _Shown:
         )
 
 
+def _by_amount(amounts: Iterable[Money]) -> list[Money]:
+    """Largest first, then by currency."""
+    return sorted((m for m in amounts if m.amount), key=lambda m: (-m.amount, m.currency))
+
+
 def _card(
-    brand: str | None, last4: str | None, month: int | None = None, year: int | None = None
+    brand: str | None,
+    last4: str | None,
+    month: int | None = None,
+    year: int | None = None,
+    *,
+    source: str | None = None,
+    subscription: str | None = None,
+    subscription_kind: str | None = None,
 ) -> Card | None:
     if not last4:
         return None
-    return Card(brand or "card", last4, month, year)
+    return Card(brand or "card", last4, month, year, source, subscription, subscription_kind)
 
 
 def _page_count(total: int, page_size: int) -> int:
@@ -355,7 +446,8 @@ def _page_count(total: int, page_size: int) -> int:
 
 
 def _recurring_summary(r, missed_payments: int) -> RecurringSummary:
-    """`r`: a recurring row, or a Recurring, with its columns by name."""
+    """`r`: a recurring row with its columns by name, and `paid_before`, `date_moved`, `latest_failure`."""
+    moved = bool(r.paid_before or r.date_moved or r.installments_paid)
     return RecurringSummary(
         id=r.id,
         kind=r.kind,
@@ -370,9 +462,15 @@ def _recurring_summary(r, missed_payments: int) -> RecurringSummary:
         paused_until=r.paused_until,
         cancel_at_period_end=r.cancel_at_period_end,
         canceled_at=r.canceled_at,
-        missed_payments=missed_payments if r.status not in _ENDED else 0,
+        missed_payments=missed_payments,
         installments_total=r.installments_total,
         installments_paid=r.installments_paid,
+        trial_ends_at=r.trial_ends_at,
+        bill_date_moved=r.status == RecurringStatus.TRIALING.value and moved,
+        cancel_at=r.cancel_at
+        or ((r.current_period_end or r.next_bill_at) if r.cancel_at_period_end else None),
+        for_non_payment=r.status == RecurringStatus.CANCELED.value and r.cancel_reason in NON_PAYMENT_REASONS,
+        failure_reason=r.latest_failure,
     )
 
 
@@ -429,6 +527,9 @@ _RECURRING_HEADER = (
         _customers.c.email.label("customer_email"),
         _count(_payments, _payments.c.recurring_id == _recurring.c.id).label("payment_count"),
         _MISSED,
+        _LATEST_FAILURE,
+        _PAID_BEFORE,
+        _DATE_MOVED,
         _count(_payments, _payments.c.recurring_id == _recurring.c.id, *_REFUNDABLE).label("refundable"),
         select(func.max(_attempts.c.id))
         .where(

@@ -41,6 +41,9 @@ ACTION_KEY = "action_key"
 IN_PROGRESS = "request_in_progress"
 # Stripe's code for an object it has no record of (deleted, or never there); it answers it with 404.
 RESOURCE_MISSING = "resource_missing"
+# Read like one object (`retrieve(CUSTOMER_CARDS, customer id)`): the cards saved to a customer, as Stripe lists
+# them (newest first), in `data`. The unit of work that falls back on a customer's newest card gathers it so.
+CUSTOMER_CARDS = "cards_of_customer"
 
 
 @dataclass(frozen=True)
@@ -652,7 +655,10 @@ class StripeGateway:
     }
 
     def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
-        """An object as Stripe has it now, as a plain dict (webhooks re-read what their event names)."""
+        """An object as Stripe has it now, as a plain dict (webhooks re-read what their event names); for
+        CUSTOMER_CARDS, the customer's saved cards."""
+        if kind == CUSTOMER_CARDS:
+            return {"id": object_id, "data": self.customer_cards(object_id)}
         service = getattr(self._client.v1, self._SERVICES[kind])
         return _as_dict(
             self._call(f"{kind} lookup", kind.replace("_", " "), lambda: service.retrieve(object_id))
@@ -669,6 +675,12 @@ class StripeGateway:
         page = self._call(f"{kind} list", kind.replace("_", " "), lambda: service.list(params=query))
         rows = [_as_dict(item) for item in page.data]
         return rows, (rows[-1]["id"] if page.has_more and rows else None)
+
+    def customer_cards(self, customer_id: str) -> list[dict[str, Any]]:
+        """The cards saved to a customer, newest first: `GET /v1/payment_methods?customer=…&type=card` (the first
+        100; a customer with more is not one whose newest card is in doubt)."""
+        cards, _ = self.list_page("payment_method", customer=customer_id, type="card")
+        return cards
 
     # -- what an earlier attempt did, when its answer never reached us --
 

@@ -30,6 +30,8 @@ from bot import order_book
 from bot.crm import same_email
 from bot.email_sync import note_old_email
 from bot.models import (
+    LIVE_STATUSES,
+    CardSource,
     Customer,
     Order,
     OrderLine,
@@ -45,7 +47,7 @@ from bot.models import (
     Subscription,
 )
 from bot.search import index_customer
-from bot.stripe_gateway import ACTION_KEY, RESOURCE_MISSING, StripeRejected
+from bot.stripe_gateway import ACTION_KEY, CUSTOMER_CARDS, RESOURCE_MISSING, StripeRejected
 
 Obj = dict[str, Any]
 # (kind, id) -> the object as Stripe has it now; inside a unit of work, `Gathered.fetch`
@@ -191,16 +193,8 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     customer.name, customer.email = name, email
     method = (obj.get("invoice_settings") or {}).get("default_payment_method") or obj.get("default_source")
     method_id = ref_id(method)
-    if method_id != customer.default_payment_method_id:
-        if isinstance(method, dict) and method.get("card"):
-            card = method["card"]  # expanded by the list call: no lookup needed
-        else:
-            card = _card(fetch, method_id) if method_id else {}
-        customer.default_payment_method_id = method_id if card else None
-        customer.card_brand = stripe_text(card.get("brand"), Customer.card_brand)
-        customer.card_last4 = stripe_text(card.get("last4"), Customer.card_last4)
-        customer.card_exp_month = card.get("exp_month")
-        customer.card_exp_year = card.get("exp_year")
+    if not (method_id and _default_card(customer, method, method_id, fetch)):
+        _fall_back_on_another_card(session, customer, fetch)
     if created or renamed:
         index_customer(session, customer)
     if counts is not None:
@@ -214,11 +208,81 @@ def customer_gone(session: Session, stripe_customer_id: str) -> None:
     if customer is not None:
         customer.stripe_customer_id = None
         customer.default_payment_method_id = None
+        customer.card_source = customer.card_subscription_id = None
 
 
 def _card(fetch: Fetch, method_id: str) -> Obj:
     """The card of a payment method; none when the method was deleted."""
     return _if_there(fetch, "payment_method", method_id).get("card") or {}
+
+
+def _default_card(customer: Customer, method: Any, method_id: str, fetch: Fetch) -> bool:
+    """The customer's default payment method in Stripe as their card on file; False when Stripe no longer has it."""
+    if (customer.default_payment_method_id, customer.card_source or CardSource.CUSTOMER.value) == (
+        method_id,
+        CardSource.CUSTOMER.value,
+    ):
+        return True  # recorded already: no lookup
+    expanded = isinstance(method, dict) and method.get("card")  # by the list call: no lookup needed
+    card = method["card"] if expanded else _card(fetch, method_id)
+    if card:
+        _use_card(customer, method_id, card, CardSource.CUSTOMER)
+    return bool(card)
+
+
+def _use_card(
+    customer: Customer,
+    method_id: str | None,
+    card: Obj,
+    source: CardSource | None,
+    subscription_id: str | None = None,
+) -> None:
+    """The card the record shows and New order charges: `card` is Stripe's `card` of payment method `method_id`."""
+    customer.default_payment_method_id = method_id
+    customer.card_source = source.value if source else None
+    customer.card_subscription_id = subscription_id
+    customer.card_brand = stripe_text(card.get("brand"), Customer.card_brand)
+    customer.card_last4 = stripe_text(card.get("last4"), Customer.card_last4)
+    customer.card_exp_month = card.get("exp_month")
+    customer.card_exp_year = card.get("exp_year")
+
+
+def _fall_back_on_another_card(session: Session, customer: Customer, fetch: Fetch) -> None:
+    """A customer with no default card in Stripe: the default payment method of their newest live subscription
+    (Stripe charges that card for it), else the newest card saved to them. Both are attached to the customer, so
+    New order can charge them off-session just as a default card."""
+    subscription = None
+    if customer.id is not None:
+        subscription = session.execute(
+            select(Recurring.default_payment_method_id, Recurring.stripe_subscription_id)
+            .where(
+                Recurring.customer_id == customer.id,
+                Recurring.default_payment_method_id.is_not(None),
+                Recurring.status.in_([s.value for s in LIVE_STATUSES]),
+            )
+            .order_by(Recurring.started_at.desc(), Recurring.id.desc())
+            .limit(1)
+        ).first()
+    if subscription is not None:
+        method_id, subscription_id = subscription
+        if (customer.card_source, customer.default_payment_method_id, customer.card_subscription_id) == (
+            CardSource.SUBSCRIPTION.value,
+            method_id,
+            subscription_id,
+        ):
+            return
+        card = _card(fetch, method_id)
+        if card:
+            _use_card(customer, method_id, card, CardSource.SUBSCRIPTION, subscription_id)
+            return
+    saved = _if_there(fetch, CUSTOMER_CARDS, customer.stripe_customer_id).get("data") or []  # type: ignore[arg-type]
+    cards = [method for method in saved if method.get("card")]
+    if not cards:
+        _use_card(customer, None, {}, None)
+        return
+    # Stripe lists the newest first; the newest by `created` whatever the order, the first of equals.
+    newest = max(reversed(cards), key=lambda method: int(method.get("created") or 0))
+    _use_card(customer, newest["id"], newest["card"], CardSource.NEWEST)
 
 
 def customer_for(
@@ -235,7 +299,7 @@ _STATUSES = {
     "active": RecurringStatus.ACTIVE,
     "trialing": RecurringStatus.TRIALING,
     "past_due": RecurringStatus.PAST_DUE,
-    "unpaid": RecurringStatus.PAST_DUE,
+    "unpaid": RecurringStatus.UNPAID,
     "incomplete": RecurringStatus.INCOMPLETE,
     "incomplete_expired": RecurringStatus.CANCELED,
     "canceled": RecurringStatus.CANCELED,
@@ -273,6 +337,13 @@ def sync_subscription(
     if created:
         session.flush()
         start_order(session, recurring)
+    method_id = ref_id(obj.get("default_payment_method"))
+    had_card = customer.card_subscription_id == recurring.stripe_subscription_id
+    if method_id != recurring.default_payment_method_id or (had_card and not recurring.is_live):
+        recurring.default_payment_method_id = method_id
+        if customer.card_source not in (None, CardSource.CUSTOMER.value) or not customer.card_last4:
+            # The card on file is a fallback (or there is none): this subscription's card may change it.
+            _fall_back_on_another_card(session, customer, fetch)
     if counts is not None:
         counts.count(
             "payment_plans" if recurring.kind == RecurringKind.PAYMENT_PLAN.value else "subscriptions",
@@ -297,6 +368,14 @@ def apply_subscription_state(row: Recurring, obj: Obj) -> None:
     row.status = status.value
     row.canceled_at = _time(obj.get("canceled_at") or obj.get("ended_at"))
     row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+    row.cancel_at = _time(obj.get("cancel_at")) if status not in _ENDED else None
+    reason = (obj.get("cancellation_details") or {}).get("reason")
+    if obj.get("status") == "incomplete_expired":
+        reason = reason or "payment_failed"  # its first payment was never made: Stripe ended it for that
+    row.cancel_reason = stripe_text(reason, Recurring.cancel_reason) if status in _ENDED else None
+    # Stripe's trialing is a trial, or a next bill date the bot (or the Dashboard) moved with trial_end; which of
+    # the two is told when the record is read (bot.records: a trial has no paid payment before it).
+    row.trial_ends_at = _time(obj.get("trial_end")) if obj.get("status") == "trialing" else None
     # Since API version 2025-03-31 the billing period lives on each subscription item; read both shapes. The
     # subscription bills next at the earliest.
     ends = [obj.get("current_period_end")] + [
@@ -311,6 +390,9 @@ def apply_subscription_state(row: Recurring, obj: Obj) -> None:
         row.next_bill_at = row.current_period_end
 
 
+_ENDED = (RecurringStatus.CANCELED, RecurringStatus.COMPLETED)
+
+
 def subscription_gone(session: Session, subscription_id: str, now: datetime) -> None:
     """A subscription Stripe no longer has bills nobody: ended, unless it had ended already."""
     row = session.scalar(select(Recurring).where(Recurring.stripe_subscription_id == subscription_id))
@@ -319,6 +401,7 @@ def subscription_gone(session: Session, subscription_id: str, now: datetime) -> 
     row.status = RecurringStatus.CANCELED.value
     row.canceled_at = row.canceled_at or now
     row.cancel_at_period_end = False
+    row.cancel_at = row.trial_ends_at = None
     row.next_bill_at = None
 
 
@@ -400,12 +483,16 @@ def sync_invoice(
         payment.status = PaymentStatus.PAID.value
     elif status == "void":
         payment.status = PaymentStatus.VOID.value
-    elif status == "uncollectible" or (status == "open" and int(obj.get("attempt_count") or 0) > 0):
-        payment.status = PaymentStatus.FAILED.value
+    elif status == "uncollectible" or (status == "open" and _declined(obj, charge, intent)):
+        # Written off (Stripe's uncollectible: retries over, the merchant or Stripe gave up on it) or declined and
+        # still open: missed either way until it is paid.
+        payment.status = (
+            PaymentStatus.UNCOLLECTIBLE.value if status == "uncollectible" else PaymentStatus.FAILED.value
+        )
         payment.failure_reason = (
             stripe_text(_failure_reason(charge, intent), Payment.failure_reason) or payment.failure_reason
         )
-        payment.failed_at = payment.failed_at or _time(obj.get("created")) or _now()
+        payment.failed_at = payment.failed_at or _declined_at(obj, charge)
     else:
         payment.status = PaymentStatus.OPEN.value
     session.flush()
@@ -494,6 +581,30 @@ def _invoice_charge(obj: Obj, fetch: Fetch) -> tuple[Obj, Obj]:
             else (_if_there(fetch, "charge", charge_id) if charge_id else {})
         )
     return charge, intent
+
+
+def _declined(invoice: Obj, charge: Obj, intent: Obj) -> bool:
+    """Whether an open invoice's payment was tried and failed: Stripe counts an attempt, or the payment intent
+    or its charge carries the decline (a first payment of an `incomplete` subscription may show only that)."""
+    return (
+        int(invoice.get("attempt_count") or 0) > 0
+        or bool(intent.get("last_payment_error"))
+        or charge.get("status") == "failed"
+    )
+
+
+def _declined_at(invoice: Obj, charge: Obj) -> datetime:
+    """When the card was declined: the failed charge's time. An invoice written off without a charge we can see
+    was missed when it was marked so; failing both, when it was finalized (billed), then created."""
+    transitions = invoice.get("status_transitions") or {}
+    failed_charge = charge.get("created") if charge.get("status") == "failed" else None
+    return (
+        _time(failed_charge)
+        or _time(transitions.get("marked_uncollectible_at"))
+        or _time(transitions.get("finalized_at"))
+        or _time(invoice.get("created"))
+        or _now()
+    )
 
 
 def _failure_reason(charge: Obj, intent: Obj) -> str | None:

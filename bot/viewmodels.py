@@ -98,6 +98,11 @@ class Card:
     last4: str
     exp_month: int | None = None
     exp_year: int | None = None
+    # Where the card on file comes from (bot.models.CardSource): the customer's default ("customer"), a
+    # subscription's ("subscription", whose product is `subscription`), or the newest saved card ("newest").
+    source: str | None = None
+    subscription: str | None = None
+    subscription_kind: str | None = None  # subscription | payment_plan
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class Stats:
     active_plans: int
     subscriptions_missing_payment: int
     plans_missing_payment: int
+    outstanding: list[Money] = field(default_factory=list)  # owed on the missed payments, per currency
 
     @property
     def missing_payment(self) -> int:
@@ -132,10 +138,25 @@ class RecurringSummary:
     missed_payments: int
     installments_total: int | None = None
     installments_paid: int | None = None
+    trial_ends_at: datetime | None = None  # while Stripe says trialing
+    # Trialing in Stripe because its next bill date was moved (with trial_end), not in a trial: see bot.records.
+    bill_date_moved: bool = False
+    cancel_at: datetime | None = None  # when a scheduled cancel takes effect
+    for_non_payment: bool = False  # canceled by Stripe because it was not paid
+    failure_reason: str | None = None  # why its latest missed payment failed
 
     @property
     def ended(self) -> bool:
         return self.status in ("canceled", "completed")
+
+    @property
+    def in_trial(self) -> bool:
+        return self.status == "trialing" and not self.bill_date_moved
+
+    @property
+    def cancelling(self) -> bool:
+        """Live, with a cancel scheduled (at the period's end, or on a date)."""
+        return not self.ended and (self.cancel_at_period_end or self.cancel_at is not None)
 
     @property
     def plan_status(self) -> str:
@@ -434,8 +455,10 @@ class MissedPayment:
     product: str
     amount: Money
     reason: str | None
-    failed_at: datetime
+    failed_at: datetime  # when the card was declined
     payments_paused: bool
+    written_off: bool = False  # Stripe's invoice marked uncollectible
+    status: str = "active"  # of its subscription or plan
 
 
 @dataclass(frozen=True)

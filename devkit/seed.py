@@ -61,8 +61,11 @@ DAY = 86_400
 HISTORY = 3 * 365 * DAY  # how far back customers go
 
 ZOE = 21  # Zoë Lefèvre, whom the README finds with `/customer zoe` (a subscriber with a trial ending soon)
-ACTIVE, TRIALING, PAST_DUE, PAUSED, INCOMPLETE, CANCELED, COMPLETED = (s.value for s in RecurringStatus)
-PAID, FAILED, OPEN, VOID = (s.value for s in PaymentStatus)
+ACTIVE, TRIALING, PAST_DUE, PAUSED, INCOMPLETE, CANCELED, COMPLETED = (
+    RecurringStatus(s).value
+    for s in ("active", "trialing", "past_due", "paused", "incomplete", "canceled", "completed")
+)
+PAID, FAILED, OPEN, VOID = (PaymentStatus(s).value for s in ("paid", "failed", "open", "void"))
 CHECKOUT, INTERNAL, SUBSCRIPTION_ORDER, PAYMENT_PLAN_ORDER = (s.value for s in OrderSource)
 ONE_OFF, INITIAL_PAYMENT, RENEWAL_PAYMENT, INSTALMENT_PAYMENT = (
     PaymentKind.ONE_OFF.value,

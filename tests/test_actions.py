@@ -433,7 +433,7 @@ def test_cancel_at_the_end_of_the_period(acting, stripe_client):
 
     assert "at the end of the period" in view_text(finish(acting, form["id"]))
     assert stripe_client.v1.subscriptions.retrieve(subscription_id).cancel_at_period_end is True
-    assert "cancels <!date^" in text_of(acting.slack.message(card.ts))
+    assert "Cancelling on <!date^" in text_of(acting.slack.message(card.ts))
 
 
 def test_with_no_payment_admins_nobody_may_act(db, slack, local_stripe):

@@ -266,13 +266,7 @@ def _old_shape_customer(db) -> int:
     with db.engine.begin() as connection:
         for statement in rows:
             connection.execute(text(statement), {"at": at, "later": at + timedelta(days=30)})
-        if db.engine.dialect.name == "postgresql":  # rows written with their ids: the sequences follow them
-            for table in ("customers", "recurring", "orders", "payments", "refunds"):
-                connection.execute(
-                    text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-                    )
-                )
+        _sequences_follow(connection)
     return 1
 
 
@@ -288,5 +282,81 @@ def _row_counts(db) -> dict[str, int]:
                 "order_lines",
                 "refunds",
                 "recurring",
+                "payments",
+                "missed_payment_alerts",
             )
         }
+
+
+def _stored(db, when: datetime):
+    return when if db.engine.dialect.name == "postgresql" else when.replace(tzinfo=None)
+
+
+def _old_rows(db) -> int:
+    """Jane with an order and its line, her search terms, a subscription with a paid and a failed payment, and an
+    alert: written as SQL, since the models describe the newest schema. Returns her id."""
+    at = _stored(db, datetime(2026, 1, 15, 12, tzinfo=UTC))
+    statements = [
+        "INSERT INTO customers (id, name, email, created_at, stripe_customer_id, card_brand, card_last4,"
+        " default_payment_method_id) VALUES (1, 'Jane Doe', 'jane@example.com', :at, 'cus_old', 'visa', '4242',"
+        " 'pm_old')",
+        "INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1), ('doe', 1)",
+        "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded,"
+        " amount_refund_pending, status, source) VALUES (1, '100001', 1, :at, 'usd', 5000, 0, 0, 'paid', 'checkout')",
+        "INSERT INTO order_lines (order_id, position, description, quantity, unit_amount)"
+        " VALUES (1, 0, 'Course', 1, 5000)",
+        "INSERT INTO recurring (id, kind, customer_id, product, amount, currency, interval, interval_count, status,"
+        " started_at, cancel_at_period_end, payments_paused, next_bill_at) VALUES"
+        " (1, 'subscription', 1, 'Pro Membership', 2900, 'usd', 'month', 1, 'past_due', :at, false, false, :at),"
+        " (2, 'subscription', 1, 'Gold', 900, 'usd', 'month', 1, 'trialing', :at, false, false, :at)",
+        "INSERT INTO payments (id, recurring_id, due_at, amount, currency, status, failure_reason, failed_at)"
+        " VALUES (1, 1, :at, 2900, 'usd', 'paid', NULL, NULL), (2, 1, :at, 2900, 'usd', 'failed', 'Declined.', :at)",
+        "INSERT INTO missed_payment_alerts (payment_id, channel, claimed_at) VALUES (2, 'C1', :at)",
+    ]
+    with db.engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement), {"at": at})
+        _sequences_follow(connection)
+    return 1
+
+
+def _sequences_follow(connection) -> None:
+    """Rows written with their ids: on PostgreSQL the id sequences move past them, as they would have."""
+    if connection.dialect.name != "postgresql":
+        return
+    for table in ("customers", "recurring", "orders", "payments", "refunds"):
+        connection.execute(
+            text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        )
+
+
+def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_ones(database_at_0006):
+    """Nothing is lost (on SQLite the tables are not rebuilt, which would cascade-delete payments and alerts); the
+    card on file is marked the customer's own, a trial keeps its end, and the new statuses can be stored."""
+    from bot.models import Payment, Recurring
+
+    db = database_at_0006
+    _old_rows(db)
+    before = _row_counts(db)
+
+    db.upgrade()
+
+    after = _row_counts(db)
+    assert current_revision(db.engine) == "0009"
+    assert (before["payments"], after["payments"]) == (2, 3), (
+        "the checkout's payment is a row of its own (0007)"
+    )
+    assert before["missed_payment_alerts"] == after["missed_payment_alerts"] == 1
+    assert after["orders"] == 3, "the checkout, and an order for each subscription (0007)"
+    with db.session() as s:
+        assert s.get(Customer, 1).card_source == "customer"
+        trial = s.get(Recurring, 2)
+        assert trial.trial_ends_at == trial.next_bill_at is not None
+        s.get(Payment, 2).status = "uncollectible"
+        s.get(Recurring, 1).status = "unpaid"
+    with db.session() as s:
+        assert (s.get(Payment, 2).status, s.get(Recurring, 1).status) == ("uncollectible", "unpaid")
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.get(Payment, 2).status = "lost"

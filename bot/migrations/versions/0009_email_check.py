@@ -5,7 +5,7 @@ The emails changed from Slack before this release are read back from the audit t
 from A to B in …"), so the first check after the upgrade asks the CRMs about those customers too.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-12 09:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
