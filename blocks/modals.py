@@ -253,6 +253,17 @@ def _whole_order_text(whole: WholeOrderRefund) -> list[Block]:
         _name(whole.customer_name),
         md("1 payment") if count == 1 else md("{} payments, each a refund of its own", count),
     )
+    if whole.more:
+        text = md(
+            "Refund *{} {}* of order #{} to *{}*: the newest {} payments still refundable, each a refund of its "
+            "own. {} older ones are left for the next Refund whole order.",
+            money(total),
+            total.currency.upper(),
+            escape(whole.order_number, 32),
+            _name(whole.customer_name),
+            count,
+            whole.more,
+        )
     lines = [
         md("{} · {} of {}", escape(q.payment, 60), money(q.refundable), money(q.paid))
         for q in whole.payments[:WHOLE_ORDER_LINES]

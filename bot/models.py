@@ -266,6 +266,9 @@ class Order(Base):
         # never from the table, so a customer with thousands of orders costs one short index range.
         Index("ix_orders_customer_totals", "customer_id", "currency", "total", "amount_refunded"),
         Index("ix_orders_recurring", "recurring_id", unique=True),
+        # An order's number comes from its id, and people keep numbers (receipts, Stripe's metadata): SQLite must
+        # never hand out the id of a deleted order again (PostgreSQL's sequences never do).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -291,6 +294,16 @@ class Order(Base):
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", lazy="raise", order_by="OrderLine.position"
     )
+
+
+class FoldedOrderNumber(Base):
+    """The number of an order that became a payment of another (0007 folded each renewal's and instalment's own
+    order into its subscription's): the number still opens the order it went into."""
+
+    __tablename__ = "folded_order_numbers"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
 
 
 def order_number(order_id: int) -> str:

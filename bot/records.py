@@ -29,6 +29,7 @@ from bot.models import (
     AttemptStatus,
     CardSource,
     Customer,
+    FoldedOrderNumber,
     Order,
     OrderLine,
     Payment,
@@ -667,7 +668,11 @@ _ORDER_HEADER = (
     )
     .where(_orders.c.id == bindparam("order_id"))
 )
-_ORDER_ID_BY_NUMBER = select(_orders.c.id).where(_orders.c.number == bindparam("number"))
+_folded = FoldedOrderNumber.__table__
+_ORDER_ID_BY_NUMBER = union_all(
+    select(_orders.c.id).where(_orders.c.number == bindparam("number")),
+    select(_folded.c.order_id).where(_folded.c.number == bindparam("number")),
+).limit(1)
 _ORDER_LINES = (
     select(_lines.c.description, _lines.c.quantity, _lines.c.unit_amount)
     .where(_lines.c.order_id == bindparam("order_id"))

@@ -433,6 +433,7 @@ class WholeOrderRefund:
     customer_id: int
     customer_name: str
     payments: list[RefundQuote]  # newest first
+    more: int = 0  # older payments still refundable, left for another turn (see refunds.WHOLE_ORDER_MOST)
 
     @property
     def total(self) -> Money:

@@ -135,25 +135,22 @@ def review_whole_order_refund(
         reason = selected(values, modals.REASON)
         note = text(values, modals.NOTE) or None
         whole = refunds.check_whole_order(body["user"]["id"], form.data["order"], reason, note)
+        reason = None if reason in (None, "other") else reason
+        # Each payment is refunded as the confirmation states it: its refundable amount and its state as shown.
+        confirmed = form.add(
+            reason=reason,
+            note=note,
+            currency=whole.total.currency,
+            payments=[[q.payment_id, q.refundable.amount, *q.seen] for q in whole.payments],
+        )
+        confirm = modals.whole_order_refund_confirm(whole, reason, note, confirmed.encode())
     except Invalid as invalid:
         ack(response_action="errors", errors=invalid.problems or {modals.REASON: invalid.message})
         return
     except Exception as error:
         ack(response_action="update", view=modals.failed(WHOLE_ORDER, failure_message(error, logger)))
         return
-    reason = None if reason in (None, "other") else reason
-    # Each payment is refunded as the confirmation states it: its refundable amount and its state as shown.
-    confirmed = form.add(
-        reason=reason,
-        note=note,
-        payments=[
-            [q.payment_id, q.refundable.amount, q.refundable.currency, list(q.seen)] for q in whole.payments
-        ],
-    )
-    ack(
-        response_action="update",
-        view=modals.whole_order_refund_confirm(whole, reason, note, confirmed.encode()),
-    )
+    ack(response_action="update", view=confirm)
 
 
 def start_whole_order_refund(ack: Ack, view: dict, logger: logging.Logger) -> None:
@@ -163,15 +160,33 @@ def start_whole_order_refund(ack: Ack, view: dict, logger: logging.Logger) -> No
 def refund_whole_order(
     body: dict, view: dict, client: WebClient, logger: logging.Logger, refunds: Refunds, records: Records
 ) -> None:
+    """Refund whole order, as confirmed; Try again (when a payment was left undone) sends the very same request,
+    so what was refunded is answered as done and only the rest is sent."""
+
     def confirmed(form: Form, actor: str) -> Done | Pending:
         data = form.data
         requests = [
-            RefundRequest(payment_id, Money(amount, currency), data["reason"], data["note"], tuple(seen))
-            for payment_id, amount, currency, seen in data["payments"]
+            RefundRequest(
+                payment_id,
+                Money(amount, data["currency"]),
+                data["reason"],
+                data["note"],
+                (refunded, awaiting),
+            )
+            for payment_id, amount, refunded, awaiting in data["payments"]
         ]
         return refunds.refund_whole_order(actor, data["order"], requests)
 
-    act_and_tell(WHOLE_ORDER, confirmed, body=body, view=view, client=client, records=records, logger=logger)
+    act_and_tell(
+        WHOLE_ORDER,
+        confirmed,
+        body=body,
+        view=view,
+        client=client,
+        records=records,
+        logger=logger,
+        retry=(modals.WHOLE_ORDER_REFUND_CONFIRM, lambda form: form.encode()),
+    )
 
 
 def register(app: App) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from bot.actions import Actions
 from bot.actions.ledger import IN_FLIGHT
 from bot.actions.settling import Settled
-from bot.models import ActionAttempt, Customer, Order, OrderLine, Refund
+from bot.models import ActionAttempt, Customer, Order, OrderLine, Payment, Refund
 from bot.stripe_gateway import CallLimits, StripeGateway
 from bot.webhooks import StripeWebhooks
 from devkit.local_slack import SlackPerson, wsgi_transport
@@ -148,12 +148,15 @@ def books_agree(shop: Shop, order_id: int, intent: str) -> None:
     assert our_refunds(shop, order_id) == stripe_refunds(shop, intent)
     with shop.harness.db.session() as s:
         order = s.get(Order, order_id)
+        payment = make.order_payment(s, order)
         held = s.scalar(
             select(func.coalesce(func.sum(ActionAttempt.reserved), 0)).where(
-                ActionAttempt.target_type == "order", ActionAttempt.target_id == order_id
+                ActionAttempt.target_type == "payment",
+                ActionAttempt.target_id == payment.id,
+                ActionAttempt.status == "pending",
             )
         )
-        assert (order.amount_refunded, make.order_payment(s, order).amount_refund_pending) == (
+        assert (order.amount_refunded, payment.amount_refund_pending) == (
             sum(our_refunds(shop, order_id)),
             held,
         )
@@ -510,3 +513,204 @@ def test_a_card_that_needs_the_customer_is_not_charged_and_its_payment_is_cancel
     assert intent.status == "canceled", "it can never be completed beside a charge asked for again"
     with shop.harness.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Order).where(Order.customer_id == jane_id)) == 0
+
+
+# --- Refund whole order: every payment of an order, each once ----------------------------------------------------
+
+
+def jane_subscribed(shop: Shop, months: int = 3) -> tuple[int, list[str]]:
+    """Jane in Stripe with a checkout, a Pro Membership paid `months` times (its first payment and renewals, all
+    payments of its one order) and a payment plan with two instalments: (the subscription's order id, its payment
+    intents, newest first)."""
+    customer, card = stripe_customer_with_card(shop.stripe, "jane.doe@example.com", name="Jane Doe")
+    with shop.harness.db.session() as s:
+        jane = make.customer(s, "Jane Doe", stripe_customer_id=customer, default_payment_method_id=card)
+        make.order(
+            s, jane, 5000, stripe_payment_intent_id=paid_payment_intent(shop.stripe, customer, card, 5000)
+        )
+        sub = make.subscription(s, jane, "Pro Membership")
+        intents = []
+        for month in range(months):
+            intents.append(paid_payment_intent(shop.stripe, customer, card, 2900))
+            due = make.T0 + timedelta(days=31 * month)
+            make.payment(
+                s,
+                sub,
+                kind="initial" if month == 0 else None,
+                due_at=due,
+                stripe_payment_intent_id=intents[-1],
+            )
+        plan = make.payment_plan(s, jane, "Guitar course", total=6, paid=2, amount=15000)
+        for month in range(2):
+            make.payment(s, plan, due_at=make.T0 + timedelta(days=31 * month))
+        order_id = s.scalar(select(Order.id).where(Order.recurring_id == sub.id))
+    return order_id, intents[::-1]
+
+
+def whole_order_confirmation(
+    shop: Shop, person: SlackPerson, order_id: int, reason: str = "other"
+) -> Confirmation:
+    card = person.command("jane doe")
+    person.click(card, f"open_order-{order_id}")
+    person.click(shop.harness.slack.message(card.ts), f"refund_whole_order-{order_id}")
+    form = shop.harness.slack.latest_view()
+    person.submit(form, {"reason": reason})  # localstripe refuses Stripe's refund reasons
+    return Confirmation(person, form["id"], shop.harness.slack.views[form["id"]])
+
+
+def answered(shop: Shop, confirmation: Confirmation) -> dict:
+    """The modal once the refunds were answered: a result, or the answer offering Try again."""
+    views = shop.harness.slack.views
+
+    def done() -> bool:
+        view = views[confirmation.view_id]
+        return view.get("callback_id") == "result" or (view.get("submit") or {}).get("text") == "Try again"
+
+    shop.harness.slack.wait_for(done, timeout=20)
+    return views[confirmation.view_id]
+
+
+def said(view: dict) -> str:
+    return "\n".join(b["text"]["text"] for b in view["blocks"] if b["type"] == "section")
+
+
+def whole_order_books_agree(shop: Shop, order_id: int, intents: list[str]) -> None:
+    """Each payment's refunds in Stripe are ours, the order adds up its payments, nothing is held back."""
+    with shop.harness.db.session() as s:
+        payments = {
+            p.stripe_payment_intent_id: p
+            for p in s.scalars(select(Payment).where(Payment.order_id == order_id))
+        }
+        order = s.get(Order, order_id)
+        for intent in intents:
+            assert stripe_refunds(shop, intent) == sorted(
+                s.scalars(select(Refund.amount).where(Refund.payment_id == payments[intent].id))
+            )
+            assert payments[intent].amount_refund_pending == 0
+        assert order.amount_refunded == sum(p.amount_refunded for p in payments.values())
+        assert order.total == sum(p.amount for p in payments.values() if p.status == "paid")
+    keys = {e.key for e in shop.stand_in.forwarded if e.method == "POST" and e.key}
+    assert all(shop.stand_in.executed(key) == 1 for key in keys)
+
+
+def test_orders_are_what_was_placed_and_refund_whole_order_refunds_each_payment_once(shop):
+    order_id, intents = jane_subscribed(shop)
+    card = text_of(shop.admin().command("jane doe"))
+    assert "*Orders*\n3" in card, "a checkout, a subscription and a payment plan: three orders placed"
+    assert "*Lifetime value*\n$437.00" in card, "$50 + 3 × $29 + 2 × $150, every payment collected"
+    confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
+    stated = said(confirmation.view)
+    assert "Refund *$87.00 USD* of order #" in stated and "in 3 payments, each a refund of its own" in stated
+    assert confirmation.view["submit"]["text"] == "Refund $87.00"
+
+    confirmation.submit(shop)
+    outcome = said(answered(shop, confirmation))
+
+    assert "Refunded $87.00 of order #" in outcome and "(Jane Doe) in 3 payments." in outcome
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[2900]] * 3
+    whole_order_books_agree(shop, order_id, intents)
+    with shop.harness.db.session() as s:
+        assert s.get(Order, order_id).status == "refunded"
+
+    confirmation.submit(shop)  # the same confirmation again: a double click, or Slack showing it twice
+    assert "already done before" in said(answered(shop, confirmation))
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[2900]] * 3, "nothing refunded twice"
+    whole_order_books_agree(shop, order_id, intents)
+
+
+def test_two_clicks_at_once_on_refund_whole_order_refund_each_payment_once(shop):
+    import threading
+
+    order_id, intents = jane_subscribed(shop)
+    confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
+    shop.stand_in.stall("POST", "/v1/refunds", times=1, then="forward")  # the first click is still at Stripe
+
+    slack = shop.harness.slack
+
+    def answers() -> int:  # each click's lazy listener ends by putting its answer in the modal
+        return sum(
+            c.method == "views.update" and c.args.get("view_id") == confirmation.view_id for c in slack.calls
+        )
+
+    first = threading.Thread(target=confirmation.submit, args=(shop,))
+    first.start()
+    shop.stand_in.wait_for_stalled(1)
+    shop.harness.person.submit(confirmation.view)  # the second click, while the first waits on Stripe
+    shop.stand_in.release()
+    first.join()
+    slack.wait_for(lambda: answers() == 2, timeout=20)
+    shop.stand_in.wait_until_idle()
+
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[2900]] * 3
+    whole_order_books_agree(shop, order_id, intents)
+
+
+def test_a_payment_stripe_refuses_in_the_middle_is_named_and_try_again_sends_only_it(shop):
+    from tests.stripe_standin import stripe_error
+
+    order_id, intents = jane_subscribed(shop)
+    confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
+    refused = stripe_error("invalid_request_error", "This charge is being reviewed.")
+    shop.stand_in.fail("POST", "/v1/refunds", 400, times=1, body=refused)  # the newest payment's refund
+
+    confirmation.submit(shop)
+    answer = answered(shop, confirmation)
+    outcome = said(answer)
+
+    assert "Refunded $58.00 of order #" in outcome and "(2 payments of 3)" in outcome
+    assert (
+        "Not refunded: the renewal of 2026-03-18 ($29.00) — Stripe refused to do this: This charge is being "
+        "reviewed. Try again refunds only those." in outcome
+    )
+    assert answer["submit"]["text"] == "Try again"
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[], [2900], [2900]]
+    whole_order_books_agree(shop, order_id, intents)
+    sent = len([e for e in shop.stand_in.forwarded if e.method == "POST" and e.path == "/v1/refunds"])
+
+    shop.harness.slack.replace_view(confirmation.view_id, answer)
+    shop.admin().submit(answer)  # Try again: the very same request
+    again = said(answered(shop, Confirmation(confirmation.person, confirmation.view_id, answer)))
+
+    assert "Refunded $87.00 of order #" in again and "in 3 payments" in again
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[2900]] * 3
+    resent = [e for e in shop.stand_in.forwarded if e.method == "POST" and e.path == "/v1/refunds"][sent:]
+    assert len(resent) == 1, "only the refused payment was sent again"
+    whole_order_books_agree(shop, order_id, intents)
+
+
+def test_a_whole_order_refund_stripe_refuses_entirely_says_nothing_was_refunded(shop):
+    from tests.stripe_standin import stripe_error
+
+    order_id, intents = jane_subscribed(shop, months=2)
+    confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
+    shop.stand_in.fail(
+        "POST", "/v1/refunds", 400, times=None, body=stripe_error("invalid_request_error", "No.")
+    )
+
+    confirmation.submit(shop)
+    outcome = said(answered(shop, confirmation))
+
+    assert ":x:" in outcome and "Nothing was refunded on order #" in outcome and "Refunded" not in outcome
+    assert [stripe_refunds(shop, intent) for intent in intents] == [[], []]
+    whole_order_books_agree(shop, order_id, intents)
+
+
+def test_an_order_with_more_payments_than_one_confirmation_holds_is_refunded_in_turns(shop):
+    from blocks.limits import message_problems
+
+    with shop.harness.db.session() as s:
+        jane = make.customer(s, "Jane Doe")
+        sub = make.subscription(s, jane, "Daily data feed", amount=100)
+        for day in range(130):
+            make.payment(
+                s, sub, due_at=make.T0 + timedelta(days=day), stripe_payment_intent_id=f"pi_day{day}"
+            )
+        order_id = s.scalar(select(Order.id).where(Order.recurring_id == sub.id))
+
+    confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
+
+    stated = said(confirmation.view)
+    assert "the newest 100 payments still refundable" in stated and "30 older ones are left" in stated
+    assert confirmation.view["submit"]["text"] == "Refund $100.00"
+    assert len(confirmation.view["private_metadata"]) <= 3000
+    assert message_problems(confirmation.view["blocks"], view=True) == []

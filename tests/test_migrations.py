@@ -18,6 +18,7 @@ from bot.models import ActionAttempt, Base, Customer, Order, OrderLine, Payment,
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.app import create_app
 from runtime.web import WebApp
+from tests import factories as make
 from tests.conftest import BACKENDS, SIGNING_SECRET, settings_for
 from tests.slack_text import text_of
 
@@ -225,9 +226,61 @@ def test_one_order_per_payment_becomes_orders_with_payments(database_at_0006, sl
         assert (attempt.target_type, attempt.target_id) == ("payment", payments[1].id)
         assert s.scalar(select(func.count()).select_from(OrderLine).where(OrderLine.order_id == 3)) == 0
     web = WebApp(create_app(settings_for(db, slack), db), db)
-    card = SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET).command("jane")
+    person = SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET)
+    card = person.command("jane")
     assert "*Orders*\n3" in text_of(card), "the orders Jane placed"
     assert "*Lifetime value*\n$48.00" in text_of(card), "$50 + $29 + $29 paid, $60 refunded: as before"
+    folded = text_of(person.command("#100003"))
+    assert "Order #100002" in folded, "a folded renewal's number opens the subscription's order"
+    with db.session() as s:
+        newer = make.order(s, s.get(Customer, customer_id), 700)
+        assert int(newer.id) > 4, "no new order takes the id, and so the number, of a folded one"
+
+
+def test_an_upgrade_that_fails_on_sqlite_leaves_the_database_as_it_was(tmp_path):
+    """The whole upgrade is one transaction on SQLite too (the driver alone would commit each table it makes)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.db import MIGRATIONS
+
+    scripts = tmp_path / "migrations"
+    (scripts / "versions").mkdir(parents=True)
+    for name in ("env.py", "script.py.mako"):
+        (scripts / name).write_text((MIGRATIONS / name).read_text())
+    (scripts / "versions" / "0001_fails.py").write_text(
+        "from alembic import op\nimport sqlalchemy as sa\n\nrevision = '0001'\ndown_revision = None\n\n\n"
+        "def upgrade():\n"
+        "    op.create_table('made', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "    op.execute('INSERT INTO made (id) VALUES (1)')\n"
+        "    raise RuntimeError('half way')\n"
+    )
+    db = Database(f"sqlite:///{tmp_path / 'failing.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(scripts))
+    config.attributes["engine"] = db.engine
+    with pytest.raises(RuntimeError, match="half way"):
+        command.upgrade(config, "head")
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).all() == []
+    db.dispose()
+
+
+def test_rows_that_referred_to_nothing_before_the_upgrade_do_not_stop_it(tmp_path):
+    with database_at("sqlite", "0006", tmp_path) as db:
+        _old_shape_customer(db)
+        with db.engine.begin() as connection:
+            connection.execute(text("PRAGMA foreign_keys=OFF"))
+            connection.execute(
+                text(
+                    "INSERT INTO order_lines (order_id, position, description, quantity, unit_amount)"
+                    " VALUES (999, 0, 'left over', 1, 100)"
+                )
+            )
+
+        db.upgrade()
+
+        assert current_revision(db.engine) == "0009"
 
 
 def _old_shape_customer(db) -> int:

@@ -38,6 +38,9 @@ ACTION = "refund"
 REASONS = ("requested_by_customer", "duplicate", "fraudulent")  # Stripe's
 OTHER = "other"  # the form's choice for none of Stripe's reasons
 MOST_PAYMENTS = 100  # payments of one subscription or plan offered in one refund form
+# Payments one Refund whole order refunds at once, newest first: the confirmation carries each one's state in the
+# modal's memory, which Slack keeps to 3,000 characters. An order with more is refunded in turns.
+WHOLE_ORDER_MOST = 100
 
 
 class Refunds(Family):
@@ -63,17 +66,22 @@ class Refunds(Family):
         return quotes
 
     def whole_order_form(self, actor: str, order_id: int) -> WholeOrderRefund:
-        """Every payment of an order still refundable, for one confirmation; Invalid when none is."""
+        """The payments of an order still refundable (the newest WHOLE_ORDER_MOST), for one confirmation; Invalid
+        when none is."""
         self.permission.require(actor, ACTION, "order", order_id)
         with self.db.session() as session:
             order = _order(session, order_id)
-            quotes = _quotes(session, Payment.order_id == order_id, limit=None)
+            quotes = _quotes(session, Payment.order_id == order_id, limit=WHOLE_ORDER_MOST + 1)
             customer = session.get(Customer, order.customer_id)
             assert customer is not None  # a foreign key guarantees it
+            more = 0
+            if len(quotes) > WHOLE_ORDER_MOST:
+                quotes = quotes[:WHOLE_ORDER_MOST]
+                more = session.scalar(_count_refundable(order_id)) - WHOLE_ORDER_MOST
         if not quotes:
             raise Invalid(_nothing_left(order.number))
         return WholeOrderRefund(
-            order.id, order.number, customer.id, shown_name(customer.name, customer.email), quotes
+            order.id, order.number, customer.id, shown_name(customer.name, customer.email), quotes, more
         )
 
     def quote(self, payment_id: int) -> RefundQuote:
@@ -182,6 +190,12 @@ class Refunds(Family):
             assert customer is not None  # a foreign key guarantees it
             what = f"order #{order.number} ({shown_name(customer.name, customer.email)})"
             customer_id = order.customer_id
+            labels = {
+                payment.id: payment_label(payment.kind, payment.paid_at or payment.due_at)
+                for payment in session.scalars(
+                    select(Payment).where(Payment.id.in_([r.payment_id for r in confirmed]))
+                )
+            }
         done: list[tuple[RefundRequest, Done]] = []
         pending: list[tuple[RefundRequest, Pending]] = []
         refused: list[tuple[RefundRequest, str]] = []
@@ -201,7 +215,7 @@ class Refunds(Family):
                 pending.append((request, outcome))
             else:
                 done.append((request, outcome))
-        return whole_order_outcome(what, customer_id, order_id, done, pending, refused)
+        return whole_order_outcome(what, customer_id, order_id, labels, done, pending, refused)
 
 
 def refund_problems(
@@ -310,45 +324,58 @@ def whole_order_outcome(
     what: str,
     customer_id: int,
     order_id: int,
+    labels: dict[int, str],
     done: list[tuple[RefundRequest, Done]],
     pending: list[tuple[RefundRequest, Pending]],
     refused: list[tuple[RefundRequest, str]],
 ) -> Done | Pending:
     """One answer for a whole-order refund of `what` ("order #100021 (Jane Doe)") that says exactly which payments
-    were refunded, which await Stripe's answer and which were not refunded (and why)."""
+    were refunded, which await Stripe's answer and which were not refunded, and why. Nothing refunded at all is a
+    failure; a part left undone is the answer's `left`, which asking again (the same request) completes: what was
+    done is answered as done, and only the rest is sent."""
     record = ("order", order_id)
     count = len(done) + len(pending) + len(refused)
-    if not pending and not refused:
-        total = _sum(r.amount for r, _ in done)
-        already = all(outcome.already for _, outcome in done)
-        summary = (
-            f"refunded {total.format()} of {what}"
-            + (f" in {count} payments" if count > 1 else "")
-            + (" (already done before)" if already else "")
-        )
-        return Done(summary, customer_id, record, already=already)
-    parts = []
-    if done:
-        parts.append(f"refunded {_payments(done)} ({_sum(r.amount for r, _ in done).format()})")
+
+    def named(request: RefundRequest) -> str:
+        label = labels.get(request.payment_id, "payment")
+        return f"the {label[:1].lower()}{label[1:]} ({request.amount.format()})"
+
+    not_done = "; ".join(f"{named(request)} — {why.rstrip('.')}" for request, why in refused)
+    if not done and not pending:
+        raise Failed(f"Nothing was refunded on {what}. Not refunded: {not_done}.")
+    summary = (
+        f"refunded {_sum(r.amount for r, _ in done).format()} of {what}" if done else f"refund of {what}"
+    )
+    if len(done) == count > 1:
+        summary += f" in {count} payments"
+    elif count > 1:
+        summary += f" ({_payments(len(done))} of {count})" if done else f" ({count} payments)"
+    if done and all(outcome.already for _, outcome in done) and not pending and not refused:
+        return Done(summary + ", already done before", customer_id, record, already=True)
+    left = f"Not refunded: {not_done}. Try again refunds only those." if refused else None
     if pending:
-        parts.append(
-            f"awaiting Stripe's answer for {_payments(pending)} ({_sum(r.amount for r, _ in pending).format()})"
-        )
-    for request, why in refused:
-        parts.append(f"not refunded: {request.amount.format()} ({why.rstrip('.')})")
-    summary = f"refund of {what}, {count} payments: " + "; ".join(parts)
-    if pending:
+        whys = list(dict.fromkeys(outcome.why for _, outcome in pending))
+        waiting = ", ".join(named(request) for request, _ in pending)
         return Pending(
-            summary,
-            customer_id,
-            record,
-            pending[0][1].why + " The others were answered as listed; do not refund the order again.",
+            summary, customer_id, record, f"Awaiting Stripe's answer: {waiting}. " + " ".join(whys), left=left
         )
-    return Done(summary, customer_id, record)
+    return Done(summary, customer_id, record, left=left)
 
 
-def _payments(outcomes: list) -> str:
-    return "1 payment" if len(outcomes) == 1 else f"{len(outcomes)} payments"
+def _payments(count: int) -> str:
+    return "1 payment" if count == 1 else f"{count} payments"
+
+
+# A payment with something left to refund through Stripe (Payment.refundable, in SQL).
+_REFUNDABLE = (
+    Payment.status == PaymentStatus.PAID.value,
+    Payment.amount_refunded + Payment.amount_refund_pending < Payment.amount,
+    Payment.stripe_payment_intent_id.is_not(None),
+)
+
+
+def _count_refundable(order_id: int):
+    return select(func.count()).select_from(Payment).where(Payment.order_id == order_id, *_REFUNDABLE)
 
 
 def _sum(amounts) -> Money:
@@ -358,8 +385,8 @@ def _sum(amounts) -> Money:
 
 def _unexpected(error: Exception) -> str:
     if isinstance(error, DatabaseUnavailable):
-        return "our database did not answer, so it was not asked of Stripe; refund it again from the order"
-    return "an unexpected error stopped it; open the order to see whether it was refunded before trying again"
+        return "our database did not answer, so Stripe was not asked"
+    return "an unexpected error stopped it; open the order to see its state"
 
 
 def _nothing_left(number: str) -> str:
@@ -382,16 +409,7 @@ def _payment(session: Session, payment_id: int, *, fresh: bool = False) -> Payme
 
 def _quotes(session: Session, which, *, limit: int | None = MOST_PAYMENTS) -> list[RefundQuote]:
     """Quotes of the payments `which` selects that have something left to refund through Stripe, newest first."""
-    statement = (
-        select(Payment)
-        .where(
-            which,
-            Payment.status == PaymentStatus.PAID.value,
-            Payment.amount_refunded + Payment.amount_refund_pending < Payment.amount,
-            Payment.stripe_payment_intent_id.is_not(None),
-        )
-        .order_by(Payment.due_at.desc(), Payment.id.desc())
-    )
+    statement = select(Payment).where(which, *_REFUNDABLE).order_by(Payment.due_at.desc(), Payment.id.desc())
     if limit is not None:
         statement = statement.limit(limit)
     return [_quote(session, payment) for payment in session.scalars(statement).all()]

@@ -5,7 +5,8 @@ The old shape had one order per payment. Upgrading in place:
 - a checkout's or internal order's one payment becomes a payment row of its own;
 - each subscription or plan keeps one order, its earliest (or a new one when none was paid yet), and every payment
   of it, paid or not, becomes that order's; the other orders it had are folded into it (their refunds, audit
-  entries and the ledger's attempts follow), and their numbers no longer open anything;
+  entries and the ledger's attempts follow), and their numbers open the order they went into
+  (folded_order_numbers); on SQLite order ids are never handed out again (AUTOINCREMENT), so neither is a number;
 - a refund belongs to a payment, and the ledger's refund attempts (and what they hold back) move to the payment;
 - each order's totals and status are added up again from its payments.
 
@@ -86,6 +87,9 @@ recurring = sa.table(
     sa.column("currency", sa.String),
     sa.column("started_at", sa.DateTime(timezone=True)),
 )
+folded_numbers = sa.table(
+    "folded_order_numbers", sa.column("number", sa.String), sa.column("order_id", sa.Integer)
+)
 refunds = sa.table(
     "refunds",
     sa.column("id", sa.Integer),
@@ -110,6 +114,15 @@ PAYMENT_KINDS = "'one_off', 'initial', 'renewal', 'instalment', 'change', 'manua
 
 def upgrade() -> None:
     connection = op.get_bind()
+    op.create_table(
+        "folded_order_numbers",
+        sa.Column("number", sa.String(length=32), nullable=False),
+        sa.Column("order_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("number"),
+    )
+    op.create_index(op.f("ix_folded_order_numbers_order_id"), "folded_order_numbers", ["order_id"])
+    last_order = connection.execute(sa.select(sa.func.max(orders.c.id))).scalar() or 0
     # An order now has many payments: its one-payment link goes first, before payments are moved onto orders.
     with op.batch_alter_table("payments", naming_convention=NAMING) as batch:
         batch.drop_constraint(_name(connection, "payments", "uq", "order_id"), type_="unique")
@@ -160,7 +173,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_refunds_payment_id"), "refunds", ["payment_id"])
 
     op.drop_index(op.f("ix_orders_recurring_id"), table_name="orders")
-    with op.batch_alter_table("orders", naming_convention=NAMING) as batch:
+    with op.batch_alter_table(
+        "orders", naming_convention=NAMING, table_kwargs={"sqlite_autoincrement": True}
+    ) as batch:
         batch.drop_constraint("order_refund_pending_within_total", type_="check")
         for column in ("stripe_payment_intent_id", "stripe_charge_id"):
             batch.drop_constraint(_name(connection, "orders", "uq", column), type_="unique")
@@ -179,6 +194,13 @@ def upgrade() -> None:
             "order_status", "status IN ('unpaid', 'paid', 'partially_refunded', 'refunded')"
         )
     op.create_index("ix_orders_recurring", "orders", ["recurring_id"], unique=True)
+    if connection.dialect.name == "sqlite":
+        # The rebuilt table counts on from its highest id; the folded orders' ids (and numbers) lie past it.
+        connection.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = 'orders'")
+        connection.exec_driver_sql(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'orders', max(coalesce(max(id), 0), ?) FROM orders",
+            (last_order,),
+        )
 
 
 def _name(connection, table: str, kind: str, column: str) -> str:
@@ -268,8 +290,12 @@ def _one_order_per_subscription(connection) -> None:
             .all()
         )
         if its_orders:
-            connection.execute(sa.update(orders).where(orders.c.id == its_orders[0]).values(source=source))
-            started[plan["id"]] = (its_orders[0], its_orders[1:])
+            start = its_orders[0]
+            connection.execute(sa.update(orders).where(orders.c.id == start).values(source=source))
+            # Its items were its first payment's ("Pro Membership, November"): the order is for the product.
+            connection.execute(sa.delete(order_lines).where(order_lines.c.order_id == start))
+            connection.execute(sa.insert(order_lines).values(_product_line(start, plan)))
+            started[plan["id"]] = (start, its_orders[1:])
         else:
             started[plan["id"]] = (_new_order(connection, plan, source), [])
     for plan in plans:
@@ -278,6 +304,10 @@ def _one_order_per_subscription(connection) -> None:
             sa.update(payments).where(payments.c.recurring_id == plan["id"]).values(order_id=start)
         )
         if folded:
+            numbers = connection.execute(sa.select(orders.c.number).where(orders.c.id.in_(folded))).scalars()
+            connection.execute(
+                sa.insert(folded_numbers), [{"number": number, "order_id": start} for number in numbers]
+            )
             connection.execute(
                 sa.update(refunds).where(refunds.c.order_id.in_(folded)).values(order_id=start)
             )
@@ -327,12 +357,18 @@ def _new_order(connection, plan, source: str) -> int:
     connection.execute(
         sa.update(orders).where(orders.c.id == order_id).values(number=str(100_000 + order_id))
     )
-    connection.execute(
-        sa.insert(order_lines).values(
-            order_id=order_id, position=0, description=plan["product"], quantity=1, unit_amount=plan["amount"]
-        )
-    )
+    connection.execute(sa.insert(order_lines).values(_product_line(order_id, plan)))
     return order_id
+
+
+def _product_line(order_id: int, plan) -> dict:
+    return {
+        "order_id": order_id,
+        "position": 0,
+        "description": plan["product"],
+        "quantity": 1,
+        "unit_amount": plan["amount"],
+    }
 
 
 def _add_up_orders(connection) -> None:
