@@ -79,6 +79,8 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     if record.current_period_end and item.status not in ("canceled", "completed"):
         shown.append(field("Current period ends", date_token(record.current_period_end)))
     shown.append(field("Paid so far", money_list(record.paid_total)))
+    if record.schedule is not None:
+        shown.append(field("Left to pay", money(record.schedule.remaining)))
     shown.append(
         field(
             "Missed payments",
@@ -94,7 +96,10 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     blocks += [header(title), context(subtitle)]
     if record.awaiting:
         blocks.append(awaiting_stripe(record.awaiting))
-    blocks += [fields(*shown), divider(), section(_payments_text(record))]
+    blocks += [fields(*shown), divider()]
+    if record.schedule is not None and record.schedule.upcoming:
+        blocks.append(section(_upcoming_text(record)))
+    blocks.append(section(_payments_text(record)))
     buttons = _recurring_actions(record)
     if buttons:
         blocks.append(actions("recurring_actions", buttons))
@@ -158,6 +163,20 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
         )
     )
     return buttons
+
+
+def _upcoming_text(record: RecurringRecord) -> Mrkdwn:
+    """A plan's instalments still to come: `4 of 6 · Jan 7, 2027 · $150.00`."""
+    schedule = record.schedule
+    assert schedule is not None
+    total = record.summary.installments_total
+    lines = [md("*Upcoming instalments*")]
+    for instalment in schedule.upcoming:
+        when = date_token(instalment.due_at) if instalment.due_at else md("when payments resume")
+        lines.append(md("{} of {} · {} · {}", instalment.number, total, when, money(instalment.amount)))
+    if schedule.not_shown:
+        lines.append(md("and {}", plural(schedule.not_shown, "more instalment")))
+    return _fit(lines, RECORD_LIST_TEXT)
 
 
 def _payments_text(record: RecurringRecord) -> Mrkdwn:
@@ -270,7 +289,7 @@ def _order_payments_text(record: OrderRecord) -> Mrkdwn:
         heading += md(", latest {}", len(record.payments))
     if not record.payments:
         return heading + md("\nNo payments yet.")
-    return _fit([heading] + [_payment_line(p) for p in record.payments], ORDER_LIST_TEXT)
+    return _fit([heading] + [_payment_line(p) for p in record.payments], RECORD_LIST_TEXT)
 
 
 def _items_text(record: OrderRecord) -> Mrkdwn:
@@ -283,7 +302,7 @@ def _items_text(record: OrderRecord) -> Mrkdwn:
         lines.append(md("and {}", plural(len(record.lines) - ORDER_LINES_SHOWN, "more item")))
     if not record.lines:
         lines.append(md("No items recorded."))
-    return _fit(lines, ORDER_LIST_TEXT)
+    return _fit(lines, RECORD_LIST_TEXT)
 
 
 def _refunds_text(record: OrderRecord) -> Mrkdwn:
@@ -301,12 +320,12 @@ def _refunds_text(record: OrderRecord) -> Mrkdwn:
         lines.append(line)
     if len(record.refunds) > REFUNDS_SHOWN:
         lines.append(md("and {}", plural(len(record.refunds) - REFUNDS_SHOWN, "earlier refund")))
-    return _fit(lines, ORDER_LIST_TEXT)
+    return _fit(lines, RECORD_LIST_TEXT)
 
 
-# An order record has three lists (items, payments, refunds): each gets a share of the message's size, so that
-# with its fields and address the whole stays inside Slack's limit for any order.
-ORDER_LIST_TEXT = 2400
+# A record's lists (an order's items, payments and refunds; a plan's upcoming instalments and payments) each get
+# a share of the message's size, so that with its fields the whole stays inside Slack's limit for any record.
+RECORD_LIST_TEXT = 2400
 
 
 def _fit(lines: list[Mrkdwn], limit: int = SECTION_TEXT) -> Mrkdwn:

@@ -41,6 +41,7 @@ from bot.models import (
 )
 from bot.money import Money
 from bot.naming import shown_name
+from bot.plans import PlanSchedule, plan_schedule
 from bot.search import find_customers, order_number
 from bot.shared import Shared
 from bot.viewmodels import (
@@ -630,8 +631,25 @@ def recurring_record(
         refundable_payments=recurring.refundable,
         order_id=recurring.order_id,
         order_number=recurring.order_number,
+        schedule=_schedule(recurring),
         fingerprint=recurring_fingerprint(recurring, recurring.last_change),
         awaiting=awaiting_stripe(reader, "recurring", recurring.id) if recurring.awaiting else [],
+    )
+
+
+def _schedule(recurring) -> PlanSchedule | None:
+    if recurring.kind != RecurringKind.PAYMENT_PLAN.value or not recurring.installments_total:
+        return None
+    return plan_schedule(
+        price=Money(recurring.amount, recurring.currency),
+        installments_total=recurring.installments_total,
+        installments_paid=recurring.installments_paid or 0,
+        next_bill_at=recurring.next_bill_at,
+        interval=recurring.interval,
+        interval_count=recurring.interval_count,
+        status=recurring.status,
+        paused_until=recurring.paused_until,
+        payments_paused=recurring.payments_paused,
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 from bot.money import Money
+from bot.plans import PlanSchedule
 
 ListFilter = Literal["active", "all"]
 
@@ -263,6 +264,7 @@ class RecurringRecord:
     refundable_payments: int = 0  # paid payments with something left to refund
     order_id: int | None = None  # the order that started it, whose payments these are
     order_number: str | None = None
+    schedule: PlanSchedule | None = None  # a payment plan's: what is left and when it is due
     fingerprint: str = ""  # the state a change was asked against (see bot.records.recurring_fingerprint)
     awaiting: list[str] = field(default_factory=list)  # changes still awaiting Stripe's answer
 

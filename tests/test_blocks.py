@@ -13,6 +13,7 @@ from blocks import records as record_blocks
 from blocks.limits import HEADER_TEXT, MESSAGE_BLOCKS, message_problems
 from bot.models import Order, OrderLine
 from bot.money import Money
+from bot.plans import plan_schedule
 from bot.viewmodels import (
     BillingAddress,
     Card,
@@ -169,6 +170,15 @@ def test_extreme_records_fit():
         ],
         payment_count=10**6,
         paid_total=[Money(10**15, c) for c in ["usd", "eur", "gbp", "jpy", "kwd", "cad"]],
+        schedule=plan_schedule(
+            price=Money(99_999_999_999, "kwd"),
+            installments_total=10**6,
+            installments_paid=1,
+            next_bill_at=T0,
+            interval="day",
+            interval_count=1,
+            status="active",
+        ),
     )
     order = OrderRecord(
         back=back,

@@ -174,6 +174,9 @@ def test_payment_plan_record_shows_instalments(harness):
     assert "Payment plan: Guitar course" in text
     assert "*Instalments*\n2 of 6 paid" in text
     assert "*Next instalment*" in text
+    assert "*Left to pay*\n$200.00" in text, "four instalments of $50.00"
+    assert "*Upcoming instalments*\n3 of 6 · <!date^1771070400^" in text, "the next bill date: Feb 14, 2026"
+    assert "6 of 6 · <!date^1778760000^" in text, "then monthly: May 14, 2026"
 
 
 def test_order_record_shows_items_address_card_refunds_and_its_payments(harness):
