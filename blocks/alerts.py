@@ -73,5 +73,41 @@ def paid_after_all(missed: MissedPayment, *, now: datetime) -> Message:
     return Message.of(md("Paid: {}, {}", _name(missed), money(missed.amount)), blocks)
 
 
+# How a missed payment ended without being paid, as its alert says it: (heading, what it means).
+_ENDED_WITHOUT_PAYMENT = {
+    "void": ("Voided", "Stripe no longer retries it and nothing is owed"),
+    "uncollectible": ("Written off", "Stripe no longer retries it; the customer still owes it"),
+}
+
+
+def ended_without_payment(missed: MissedPayment, *, now: datetime) -> Message:
+    """The same alert, updated: the bill was voided or written off (by a pause that stopped it, or in Stripe)."""
+    heading, meaning = _ENDED_WITHOUT_PAYMENT[missed.payment_status]
+    what = "payment plan" if missed.kind == "payment_plan" else "subscription"
+    text = md(
+        ":heavy_minus_sign: *{}* · *{}*\n{} for the {} *{}*, missed {}, was {} (seen {}): {}.",
+        heading,
+        _name(missed),
+        money(missed.amount),
+        what,
+        escape(one_line(missed.product), 120),
+        date_token(missed.failed_at),
+        heading.lower(),
+        date_token(now),
+        meaning,
+    )
+    if missed.reason:
+        text += md("\nIt had failed: {}", sentence(escape(one_line(missed.reason), 300)))
+    back = CardState(missed.customer_id)
+    blocks: list[Block] = [
+        section(text),
+        actions(
+            f"alert_{missed.payment_id}",
+            [button("Open record", ids.per_item(ids.OPEN_CUSTOMER, missed.customer_id), back.encode())],
+        ),
+    ]
+    return Message.of(md("{}: {}, {}", heading, _name(missed), money(missed.amount)), blocks)
+
+
 def _name(missed: MissedPayment) -> Mrkdwn:
     return escape(one_line(missed.customer_name), 120)

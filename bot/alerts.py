@@ -17,6 +17,7 @@ posting a second one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,6 +128,7 @@ def _missed(payment: Payment, recurring: Recurring, customer: Customer) -> Misse
         payments_paused=recurring.payments_paused,
         written_off=payment.status == PaymentStatus.UNCOLLECTIBLE.value,
         status=recurring.status,
+        payment_status=payment.status,
     )
 
 
@@ -192,22 +194,27 @@ def release(db: Database, payment_id: int) -> None:
 
 
 @dataclass(frozen=True)
-class PaidSince:
+class Ended:
+    """An announced missed payment that has ended since: paid after all, voided or written off."""
+
     payment_id: int
     channel: str
     message_ts: str
     missed: MissedPayment
 
 
-def paid_since(db: Database, *, limit: int) -> list[PaidSince]:
-    """Announced missed payments that have been paid since, whose alert still says they are missed."""
+# How a missed payment ends, for its alert: paid; or no longer retried, voided (nothing owed) or written off.
+ENDINGS = (PaymentStatus.PAID.value, PaymentStatus.VOID.value, PaymentStatus.UNCOLLECTIBLE.value)
+
+
+def ended_since(db: Database, *, limit: int, just_posted: Collection[int] = ()) -> list[Ended]:
+    """Announced missed payments that have ended since (paid, voided or written off), whose alert still says
+    they are missed. The alerts of `just_posted` payments (this run's) already say how their payment stands."""
     with db.session() as session:
         # Start from the alerts still unresolved, a few, not from the paid payments, every payment ever made: the
         # payment's status is checked in a subquery per alert, so no planner walks the payments by status.
         payment = aliased(Payment)
-        paid = exists().where(
-            payment.id == MissedPaymentAlert.payment_id, payment.status == PaymentStatus.PAID.value
-        )
+        ended = exists().where(payment.id == MissedPaymentAlert.payment_id, payment.status.in_(ENDINGS))
         rows = session.execute(
             select(MissedPaymentAlert, Payment, Recurring, Customer)
             .join(Payment, Payment.id == MissedPaymentAlert.payment_id)
@@ -216,12 +223,13 @@ def paid_since(db: Database, *, limit: int) -> list[PaidSince]:
             .where(
                 MissedPaymentAlert.resolved_at.is_(None),
                 MissedPaymentAlert.message_ts.is_not(None),
-                paid,
+                MissedPaymentAlert.payment_id.not_in(list(just_posted)),
+                ended,
             )
             .limit(limit)
         ).all()
         return [
-            PaidSince(
+            Ended(
                 alert.payment_id,
                 alert.channel,
                 alert.message_ts,  # type: ignore[arg-type]

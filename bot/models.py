@@ -497,7 +497,9 @@ class MissedPaymentAlert(Base):
     message_ts: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime]
     posted_at: Mapped[datetime | None]
-    resolved_at: Mapped[datetime | None]  # when the payment was made and the alert updated to say so
+    resolved_at: Mapped[
+        datetime | None
+    ]  # when the payment ended (paid, voided, written off) and its alert said so
 
 
 class ImportProgress(Base):

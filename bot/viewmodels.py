@@ -462,6 +462,7 @@ class MissedPayment:
     payments_paused: bool
     written_off: bool = False  # Stripe's invoice marked uncollectible
     status: str = "active"  # of its subscription or plan
+    payment_status: str = "failed"  # of the payment itself (bot.models.PaymentStatus)
 
 
 @dataclass(frozen=True)

@@ -78,30 +78,38 @@ def run_missed_payments(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     stopping: threading.Event | None = None,
 ) -> MissedPaymentsRun:
-    """Announce each missed payment once in `channel`, and update the alerts of payments made since. When
+    """Announce each missed payment once in `channel`, and update the alerts of payments that ended since (paid,
+    voided or written off). When
     `stopping` is set, the alert in hand is finished and the rest left for the next run."""
     now = clock()
     stopping = stopping or threading.Event()
     due = alerts.to_announce(db, limit=ALERTS_PER_RUN, now=now)
     in_channels = _alerts_in_channels(client, [d.abandoned for d in due if d.abandoned], stopping)
     outcomes: Counter[str] = Counter()
+    posted_now: list[int] = []
     for item in due:
         if stopping.is_set():
             break
-        outcomes[_announce(db, client, channel, item, in_channels, now=now)] += 1
+        outcome = _announce(db, client, channel, item, in_channels, now=now)
+        outcomes[outcome] += 1
+        if outcome in ("announced", "found"):
+            posted_now.append(item.missed.payment_id)
     updated = 0
-    for paid in alerts.paid_since(db, limit=ALERTS_PER_RUN):
+    for ended in alerts.ended_since(db, limit=ALERTS_PER_RUN, just_posted=posted_now):
         if stopping.is_set():
             break
-        message = alert_blocks.paid_after_all(paid.missed, now=now)
+        if ended.missed.payment_status == "paid":
+            message = alert_blocks.paid_after_all(ended.missed, now=now)
+        else:
+            message = alert_blocks.ended_without_payment(ended.missed, now=now)
         try:
             client.chat_update(
-                channel=paid.channel, ts=paid.message_ts, text=message.text, blocks=message.blocks
+                channel=ended.channel, ts=ended.message_ts, text=message.text, blocks=message.blocks
             )
         except (SlackApiError, OSError):  # an update is safe to send again: the next run does
-            logger.exception("could not update the alert for payment %s; a later run will", paid.payment_id)
+            logger.exception("could not update the alert for payment %s; a later run will", ended.payment_id)
             continue
-        alerts.resolved(db, paid.payment_id, now=now)
+        alerts.resolved(db, ended.payment_id, now=now)
         updated += 1
     run = MissedPaymentsRun(
         announced=outcomes["announced"],
@@ -112,7 +120,7 @@ def run_missed_payments(
         stopped=stopping.is_set(),
     )
     logger.info(
-        "missed payments: %s announced, %s marked paid, %s taken by another run, %s found already posted, "
+        "missed payments: %s announced, %s marked paid, voided or written off, %s taken by another run, %s found already posted, "
         "%s waiting for the channel's history%s",
         run.announced,
         run.updated,

@@ -16,7 +16,8 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import event, insert, select, update
 
-from bot.alerts import ABANDONED_CLAIM, alerted_payment, paid_since
+from blocks.limits import message_problems
+from bot.alerts import ABANDONED_CLAIM, alerted_payment, ended_since
 from bot.models import MissedPaymentAlert, Order, Payment, Subscription
 from devkit.local_slack import SlackPerson, wsgi_transport
 from runtime.jobs import jobs_slack_client, run_missed_payments
@@ -103,6 +104,33 @@ def test_a_later_payment_updates_the_alert(db, slack, missed):
     assert run_missed_payments(db, client_for(slack), CHANNEL, clock=clock).updated == 0
     with db.session() as s:
         assert s.scalar(select(MissedPaymentAlert.resolved_at)) is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("void", "*Voided* · *Jane Doe*\n$29.00 for the subscription *Pro Membership*, missed "),
+        (
+            "uncollectible",
+            "*Written off* · *Jane Doe*\n$29.00 for the subscription *Pro Membership*, missed ",
+        ),
+    ],
+)
+def test_a_bill_voided_or_written_off_since_ends_its_alert(db, slack, missed, status, said):
+    """A pause that stopped the failed bill (or Stripe) voided or wrote it off: the alert says so, once."""
+    run_missed_payments(db, client_for(slack), CHANNEL, clock=clock)
+    with db.session() as s:
+        s.execute(update(Payment).where(Payment.id == missed["payment"]).values(status=status))
+
+    assert run_missed_payments(db, client_for(slack), CHANNEL, clock=clock).updated == 1
+
+    [message] = slack.visible(CHANNEL, "U0ANYONE01")
+    text = text_of(message)
+    assert said in text and "Stripe no longer retries it" in text
+    assert ("the customer still owes it" in text) == (status == "uncollectible")
+    assert buttons(message) == ["Open record"], "nothing left to pause or cancel for it"
+    assert message_problems(message.blocks, message.text) == []
+    assert run_missed_payments(db, client_for(slack), CHANNEL, clock=clock).updated == 0
 
 
 def test_a_failed_post_is_tried_again_next_run(db, slack, missed):
@@ -402,7 +430,7 @@ def _steps_to_find_paid_alerts(db) -> int:
     event.listen(db.engine, "checkout", watch)
     event.listen(db.engine, "checkin", unwatch)
     try:
-        assert paid_since(db, limit=50) == []
+        assert ended_since(db, limit=50) == []
     finally:
         event.remove(db.engine, "checkout", watch)
         event.remove(db.engine, "checkin", unwatch)

@@ -21,7 +21,7 @@ from runtime.web import WebApp
 from tests import factories as make
 from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
-from tests.slack_text import text_of
+from tests.slack_text import buttons, text_of
 from tests.stripe_support import (
     CARD_DECLINES_AFTER_ATTACH,
     RecordingHTTPClient,
@@ -377,7 +377,7 @@ def test_a_non_admin_is_refused_and_nothing_is_sent(acting, recorder):
 # The alert ------------------------------------------------------------------------------------------------------
 
 
-def test_from_the_alert_the_form_asks_too_and_a_voided_bill_is_not_announced_again(acting, recorder):
+def test_from_the_alert_the_form_asks_too_and_the_alert_of_a_voided_bill_says_so(acting, recorder):
     plan_id, _ = open_plan(acting)
     jobs = jobs_slack_client("xoxb-test", acting.slack.api_url)
     assert (
@@ -397,10 +397,10 @@ def test_from_the_alert_the_form_asks_too_and_a_voided_bill_is_not_announced_aga
 
     assert "voided the failed $50.00 bill" in said(answer(acting, form["id"]))
     later = run_missed_payments(acting.db, jobs, CHANNEL, clock=lambda: make.T0 + timedelta(days=4))
-    assert (later.announced, later.updated) == (0, 0), "no longer missed: not announced again"
-    # What the job does today with a payment that is no longer failed, for the lead: it only updates an alert
-    # whose payment was paid, so this alert is left as it was posted.
-    assert text_of(acting.slack.message(alert.ts)) == text_of(alert)
+    assert (later.announced, later.updated) == (0, 1), "not announced again; its alert says what became of it"
+    ended = text_of(acting.slack.message(alert.ts))
+    assert "*Voided*" in ended and "Stripe no longer retries it and nothing is owed" in ended
+    assert buttons(acting.slack.message(alert.ts)) == ["Open record"]
 
 
 # localstripe ------------------------------------------------------------------------------------------------------
