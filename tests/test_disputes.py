@@ -294,3 +294,22 @@ def test_every_closed_alert_fits_and_escapes_what_the_customer_wrote(status):
     assert message_problems(message.blocks, message.text) == []
     assert "<!channel>" not in message.text and "<!channel>" not in json.dumps(message.blocks)
     assert "&lt;!channel&gt;" in message.blocks[0]["text"]["text"]
+
+
+def test_the_demo_data_has_an_open_and_a_lost_dispute_away_from_jane(db):
+    from datetime import date
+
+    from devkit.seed import ZOE, seed
+
+    seed(db, 40, today=date(2026, 12, 1))
+
+    with db.session() as s:
+        rows = s.execute(
+            select(Dispute, Order).join(Order, Order.id == Dispute.order_id).order_by(Dispute.id)
+        ).all()
+        assert [d.status for d, _ in rows] == ["needs_response", "lost"]
+        assert all(order.customer_id not in (1, ZOE) for _, order in rows), "Jane's and Zoë's numbers stay"
+        assert len({order.customer_id for _, order in rows}) == 2
+        (open_dispute, _), (lost, lost_order) = rows
+        assert open_dispute.due_by is not None and open_dispute.amount_lost == 0
+        assert lost.amount_lost == lost.amount == lost_order.amount_lost > 0
