@@ -12,6 +12,7 @@ from blocks.customer import (
     interval_text,
     status_text,
 )
+from blocks.disputes import dispute_text
 from blocks.elements import (
     Block,
     action_notice,
@@ -249,6 +250,7 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
             )
         ),
         section(_refunds_text(record)),
+        *([section(_disputes_text(record))] if record.disputes else []),
     ]
     buttons: list[dict] = []
     value = record_value(record.id, record.back)
@@ -326,6 +328,12 @@ def _refunds_text(record: OrderRecord) -> Mrkdwn:
 # A record's lists (an order's items, payments and refunds; a plan's upcoming instalments and payments) each get
 # a share of the message's size, so that with its fields the whole stays inside Slack's limit for any record.
 RECORD_LIST_TEXT = 2400
+
+
+def _disputes_text(record: OrderRecord) -> Mrkdwn:
+    """The order's disputes, newest first (shown only when it has one)."""
+    heading = md("*Disputes* · {:,}", len(record.disputes))
+    return _fit([heading] + [dispute_text(d) for d in record.disputes], RECORD_LIST_TEXT)
 
 
 def _fit(lines: list[Mrkdwn], limit: int = SECTION_TEXT) -> Mrkdwn:

@@ -1,7 +1,7 @@
 """`customer-bot import-stripe`: backfill our records from an existing Stripe account.
 
 Customers (with their default card), subscriptions and payment plans, invoices (payments, and the orders paid
-ones produced), one-off payments (orders) and refunds are listed 100 at a time with Stripe's cursors, in that
+ones produced), one-off payments (orders), refunds and disputes are listed 100 at a time with Stripe's cursors, in that
 order so each object finds what it belongs to. After every page the cursor is saved with the page's rows, so an
 interrupted import carries on where it stopped; every row is an upsert on Stripe's id, so running it again
 duplicates nothing. Objects the list calls can embed are expanded, so the calls grow with pages, not objects.
@@ -42,6 +42,7 @@ STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("invoices", "invoice", {}),
     ("payments", "payment_intent", {"expand": ["data.latest_charge"]}),
     ("refunds", "refund", {}),
+    ("disputes", "dispute", {}),  # after the payments they are of
 ]
 
 
@@ -54,7 +55,7 @@ SHOWN_NOT_IMPORTED = 20  # the summary names this many; the log names every one
 
 @dataclass(frozen=True)
 class NotImported:
-    kind: str  # as Stripe names it: customer, subscription, invoice, payment_intent, refund
+    kind: str  # as Stripe names it: customer, subscription, invoice, payment_intent, refund, dispute
     stripe_id: str
     reason: str
 
@@ -268,3 +269,5 @@ def _apply(
         stripe_sync.sync_payment_intent(session, obj, fetch, counts, bot_made=bot_made)
     elif kind == "refund":
         stripe_sync.sync_refund(session, obj, counts, bot_made=bot_made)
+    elif kind == "dispute":
+        stripe_sync.sync_dispute(session, obj, counts)

@@ -250,7 +250,7 @@ class PaymentPlan(Recurring):
 
 class Order(Base):
     """What a customer placed: a checkout, an internal order, or the start of a subscription or payment plan. Its
-    money is in its payments; `total` (collected) and `amount_refunded` add them up, kept by bot.order_book in the
+    money is in its payments; `total` (collected), `amount_refunded` and `amount_lost` (disputes lost) add them up, kept by bot.order_book in the
     same transaction as each payment and refund, so a customer's totals read from one covering index."""
 
     __tablename__ = "orders"
@@ -264,7 +264,9 @@ class Order(Base):
         Index("ix_orders_customer_created", "customer_id", "created_at", "id"),
         # Covering: a customer's order count and lifetime value per currency are read from this index alone,
         # never from the table, so a customer with thousands of orders costs one short index range.
-        Index("ix_orders_customer_totals", "customer_id", "currency", "total", "amount_refunded"),
+        Index(
+            "ix_orders_customer_totals", "customer_id", "currency", "total", "amount_refunded", "amount_lost"
+        ),
         Index("ix_orders_recurring", "recurring_id", unique=True),
         # An order's number comes from its id, and people keep numbers (receipts, Stripe's metadata): SQLite must
         # never hand out the id of a deleted order again (PostgreSQL's sequences never do).
@@ -278,6 +280,9 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[int] = mapped_column(BigInteger, default=0)  # collected so far: its paid payments
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Taken back by the card's bank through disputes lost (and not reinstated): kept by bot.order_book beside
+    # amount_refunded, so lifetime value (total - refunded - lost) still reads from the covering index alone.
+    amount_lost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(24))
     source: Mapped[str] = mapped_column(String(16))
     # The subscription or plan this order started (one order each: ix_orders_recurring is unique).
@@ -534,3 +539,69 @@ class OldEmail(Base):
     noted_at: Mapped[datetime]
     due: Mapped[bool] = mapped_column(default=True)
     looked_at: Mapped[datetime | None]  # when the check last asked the CRMs about this customer
+
+
+class DisputeStatus(enum.StrEnum):
+    """Stripe's dispute statuses. The `warning_` ones are inquiries (no money taken yet); `prevented` is one
+    Stripe's dispute prevention resolved before it became a dispute."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"
+    WARNING_UNDER_REVIEW = "warning_under_review"
+    WARNING_CLOSED = "warning_closed"
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    WON = "won"
+    LOST = "lost"
+    PREVENTED = "prevented"
+
+
+# A dispute has closed when Stripe says no more can change but a reinstatement of funds: the closed alert is due.
+CLOSED_DISPUTE_STATUSES = frozenset(
+    {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.WARNING_CLOSED, DisputeStatus.PREVENTED}
+)
+
+
+class Dispute(Base):
+    """A dispute (chargeback or inquiry) of one payment, as Stripe has it now. `amount_lost` is what it counts
+    against its order (the disputed amount while it is lost and not reinstated, else 0): bot.order_book keeps the
+    order's `amount_lost` the sum of these."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("amount >= 0", name="dispute_amount_not_negative"),
+        CheckConstraint("amount_lost >= 0", name="dispute_lost_not_negative"),
+        Index("ix_disputes_order", "order_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stripe_dispute_id: Mapped[str] = mapped_column(String(255), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    due_by: Mapped[datetime | None]  # evidence is due by then (Stripe's evidence_details.due_by)
+    created_at: Mapped[datetime]
+    amount_lost: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class DisputeAlertStep(enum.StrEnum):
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class DisputeAlert(Base):
+    """The alert posted for one step of a dispute (opened, closed): unique per dispute and step, so each is posted
+    once however often Stripe delivers the events that lead to it (see bot.dispute_alerts)."""
+
+    __tablename__ = "dispute_alerts"
+    __table_args__ = (UniqueConstraint("dispute_id", "step", name="uq_dispute_alerts_dispute_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(64))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime]
+    posted_at: Mapped[datetime | None]

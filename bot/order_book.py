@@ -1,7 +1,8 @@
 """The order book: the one way an order and its payments are written (a checkout, an internal order the bot
 charged, the start of a subscription or payment plan and each of its payments) and the one way a refund Stripe
 made is recorded against a payment. An order's collected and refunded totals add up its payments and are kept here,
-in SQL, in the same transaction as the payment or refund that changes them."""
+in SQL, in the same transaction as the payment or refund that changes them. Disputes of a payment are recorded
+here too (`record_dispute`), keeping the order's `amount_lost` beside `amount_refunded` the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.models import (
+    Dispute,
     Order,
     OrderLine,
     OrderSource,
@@ -221,3 +223,53 @@ def _restatus(session: Session, order_id: int) -> None:
     assert order is not None  # a foreign key guarantees it
     order.status = order_status(order.total, order.amount_refunded)
     session.flush()
+
+
+# Disputes ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StripeDispute:
+    """A dispute of a payment, as far as Stripe told us. `lost` is what it takes from the order: the disputed
+    amount while Stripe has it lost and the funds were not reinstated, else 0."""
+
+    stripe_dispute_id: str
+    amount: int  # minor units disputed
+    currency: str
+    status: str
+    reason: str | None
+    due_by: datetime | None
+    created_at: datetime
+    lost: int
+
+
+def record_dispute(session: Session, payment: Payment, seen: StripeDispute) -> tuple[Dispute, bool]:
+    """Record a dispute of a payment as Stripe has it now, once per Stripe id; (the dispute, whether it is new).
+    What it takes from its order moves by the difference from what it took before, in SQL, so a dispute lost and
+    later reinstated (or seen lost twice) leaves the order's `amount_lost` right."""
+    dispute = session.scalar(select(Dispute).where(Dispute.stripe_dispute_id == seen.stripe_dispute_id))
+    created = dispute is None
+    if dispute is None:
+        dispute = Dispute(
+            stripe_dispute_id=seen.stripe_dispute_id,
+            order_id=payment.order_id,
+            payment_id=payment.id,
+            amount_lost=0,
+            created_at=seen.created_at,
+        )
+        session.add(dispute)
+    before = dispute.amount_lost or 0
+    dispute.amount = seen.amount
+    dispute.currency = seen.currency
+    dispute.status = seen.status
+    dispute.reason = seen.reason
+    dispute.due_by = seen.due_by
+    dispute.amount_lost = seen.lost
+    session.flush()
+    if seen.lost != before:
+        session.execute(
+            update(Order)
+            .where(Order.id == dispute.order_id)
+            .values(amount_lost=Order.amount_lost + (seen.lost - before))
+        )
+    return dispute, created

@@ -29,6 +29,7 @@ from bot.models import (
     AttemptStatus,
     CardSource,
     Customer,
+    Dispute,
     FoldedOrderNumber,
     Order,
     OrderLine,
@@ -49,6 +50,7 @@ from bot.viewmodels import (
     Card,
     CardState,
     CustomerCard,
+    DisputeLine,
     ListFilter,
     OrderLineView,
     OrderPage,
@@ -65,6 +67,7 @@ from bot.viewmodels import (
 )
 
 MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
+MOST_DISPUTES = 10  # disputes shown on one order record (a payment is rarely disputed more than once)
 
 # A payment is missed while it failed or was written off and was not paid since, whatever became of its
 # subscription or plan: one canceled for non-payment keeps its missed payments, the money was never collected.
@@ -141,6 +144,7 @@ _orders = Order.__table__
 _lines = OrderLine.__table__
 _payments = Payment.__table__
 _refunds = Refund.__table__
+_disputes = Dispute.__table__
 _attempts = ActionAttempt.__table__
 
 _LIVE = _recurring.c.status.in_(sorted(s.value for s in LIVE_STATUSES))
@@ -182,7 +186,7 @@ _ORDER_TOTALS = (
         literal_column("'orders'").label("part"),
         _orders.c.currency,
         func.count().label("order_count"),
-        func.sum(_orders.c.total - _orders.c.amount_refunded).label("value"),
+        func.sum(_orders.c.total - _orders.c.amount_refunded - _orders.c.amount_lost).label("value"),
     )
     .where(_orders.c.customer_id == bindparam("customer_id"))
     .group_by(_orders.c.currency)
@@ -678,6 +682,7 @@ _ORDER_HEADER = (
         .where(_payments.c.order_id == _orders.c.id)
         .scalar_subquery()
         .label("refund_pending"),
+        _count(_disputes, _disputes.c.order_id == _orders.c.id).label("dispute_count"),
     )
     .select_from(
         _orders.join(_customers, _customers.c.id == _orders.c.customer_id).outerjoin(
@@ -776,6 +781,7 @@ def order_record(
         refundable_payments=order.refundable_payments,
         refund_pending=int(order.refund_pending),
         awaiting=_awaiting_refunds(reader, order.id) if order.refund_pending else [],
+        disputes=_order_disputes(reader, order.id) if order.dispute_count else [],
     )
 
 
@@ -797,6 +803,40 @@ def _awaiting_refunds(reader: Reader, order_id: int) -> list[str]:
     """Refunds of an order's payments asked of Stripe and still awaiting its answer, oldest first."""
     requests = reader.execute(_ORDER_AWAITING, {"order_id": order_id}).scalars().all()
     return [(request or {}).get("asked", "a refund") for request in requests]
+
+
+_ORDER_DISPUTES = (
+    select(
+        _disputes.c.stripe_dispute_id,
+        _disputes.c.amount,
+        _disputes.c.currency,
+        _disputes.c.status,
+        _disputes.c.reason,
+        _disputes.c.due_by,
+        _disputes.c.created_at,
+        _disputes.c.amount_lost,
+    )
+    .where(_disputes.c.order_id == bindparam("order_id"))
+    .order_by(_disputes.c.created_at.desc(), _disputes.c.id.desc())
+    .limit(MOST_DISPUTES)
+)
+
+
+def _order_disputes(reader: Reader, order_id: int) -> list[DisputeLine]:
+    """An order's disputes, newest first: read only for an order that has one."""
+    return [dispute_line(d) for d in reader.execute(_ORDER_DISPUTES, {"order_id": order_id})]
+
+
+def dispute_line(d) -> DisputeLine:
+    return DisputeLine(
+        stripe_dispute_id=d.stripe_dispute_id,
+        amount=Money(d.amount, d.currency),
+        status=d.status,
+        reason=d.reason,
+        due_by=d.due_by,
+        opened_at=d.created_at,
+        lost=Money(d.amount_lost, d.currency),
+    )
 
 
 class Records(Shared):

@@ -652,6 +652,7 @@ class StripeGateway:
         "charge": "charges",
         "invoice": "invoices",
         "refund": "refunds",
+        "dispute": "disputes",
     }
 
     def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:

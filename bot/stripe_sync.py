@@ -1,5 +1,5 @@
 """Bringing Stripe's objects into our records: customers and their card, subscriptions and payment plans,
-invoices (payments, and the orders they paid), one-off payments, and refunds.
+invoices (payments, and the orders they paid), one-off payments, refunds, and disputes.
 
 The webhooks and the import both call these. Each takes the object as Stripe has it now (callers re-read it, so a
 late or out-of-order event cannot roll a record back) and upserts on Stripe's id, so applying the same object
@@ -33,6 +33,8 @@ from bot.models import (
     LIVE_STATUSES,
     CardSource,
     Customer,
+    Dispute,
+    DisputeStatus,
     Order,
     OrderLine,
     OrderSource,
@@ -771,3 +773,42 @@ def sync_refunds(
         if recorded is not None and counts is not None:
             counts.count("refunds", True)
     return _order_of(session, payment)
+
+
+# Disputes ---------------------------------------------------------------------------------------------------
+
+
+def sync_dispute(session: Session, obj: Obj, counts: SyncCounts | None = None) -> Dispute | None:
+    """Record a dispute of a payment we have, as Stripe has it now; None when we have no payment of its charge
+    (the import brings both in, payments first). A lost dispute counts against its order's lifetime value until
+    Stripe reinstates the funds: a reinstatement is a balance transaction paying money back (positive), beside
+    the withdrawal (negative)."""
+    payment = order_book.payment_paid_by(
+        session, ref_id(obj.get("payment_intent")), ref_id(obj.get("charge"))
+    )
+    if payment is None:
+        return None
+    amount = max(0, int(obj.get("amount") or 0))
+    status = stripe_text(obj.get("status") or "", Dispute.status) or DisputeStatus.NEEDS_RESPONSE.value
+    reinstated = any(
+        int(transaction.get("amount") or 0) > 0
+        for transaction in obj.get("balance_transactions") or []
+        if isinstance(transaction, dict)
+    )
+    dispute, created = order_book.record_dispute(
+        session,
+        payment,
+        order_book.StripeDispute(
+            stripe_dispute_id=obj["id"],
+            amount=amount,
+            currency=obj.get("currency") or payment.currency,
+            status=status,
+            reason=stripe_text(obj.get("reason"), Dispute.reason),
+            due_by=_time((obj.get("evidence_details") or {}).get("due_by")),
+            created_at=_time(obj.get("created")) or _now(),
+            lost=amount if status == DisputeStatus.LOST.value and not reinstated else 0,
+        ),
+    )
+    if counts is not None:
+        counts.count("disputes", created)
+    return dispute

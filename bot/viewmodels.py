@@ -358,6 +358,7 @@ class OrderRecord:
     refundable_payments: int = 0  # payments with something left to refund through Stripe
     refund_pending: int = 0  # refunds asked of Stripe whose answer is not known yet
     awaiting: list[str] = field(default_factory=list)  # refunds still awaiting Stripe's answer
+    disputes: list[DisputeLine] = field(default_factory=list)  # newest first
 
 
 def record_value(record_id: int, back: CardState) -> str:
@@ -521,3 +522,29 @@ class EmailForm:
     customer_name: str
     email: str
     in_stripe: bool
+
+
+@dataclass(frozen=True)
+class DisputeLine:
+    """A dispute of one of an order's payments, as Stripe has it (bot.models.DisputeStatus)."""
+
+    stripe_dispute_id: str
+    amount: Money
+    status: str
+    reason: str | None  # Stripe's code: fraudulent, product_not_received, …
+    due_by: datetime | None  # evidence is due by then
+    opened_at: datetime
+    lost: Money  # what it takes from lifetime value: the amount while lost and not reinstated
+
+
+@dataclass(frozen=True)
+class DisputeNews:
+    """One step of a dispute (opened, closed) for the alerts channel."""
+
+    step: str  # bot.models.DisputeAlertStep
+    dispute_id: int
+    customer_id: int
+    customer_name: str
+    order_id: int
+    order_number: str
+    dispute: DisputeLine

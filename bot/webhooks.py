@@ -4,6 +4,9 @@ Re-reading makes late, repeated and out-of-order deliveries harmless: whatever o
 ends as Stripe has it now. The event id is stored in the same transaction as the changes, so an event that fails
 half-way is not marked done and Stripe's retry processes it again.
 
+A dispute's events (`charge.dispute.*`) record the dispute on its payment; once the transaction has committed, the
+alerts due for it (opened, closed) are posted through `announce_dispute`, each claimed once per dispute and step.
+
 No Stripe call happens inside that transaction (on SQLite it would hold the write lock for as long as Stripe takes):
 the event's object, and a refunded charge's refunds, are read first; anything else the records need from Stripe (a
 customer or subscription we have not seen yet, a card, a product) rolls the transaction back, is read, and the
@@ -50,8 +53,13 @@ HANDLED = frozenset(
         "customer.subscription.created",
         "customer.subscription.updated",
         "customer.subscription.deleted",
+        *(
+            f"charge.dispute.{step}"
+            for step in ("created", "updated", "closed", "funds_withdrawn", "funds_reinstated")
+        ),
     }
 )
+DISPUTE_EVENTS = "charge.dispute."
 TOLERANCE_SECONDS = 300
 REFUNDS = "refunds_of_charge"  # read like one object: a charge's refunds, as Stripe lists them
 _KINDS = {
@@ -59,6 +67,7 @@ _KINDS = {
     "payment_intent": "payment_intent",
     "invoice": "invoice",
     "customer.subscription": "subscription",
+    "charge.dispute": "dispute",
 }  # the kind of object an event names, as the gateway reads it
 
 
@@ -71,6 +80,7 @@ class StripeWebhooks:
         *,
         bot_made: stripe_sync.BotMade | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        announce_dispute: Callable[[str], bool] | None = None,
     ) -> None:
         self.db = db
         self.gateway = gateway
@@ -79,6 +89,9 @@ class StripeWebhooks:
             bot_made  # records what Stripe made for one of the bot's own requests (bot.actions.settling)
         )
         self.clock = clock
+        # Posts what is due of a dispute's alerts (runtime.dispute_alerts), given its Stripe id; False when one
+        # could not be posted and nothing went up, so the delivery is answered 503 and Stripe sends it again.
+        self.announce_dispute = announce_dispute
 
     def handle(self, payload: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON body) for one delivery. Every answer but 503 is final: 503 only when Stripe or our
@@ -104,7 +117,7 @@ class StripeWebhooks:
         if problem:
             return _malformed(f"{event_type} {event_id}: {problem}")
         try:
-            return self._process(event_id, event_type, obj)
+            answer = self._process(event_id, event_type, obj)
         except (DatabaseUnavailable, OperationalError) as error:
             # The database is down, locked or shedding load: it may take the event later, so ask for it again.
             logger.warning("could not reach the database for %s %s: %s", event_type, event_id, error)
@@ -114,6 +127,12 @@ class StripeWebhooks:
             # Logged for whoever runs the bot; `customer-bot import-stripe` brings the record in once it is fixed.
             logger.exception("could not store %s %s; it is answered and not stored", event_type, event_id)
             return 200, {"not_stored": event_id, "error": type(error).__name__}
+        # After the transaction, and on repeated deliveries too: each alert is claimed once per dispute and step, so
+        # a repeat posts nothing, and a post that failed is made when Stripe delivers again.
+        announcing = event_type.startswith(DISPUTE_EVENTS) and answer[0] == 200 and self.announce_dispute
+        if announcing and not self.announce_dispute(obj["id"]):  # type: ignore[misc]
+            return 503, {"error": "the dispute's alert could not be posted; deliver again later"}
+        return answer
 
     def _process(self, event_id: str, event_type: str, obj: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if self._processed(event_id):
@@ -285,6 +304,8 @@ def _apply(
         return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
     elif kind == "customer.subscription":
         stripe_sync.sync_subscription(session, fetch("subscription", obj["id"]), fetch)
+    elif kind == "charge.dispute":
+        stripe_sync.sync_dispute(session, fetch("dispute", obj["id"]))
     # payment_intent.payment_failed: a failed one-off payment leaves nothing to record; invoice failures
     # arrive as invoice.payment_failed.
     return None

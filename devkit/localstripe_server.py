@@ -9,7 +9,8 @@ the bot makes that it lacks taught to it (`devkit.localstripe_calls`), and liste
   only that kind.
 
 What it answers is unchanged by these two, except that its list of payment intents takes the `customer` filter
-that Stripe's has (the bot looks up a charge whose answer was lost among the customer's payment intents).
+that Stripe's has (the bot looks up a charge whose answer was lost among the customer's payment intents), and
+that `GET /v1/disputes` answers an empty list (it has no disputes; the import lists them).
 
 localstripe itself binds every interface (`::`); this serves it on `--host` (127.0.0.1 unless told otherwise), so a
 demo's emulator is not open to the network. `--idempotency` adds Stripe's idempotency keys (off by default: tests
@@ -62,6 +63,14 @@ def _list_payment_intents(cls, url, customer=None, limit=None, starting_after=No
     return listed
 
 
+async def _no_disputes(request):
+    """localstripe has no disputes (nothing can dispute its charges): listing them answers Stripe's empty list, so
+    the import's disputes step runs against it as against an account that never had one."""
+    from aiohttp import web
+
+    return web.json_response({"object": "list", "url": "/v1/disputes", "data": [], "has_more": False})
+
+
 def patch() -> None:
     localstripe_calls.patch()
     resources.Store.dump_to_disk = lambda self: None
@@ -76,6 +85,9 @@ def patch() -> None:
     from devkit.localstripe_check import install  # the account, webhook endpoints and restricted keys
 
     install()
+    from localstripe import server
+
+    server.app.router.add_get("/v1/disputes", _no_disputes)
 
 
 def serve(argv: list[str] | None = None) -> None:

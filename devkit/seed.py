@@ -1,8 +1,8 @@
 """Deterministic, realistic demo data for every table of the data model.
 
 `seed(db, customers=N)` fills an empty, migrated database with customers 1..N, their orders and order lines,
-subscriptions and payment plans, the payments those billed, refunds, and the search terms `bot.search` looks
-up. Customer 1 is always Jane Doe, who has one of everything, and customer 21 Zoë Lefèvre (`/customer zoe` finds
+subscriptions and payment plans, the payments those billed, refunds, two disputes (one awaiting evidence, one
+lost), and the search terms `bot.search` looks up. Customer 1 is always Jane Doe, who has one of everything, and customer 21 Zoë Lefèvre (`/customer zoe` finds
 her); every other customer, and the rest of Zoë's data, is drawn from `random.Random(customer_id)`.
 
 The data is as of a day, `today` (by default today in UTC): every time is an offset from that day's midnight UTC
@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Table, insert, select
 
+from bot import order_book
 from bot.db import Database
 from bot.models import (
     Customer,
@@ -1171,6 +1172,7 @@ def seed(
                     progress(counts["customers"], total)
             writer.finish()
     _write_catalogue(db)
+    _add_disputes(db, now)
     return SeedSummary(
         customers=counts["customers"],
         orders=counts["orders"],
@@ -1180,3 +1182,53 @@ def seed(
         refunds=counts["refunds"],
         seconds=time.perf_counter() - started,
     )
+
+
+# Two disputes among the random customers (never Jane, whose demo numbers the shell's script reads, nor Zoë): one
+# still awaiting the merchant's evidence, one lost, which takes its amount off that customer's lifetime value.
+_DISPUTED_FROM = 2
+
+
+def _add_disputes(db: Database, now: datetime) -> None:
+    """Through the order book, the one way disputes are written: the newest unrefunded one-off payment of the
+    first random customers who have one."""
+    taken: set[int] = set()
+    with db.session() as session:
+        for status, opened, due, reason in (
+            ("needs_response", now - timedelta(days=2), now + timedelta(days=5), "product_not_received"),
+            ("lost", now - timedelta(days=75), None, "fraudulent"),
+        ):
+            payment = session.scalar(
+                select(Payment)
+                .join(Order, Order.id == Payment.order_id)
+                .where(
+                    Order.customer_id >= _DISPUTED_FROM,
+                    Order.customer_id != ZOE,
+                    Order.customer_id.not_in(taken or {0}),
+                    Payment.kind == ONE_OFF,
+                    Payment.status == PAID,
+                    Payment.amount_refunded == 0,
+                    Payment.paid_at < opened,
+                )
+                .order_by(Order.customer_id, Payment.paid_at.desc(), Payment.id.desc())
+                .limit(1)
+            )
+            if payment is None:
+                continue  # a demo too small to have one
+            order = session.get(Order, payment.order_id)
+            assert order is not None
+            taken.add(order.customer_id)
+            order_book.record_dispute(
+                session,
+                payment,
+                order_book.StripeDispute(
+                    stripe_dispute_id=_stripe_id("du_", payment.id),
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    status=status,
+                    reason=reason,
+                    due_by=due,
+                    created_at=opened,
+                    lost=payment.amount if status == "lost" else 0,
+                ),
+            )

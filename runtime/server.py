@@ -123,8 +123,22 @@ def build_web_app(settings: Settings, db: MigratingDatabase) -> WebApp:
         gateway = StripeGateway.connect(settings.stripe_api_key, api_base=settings.stripe_api_base)
     client = slack_client(settings)
     actions = actions_for(settings, db, client, gateway=gateway)
+    announce = None
+    if settings.alerts_channel:
+        from runtime.dispute_alerts import dispute_announcer
+        from runtime.jobs import jobs_slack_client
+
+        # The jobs' client: each call bounded in time and never sent twice, so a dispute alert goes up once.
+        alerts_client = jobs_slack_client(settings.slack_bot_token, settings.slack_api_url)
+        announce = dispute_announcer(db, alerts_client, settings.alerts_channel)
     webhooks = (
-        StripeWebhooks(db, gateway, settings.stripe_webhook_secret, bot_made=actions.settler.bot_made)
+        StripeWebhooks(
+            db,
+            gateway,
+            settings.stripe_webhook_secret,
+            bot_made=actions.settler.bot_made,
+            announce_dispute=announce,
+        )
         if gateway and settings.stripe_webhook_secret
         else None
     )

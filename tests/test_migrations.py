@@ -34,7 +34,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == "0010"
 
 
 def test_the_database_itself_refuses_refunds_beyond_what_was_paid(db):
@@ -172,7 +172,7 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == "0010"
     assert after["customers"] == before["customers"] == 1 and after["customer_search_terms"] > 0
     assert after["order_lines"] > 0 and after["refunds"] == before["refunds"] == 2
     long_email = "a" * 500 + "@example.com"
@@ -280,7 +280,7 @@ def test_rows_that_referred_to_nothing_before_the_upgrade_do_not_stop_it(tmp_pat
 
         db.upgrade()
 
-        assert current_revision(db.engine) == "0009"
+        assert current_revision(db.engine) == "0010"
 
 
 def _old_shape_customer(db) -> int:
@@ -395,7 +395,7 @@ def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_on
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == "0010"
     assert (before["payments"], after["payments"]) == (2, 3), (
         "the checkout's payment is a row of its own (0007)"
     )
@@ -413,3 +413,46 @@ def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_on
 
     with pytest.raises(IntegrityError), db.session() as s:
         s.get(Payment, 2).status = "lost"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0009(request, tmp_path):
+    """A database of each backend at revision 0009, the release before disputes."""
+    with database_at(request.param, "0009", tmp_path) as database:
+        yield database
+
+
+def test_the_upgrade_to_disputes_keeps_every_order_and_its_value(database_at_0009, slack):
+    db = database_at_0009
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO customers (id, name, email, created_at) "
+                "VALUES (1, 'Jane Doe', 'jane.doe@example.com', :at)"
+            ),
+            {"at": make.T0},
+        )
+        connection.execute(text("INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1)"))
+        for order_id, total, refunded in [(1, 5000, 1000), (2, 2900, 0)]:
+            connection.execute(
+                text(
+                    "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded, "
+                    "status, source) VALUES (:id, :number, 1, :at, 'usd', :total, :refunded, 'paid', 'checkout')"
+                ),
+                {
+                    "id": order_id,
+                    "number": str(100_000 + order_id),
+                    "at": make.T0,
+                    "total": total,
+                    "refunded": refunded,
+                },
+            )
+
+    db.upgrade()
+
+    assert current_revision(db.engine) == "0010"
+    with db.session() as s:
+        assert [o.amount_lost for o in s.scalars(select(Order).order_by(Order.id))] == [0, 0]
+    web = WebApp(create_app(settings_for(db, slack), db), db)
+    card = text_of(SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET).command("jane"))
+    assert "*Orders*\n2" in card and "*Lifetime value*\n$69.00" in card, "$79 paid, $10 refunded: as before"
