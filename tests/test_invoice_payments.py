@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from sqlalchemy import func, select
 
 from bot.actions.ledger import PENDING, SUCCEEDED
+from bot.importer import import_stripe
 from bot.models import ActionAttempt, AuditEvent, Order, OrderLine, Payment, Recurring, Refund
 from bot.stripe_gateway import CallLimits, StripeGateway
 from bot.webhooks import StripeWebhooks
@@ -24,7 +25,12 @@ from tests import factories as make
 from tests.clock import Clock
 from tests.conftest import SIGNING_SECRET, Harness, settings_for
 from tests.stripe_standin import StripeStandIn
-from tests.stripe_support import local_stripe_client, stripe_customer_with_card, stripe_subscription
+from tests.stripe_support import (
+    local_stripe_client,
+    paid_payment_intent,
+    stripe_customer_with_card,
+    stripe_subscription,
+)
 from tests.test_faults import Shop, refund_form
 from tests.test_webhooks import event, post, signed
 
@@ -336,4 +342,28 @@ def test_a_pending_refund_of_an_instalment_is_settled_through_the_ledger_when_th
         outcomes = s.scalars(select(AuditEvent.outcome).order_by(AuditEvent.id)).all()
         assert outcomes[-1] == "succeeded"
     assert orders(shop) == [("payment_plan", PRICE, PRICE, "refunded")]
+    totals_add_up(shop)
+
+
+# --- the import -----------------------------------------------------------------------------------------------
+
+
+def test_the_import_brings_a_plans_payment_in_as_its_instalment_and_a_one_off_payment_as_an_order(
+    shop, local_stripe
+):
+    bill = plan_paid(shop, installments=3)
+    card = shop.stripe.v1.customers.retrieve(bill.customer).invoice_settings.default_payment_method
+    one_off = paid_payment_intent(shop.stripe, bill.customer, card, 4500)
+    gateway = StripeGateway.connect(local_stripe.api_key, api_base=shop.stand_in.url, limits=LIMITS)
+
+    summary = import_stripe(shop.harness.db, gateway, bot_made=shop.actions.settler.bot_made)
+
+    assert summary.not_imported == []
+    assert orders(shop) == [("payment_plan", PRICE, 0, "paid"), ("checkout", 4500, 0, "paid")]
+    assert payments(shop)[0] == paid_by(bill)[0]
+    assert payments(shop)[1][3] == one_off
+    assert plan(shop) == ("active", 1, 3)
+    assert [lookup["payment[payment_intent]"] for lookup in invoice_payment_lookups(shop)] == [one_off], (
+        "the plan's intent was known from its invoice; only the one-off one is looked up"
+    )
     totals_add_up(shop)
