@@ -39,7 +39,8 @@ logger = logging.getLogger("customer_bot.import")
 STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method"]}),
     ("subscriptions", "subscription", {"status": "all"}),
-    ("invoices", "invoice", {}),
+    # An invoice names its payment intent only in `payments`, left out unless expanded (API 2025-03-31.basil on).
+    ("invoices", "invoice", {"expand": ["data.payments"]}),
     ("payments", "payment_intent", {"expand": ["data.latest_charge"]}),
     ("refunds", "refund", {}),
     ("disputes", "dispute", {}),  # after the payments they are of
@@ -264,7 +265,7 @@ def _apply(
     elif kind == "subscription":
         stripe_sync.sync_subscription(session, obj, fetch, counts)
     elif kind == "invoice":
-        stripe_sync.sync_invoice(session, obj, fetch, counts)
+        stripe_sync.sync_invoice(session, obj, fetch, counts, bot_made=bot_made)
     elif kind == "payment_intent":
         stripe_sync.sync_payment_intent(session, obj, fetch, counts, bot_made=bot_made)
     elif kind == "refund":

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.models import (
+    ActionAttempt,
+    AuditEvent,
     Dispute,
     Order,
     OrderLine,
@@ -171,6 +173,89 @@ def mark_paid(session: Session, payment: Payment, paid: StripePayment, paid_at: 
     # Added in SQL, not to a value read earlier: another transaction may have changed this order since.
     session.execute(update(Order).where(Order.id == payment.order_id).values(total=Order.total + paid.amount))
     _restatus(session, payment.order_id)
+
+
+def adopt_payment(
+    session: Session, payment: Payment, stray: Payment, paid: StripePayment, paid_at: datetime
+) -> None:
+    """`payment` (an invoice's) paid by what `stray`, a one-off payment, already holds: Stripe's payment of the
+    invoice, recorded first as an order of its own because its payment intent did not name the invoice. The
+    invoice's payment takes over all that was recorded against the stray one: its refunds, its disputes (and what
+    lost ones take from an order), what refunds in flight hold back on it, the ledger's attempts and the audit
+    trail about it. The stray payment goes, and its order with
+    it unless that order has other payments; each order's totals stay the sum of its payments."""
+    if stray.kind != PaymentKind.ONE_OFF.value or stray.recurring_id is not None:
+        raise ValueError(f"payment {stray.id} is not a one-off payment; only a one-off one is taken over")
+    session.refresh(stray)  # its amounts as the database has them now (refunds are added in SQL)
+    stray_id, stray_order_id = stray.id, stray.order_id
+    collected = stray.amount if stray.paid_at is not None else 0
+    refunded, held_back = stray.amount_refunded, stray.amount_refund_pending
+    session.execute(
+        update(Order)
+        .where(Order.id == stray_order_id)
+        .values(total=Order.total - collected, amount_refunded=Order.amount_refunded - refunded)
+    )
+    session.execute(
+        update(Refund)
+        .where(Refund.payment_id == stray_id)
+        .values(payment_id=payment.id, order_id=payment.order_id)
+    )
+    # Its disputes too, with what the lost ones take from an order.
+    lost = session.scalar(
+        select(func.coalesce(func.sum(Dispute.amount_lost), 0)).where(Dispute.payment_id == stray_id)
+    )
+    session.execute(
+        update(Dispute)
+        .where(Dispute.payment_id == stray_id)
+        .values(payment_id=payment.id, order_id=payment.order_id)
+    )
+    if lost:
+        session.execute(
+            update(Order).where(Order.id == stray_order_id).values(amount_lost=Order.amount_lost - lost)
+        )
+        session.execute(
+            update(Order).where(Order.id == payment.order_id).values(amount_lost=Order.amount_lost + lost)
+        )
+    _retarget(session, "payment", stray_id, payment.id)
+    session.delete(stray)
+    session.flush()  # its payment intent and charge are free for the invoice's payment
+    others = session.scalar(
+        select(func.count()).select_from(Payment).where(Payment.order_id == stray_order_id)
+    )
+    if others:
+        _restatus(session, stray_order_id)
+    else:
+        _retarget(session, "order", stray_order_id, payment.order_id)
+        session.execute(delete(OrderLine).where(OrderLine.order_id == stray_order_id))
+        session.execute(delete(Order).where(Order.id == stray_order_id))
+    mark_paid(session, payment, paid, paid_at)
+    session.flush()
+    if refunded or held_back:
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id)
+            .values(
+                amount_refunded=Payment.amount_refunded + refunded,
+                amount_refund_pending=Payment.amount_refund_pending + held_back,
+            )
+        )
+        session.execute(
+            update(Order)
+            .where(Order.id == payment.order_id)
+            .values(amount_refunded=Order.amount_refunded + refunded)
+        )
+    session.refresh(payment)
+    _restatus(session, payment.order_id)
+
+
+def _retarget(session: Session, target_type: str, old_id: int, new_id: int) -> None:
+    """The ledger's attempts and the audit trail about one record, moved to the record that takes its place."""
+    for model in (ActionAttempt, AuditEvent):
+        session.execute(
+            update(model)
+            .where(model.target_type == target_type, model.target_id == old_id)
+            .values(target_id=new_id)
+        )
 
 
 def add_refund(

@@ -44,6 +44,10 @@ RESOURCE_MISSING = "resource_missing"
 # Read like one object (`retrieve(CUSTOMER_CARDS, customer id)`): the cards saved to a customer, as Stripe lists
 # them (newest first), in `data`. The unit of work that falls back on a customer's newest card gathers it so.
 CUSTOMER_CARDS = "cards_of_customer"
+# Read like one object (`retrieve(INVOICES_PAID_BY, payment intent id)`): the invoice payments of a payment intent,
+# each with its invoice, in `data`. Since API version 2025-03-31.basil a payment intent no longer names the invoice
+# it pays; this is how a unit of work tells an invoice's payment from a one-off one.
+INVOICES_PAID_BY = "invoices_paid_by_payment_intent"
 
 
 @dataclass(frozen=True)
@@ -652,17 +656,28 @@ class StripeGateway:
         "charge": "charges",
         "invoice": "invoices",
         "refund": "refunds",
+        "invoice_payment": "invoice_payments",
         "dispute": "disputes",
     }
+    # What a lookup expands, so the object names what the records need of it. An invoice names its payment intent
+    # only in `payments`, which Stripe leaves out unless asked for (API versions since 2025-03-31.basil).
+    _EXPANDED = {"invoice": ["payments"]}
 
     def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
         """An object as Stripe has it now, as a plain dict (webhooks re-read what their event names); for
-        CUSTOMER_CARDS, the customer's saved cards."""
+        CUSTOMER_CARDS, the customer's saved cards; for INVOICES_PAID_BY, the invoice payments of a payment
+        intent."""
         if kind == CUSTOMER_CARDS:
             return {"id": object_id, "data": self.customer_cards(object_id)}
+        if kind == INVOICES_PAID_BY:
+            return {"id": object_id, "data": self.invoices_paid_by(object_id)}
         service = getattr(self._client.v1, self._SERVICES[kind])
+        expand = self._EXPANDED.get(kind)
+        params: dict[str, Any] = {"expand": expand} if expand else {}
         return _as_dict(
-            self._call(f"{kind} lookup", kind.replace("_", " "), lambda: service.retrieve(object_id))
+            self._call(
+                f"{kind} lookup", kind.replace("_", " "), lambda: service.retrieve(object_id, params=params)
+            )
         )
 
     def list_page(
@@ -682,6 +697,16 @@ class StripeGateway:
         100; a customer with more is not one whose newest card is in doubt)."""
         cards, _ = self.list_page("payment_method", customer=customer_id, type="card")
         return cards
+
+    def invoices_paid_by(self, payment_intent_id: str) -> list[dict[str, Any]]:
+        """The invoice payments of a payment intent, each with its invoice expanded: `GET /v1/invoice_payments?
+        payment[type]=payment_intent&payment[payment_intent]=…&expand[]=data.invoice`. None for a one-off payment."""
+        payments, _ = self.list_page(
+            "invoice_payment",
+            payment={"type": "payment_intent", "payment_intent": payment_intent_id},
+            expand=["data.invoice"],
+        )
+        return payments
 
     # -- what an earlier attempt did, when its answer never reached us --
 

@@ -4,7 +4,9 @@ invoices (payments, and the orders they paid), one-off payments, refunds, and di
 The webhooks and the import both call these. Each takes the object as Stripe has it now (callers re-read it, so a
 late or out-of-order event cannot roll a record back) and upserts on Stripe's id, so applying the same object
 twice leaves the same rows. Objects are plain dicts; both the shapes of the pinned API version (invoice
-`payments`, `parent.subscription_details`, billing periods on items) and older ones are read.
+`payments`, `parent.subscription_details`, billing periods on items, payment intents that do not name their
+invoice) and older ones are read. Whatever order events arrive in, an invoice's payment is recorded once: a payment
+intent recorded as a one-off order before its invoice came is taken over by the invoice's payment.
 
 Nothing here calls Stripe, because these functions run inside a transaction. An object they were not given is looked
 up with `fetch`, which answers from the objects read before the transaction began (`Gathered`) and raises
@@ -49,7 +51,13 @@ from bot.models import (
     Subscription,
 )
 from bot.search import index_customer
-from bot.stripe_gateway import ACTION_KEY, CUSTOMER_CARDS, RESOURCE_MISSING, StripeRejected
+from bot.stripe_gateway import (
+    ACTION_KEY,
+    CUSTOMER_CARDS,
+    INVOICES_PAID_BY,
+    RESOURCE_MISSING,
+    StripeRejected,
+)
 
 Obj = dict[str, Any]
 # (kind, id) -> the object as Stripe has it now; inside a unit of work, `Gathered.fetch`
@@ -455,8 +463,15 @@ class InvoiceOutcome:
 
 
 def sync_invoice(
-    session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts | None = None
+    session: Session,
+    obj: Obj,
+    fetch: Fetch,
+    counts: SyncCounts | None = None,
+    *,
+    bot_made: BotMade | None = None,
 ) -> InvoiceOutcome:
+    """A subscription's or plan's invoice as its payment; a paid one adds to the order that started it. A refund of
+    its charge the bot asked for goes to `bot_made`, as every refund does."""
     subscription_id = _invoice_subscription(obj)
     if subscription_id is None:
         return InvoiceOutcome(None, None)  # a one-off invoice: its payment arrives as a payment intent
@@ -501,17 +516,24 @@ def sync_invoice(
     if counts is not None:
         counts.count("payments", created)
     finished = None
-    if payment.status == PaymentStatus.PAID.value and payment.paid_at is None:
+    if payment.status == PaymentStatus.PAID.value and (
+        payment.paid_at is None or _newly_seen(payment, charge, intent)
+    ):
         paid_at = _time((obj.get("status_transitions") or {}).get("paid_at") or charge.get("created"))
         amount = int(obj.get("amount_paid") or payment.amount or 0)
-        order_book.mark_paid(
-            session, payment, _collected(charge, intent, amount, payment.currency, fetch), paid_at or _now()
-        )
+        paid = _collected(charge, intent, amount, payment.currency, fetch)
+        # The payment intent may have been recorded first as a one-off order of its own (its
+        # payment_intent.succeeded came before this invoice, and told nothing of it): this payment takes it over.
+        stray = order_book.payment_paid_by(session, paid.payment_intent_id, paid.charge_id)
+        if stray is not None and stray.id != payment.id and stray.kind == PaymentKind.ONE_OFF.value:
+            order_book.adopt_payment(session, payment, stray, paid, paid_at or _now())
+        else:
+            order_book.mark_paid(session, payment, paid, paid_at or _now())
         order = session.get(Order, payment.order_id)
         if order is not None and order.billing_line1 is None and order.billing_name is None:
             _set_billing(order, charge)
     if payment.status == PaymentStatus.PAID.value and charge:
-        sync_refunds(session, charge, counts, payment=payment)
+        sync_refunds(session, charge, counts, payment=payment, bot_made=bot_made)
     if recurring.kind == RecurringKind.PAYMENT_PLAN.value:
         recurring.installments_paid = session.scalar(
             select(func.count())
@@ -552,6 +574,15 @@ def _payment_kind(invoice: Obj, recurring: Recurring, *, first: bool) -> Payment
     return PaymentKind.INSTALMENT if is_plan else PaymentKind.RENEWAL
 
 
+def _newly_seen(payment: Payment, charge: Obj, intent: Obj) -> bool:
+    """Whether an invoice names a payment intent or charge its (paid) payment does not hold yet."""
+    intent_id, charge_id = intent.get("id"), charge.get("id")
+    return bool(
+        (intent_id and intent_id != payment.stripe_payment_intent_id)
+        or (charge_id and charge_id != payment.stripe_charge_id)
+    )
+
+
 def _invoice_subscription(obj: Obj) -> str | None:
     parent = (obj.get("parent") or {}).get("subscription_details") or {}
     lines = (obj.get("lines") or {}).get("data") or [{}]
@@ -568,7 +599,10 @@ def _invoice_charge(obj: Obj, fetch: Fetch) -> tuple[Obj, Obj]:
     charge = obj.get("charge") if isinstance(obj.get("charge"), dict) else {}
     intent = obj.get("payment_intent") if isinstance(obj.get("payment_intent"), dict) else {}
     intent_id = intent.get("id") or ref_id(obj.get("payment_intent")) or charge.get("payment_intent")
-    for payment in (obj.get("payments") or {}).get("data") or []:
+    # Since API version 2025-03-31.basil the invoice names its payment intent only in `payments` (one per try
+    # of paying it): the one that paid it, else the first.
+    tries = sorted((obj.get("payments") or {}).get("data") or [], key=lambda p: p.get("status") != "paid")
+    for payment in tries:
         intent_id = intent_id or ref_id((payment.get("payment") or {}).get("payment_intent"))
     if intent_id and not intent and (not charge or obj.get("status") != "paid"):
         intent = _if_there(fetch, "payment_intent", intent_id)
@@ -626,8 +660,10 @@ def sync_payment_intent(
     bot_made: BotMade | None = None,
 ) -> Order | None:
     """A succeeded one-off payment becomes an order with that one payment: a checkout, or an internal order when the
-    bot charged the card (the bot's request for it records that one, through `bot_made`). Invoice payments arrive
-    through their invoice."""
+    bot charged the card (the bot's request for it records that one, through `bot_made`). A subscription's or
+    plan's payments arrive through their invoice: older API versions name it on the payment intent; since
+    2025-03-31.basil the intent's invoice payments tell (read only for an intent we do not hold yet). Should the
+    intent be recorded as an order all the same, its invoice takes it over when it comes (`sync_invoice`)."""
     if obj.get("status") != "succeeded" or obj.get("invoice"):
         return None
     action_key = (obj.get("metadata") or {}).get(ACTION_KEY)
@@ -635,6 +671,11 @@ def sync_payment_intent(
         return _order_of(session, order_book.payment_paid_by(session, obj["id"], None))
     customer_id = ref_id(obj.get("customer"))
     if not customer_id:
+        return None
+    known = order_book.payment_paid_by(session, obj["id"], None)
+    if known is not None:
+        return _order_of(session, known)  # its invoice came first, or it was recorded before
+    if "invoice" not in obj and not action_key and _pays_a_subscription(obj["id"], fetch):
         return None
     customer = customer_for(session, customer_id, fetch, counts)
     latest = obj.get("latest_charge")
@@ -661,6 +702,17 @@ def sync_payment_intent(
     if charge:
         sync_refunds(session, charge, counts)
     return order
+
+
+def _pays_a_subscription(intent_id: str, fetch: Fetch) -> bool:
+    """Whether a payment intent pays an invoice of a subscription or plan (one still to pay, or paid). An invoice
+    of no subscription is a one-off sale: its payment is an order like any other."""
+    return any(
+        invoice_payment.get("status") != "canceled"
+        and isinstance(invoice_payment.get("invoice"), dict)
+        and _invoice_subscription(invoice_payment["invoice"]) is not None
+        for invoice_payment in _if_there(fetch, INVOICES_PAID_BY, intent_id).get("data") or []
+    )
 
 
 def _order_of(session: Session, payment: Payment | None) -> Order | None:

@@ -301,7 +301,8 @@ def _apply(
         charge = {**fetch("charge", obj["id"]), "refunds": fetch(REFUNDS, obj["id"])}
         stripe_sync.sync_refunds(session, charge, bot_made=bot_made)
     elif kind == "invoice":
-        return stripe_sync.sync_invoice(session, fetch("invoice", obj["id"]), fetch).plan_finished
+        invoice = fetch("invoice", obj["id"])
+        return stripe_sync.sync_invoice(session, invoice, fetch, bot_made=bot_made).plan_finished
     elif kind == "customer.subscription":
         stripe_sync.sync_subscription(session, fetch("subscription", obj["id"]), fetch)
     elif kind == "charge.dispute":

@@ -14,7 +14,8 @@
   subscription only when the invoice is its first one, still unpaid (`incomplete` → `incomplete_expired`); localstripe
   ended the subscription whichever invoice was voided. `POST /v1/invoices/{id}/mark_uncollectible` takes an open
   invoice and answers it `uncollectible` (`status_transitions.marked_uncollectible_at`); it can still be voided.
-  Others are refused as Stripe refuses them (400).
+  Others are refused as Stripe refuses them (400). An invoice has `payments` (API versions since 2025-03-31.basil):
+  its payment intent as its one invoice payment, so `expand[]=payments` (and `data.payments` on a list) works.
 - Idempotency, when the server is started with it (`idempotency()`): a POST's `Idempotency-Key` answers the
   same parameters with the first answer again for 24 hours (`Idempotent-Replayed: true`), other parameters with
   400 `idempotency_error`, and a key still being worked on with 409. As Stripe does, only answers of a request
@@ -296,8 +297,43 @@ def _mark_uncollectible(cls, id, **kwargs):
     return invoice
 
 
+def _invoice_payments(invoice) -> dict[str, Any]:
+    """Stripe's `payments` of an invoice: its payment intent as its one (default) invoice payment, none before it
+    has one."""
+    data = []
+    if invoice.payment_intent:
+        status = invoice.status
+        transitions = invoice.status_transitions
+        data.append(
+            {
+                "id": "inpay_" + invoice.id.removeprefix("in_"),
+                "object": "invoice_payment",
+                "amount_paid": invoice.amount_paid if status == "paid" else None,
+                "amount_requested": invoice.amount_due,
+                "created": transitions.get("finalized_at") or invoice.date,
+                "currency": invoice.currency,
+                "invoice": invoice.id,
+                "is_default": True,
+                "livemode": False,
+                "payment": {"type": "payment_intent", "payment_intent": invoice.payment_intent},
+                "status": {"paid": "paid", "void": "canceled"}.get(status, "open"),
+                "status_transitions": {
+                    "canceled_at": transitions.get("voided_at"),
+                    "paid_at": transitions.get("paid_at"),
+                },
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "url": f"/v1/invoice_payments?invoice={invoice.id}",
+    }
+
+
 def _teach_invoices() -> None:
     resources.Invoice.status = property(_invoice_status)
+    resources.Invoice.payments = property(_invoice_payments)
     resources.Invoice._uncollectible = False
     void = classmethod(_void_invoice).__get__(None, resources.Invoice)
     uncollectible = classmethod(_mark_uncollectible).__get__(None, resources.Invoice)

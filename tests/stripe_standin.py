@@ -34,6 +34,14 @@ until `disarm`). Where each fault strikes, in the order a request meets them:
 
 A replayed or refused request still meets the network faults around it (a lost answer stays lost).
 
+Stripe's shapes since API version 2025-03-31.basil, with `basil=True` (localstripe answers older ones): payment
+intents and charges no longer name their invoice (`invoice` removed); invoices lose `payment_intent`, `charge`,
+`paid` and `paid_out_of_band`, and carry `payments` (their invoice payments, taught to localstripe by
+`devkit.localstripe_calls`) only when the request expands it (`expand[]=payments`, `data.payments` on a list), as
+Stripe leaves it out otherwise. `GET /v1/invoice_payments` lists the invoice payments of an `invoice` or of a
+payment intent (`payment[type]=payment_intent&payment[payment_intent]=…`; none for an intent that pays no invoice),
+`expand[]=data.invoice` expanding each invoice; the stand-in answers it from localstripe's own objects.
+
 Every answer carries `Connection: close`, so each request has its own connection and "closed without an answer"
 is what a client sees of a dropped connection (stripe-python raises `stripe.APIConnectionError`). `log` records
 every request and what became of it; `executed(key)` counts the requests with a key that reached localstripe.
@@ -254,6 +262,7 @@ class StripeStandIn:
         clock: Callable[[], float] = time.time,
         replay_window: float = REPLAY_WINDOW,
         upstream_timeout: float = UPSTREAM_TIMEOUT,
+        basil: bool = False,
     ) -> None:
         upstream = urlsplit(upstream_url)
         if upstream.scheme != "http" or not upstream.hostname:
@@ -265,6 +274,7 @@ class StripeStandIn:
         self._clock = clock
         self._replay_window = replay_window
         self._upstream_timeout = upstream_timeout
+        self._basil = basil
 
         self._changed = threading.Condition()  # guards everything below
         self._rules: list[_Rule] = []
@@ -612,7 +622,7 @@ class StripeStandIn:
         """Stripe acts: forward to localstripe, then store the answer (or an acted failure) for the key."""
         exchange = request.exchange
         try:
-            upstream = self._forward(request)
+            upstream = self._forward_as_basil(request) if self._basil else self._forward(request)
         except OSError as error:
             with self._changed:
                 exchange.outcome = Outcome.UPSTREAM_ERROR
@@ -659,6 +669,44 @@ class StripeStandIn:
         finally:
             connection.close()
 
+    def _forward_as_basil(self, request: _Request) -> _Answer:
+        """Forward to localstripe and answer in the shapes of API versions since 2025-03-31.basil."""
+        pairs = parse_qsl(urlsplit(request.target).query, keep_blank_values=True)
+        if request.method == "POST" and request.body:
+            pairs += parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        expanded = [value for name, value in pairs if name.startswith("expand")]
+        if request.method == "GET" and request.path == "/v1/invoice_payments":
+            return self._invoice_payments(request, dict(pairs), expanded)
+        upstream = self._forward(request)
+        if upstream.status != 200:
+            return upstream
+        shaped = _as_basil(json.loads(upstream.body), any(e.endswith("payments") for e in expanded))
+        return replace(upstream, body=json.dumps(shaped).encode())
+
+    def _upstream_object(self, request: _Request, path: str) -> dict[str, Any] | None:
+        """An object as localstripe holds it, read with the request's credentials; None when it has none."""
+        answer = self._forward(replace(request, method="GET", target=path, body=b""))
+        return json.loads(answer.body) if answer.status == 200 else None
+
+    def _invoice_payments(self, request: _Request, params: dict[str, str], expanded: list[str]) -> _Answer:
+        intent_id = params.get("payment[payment_intent]")
+        invoice_id = params.get("invoice")
+        if intent_id:
+            intent = self._upstream_object(request, f"/v1/payment_intents/{intent_id}") or {}
+            invoice_id = invoice_id or intent.get("invoice")
+            if intent.get("invoice") != invoice_id:
+                invoice_id = None  # the intent pays another invoice, or none
+        invoice = self._upstream_object(request, f"/v1/invoices/{invoice_id}") if invoice_id else None
+        data = [
+            payment
+            for payment in ((invoice or {}).get("payments") or {}).get("data") or []
+            if intent_id in (None, payment["payment"].get("payment_intent"))
+        ]
+        if "data.invoice" in expanded:
+            data = [{**payment, "invoice": _as_basil(invoice, False)} for payment in data]
+        body = {"object": "list", "data": data, "has_more": False, "url": "/v1/invoice_payments"}
+        return _Answer(200, json.dumps(body).encode(), (("Content-Type", "application/json"),))
+
     def _answer(
         self, status: int, body: bytes, headers: Iterable[tuple[str, str]], request: _Request
     ) -> _Answer:
@@ -686,6 +734,28 @@ class StripeStandIn:
             with contextlib.suppress(ValueError):
                 self._held.remove(held)
             return held.released
+
+
+_NOT_SINCE_BASIL = {
+    "payment_intent": ("invoice",),
+    "charge": ("invoice",),
+    "invoice": ("payment_intent", "charge", "paid", "paid_out_of_band"),
+}
+
+
+def _as_basil(value: Any, with_payments: bool) -> Any:
+    """A Stripe answer as API versions since 2025-03-31.basil shape it; an invoice's `payments` stays only when
+    `with_payments` (expanded)."""
+    if isinstance(value, list):
+        return [_as_basil(item, with_payments) for item in value]
+    if not isinstance(value, dict):
+        return value
+    shaped = {name: _as_basil(item, with_payments) for name, item in value.items()}
+    for name in _NOT_SINCE_BASIL.get(shaped.get("object"), ()):
+        shaped.pop(name, None)
+    if shaped.get("object") == "invoice" and not with_payments:
+        shaped.pop("payments", None)
+    return shaped
 
 
 def _header(headers: Iterable[tuple[str, str]], name: str) -> str | None:

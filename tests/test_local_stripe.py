@@ -182,6 +182,23 @@ def test_the_billing_period_counts_whole_intervals_from_the_anchor(client, card)
     assert 89 * 86_400 <= ended.current_period_end - ended.current_period_start <= 92 * 86_400, "three months"
 
 
+def test_an_invoice_has_its_payment_intent_as_its_payments_even_expanded(client, gateway, subscription):
+    invoice = client.v1.invoices.list(params={"subscription": subscription}).data[0]
+
+    read = gateway.retrieve("invoice", invoice.id)  # the gateway expands `payments`, as Stripe needs it to
+    listed = client.v1.invoices.list(params={"subscription": subscription, "expand": ["data.payments"]})
+
+    (paid,) = read["payments"]["data"]
+    assert (paid["object"], paid["invoice"], paid["status"], paid["amount_paid"]) == (
+        "invoice_payment",
+        invoice.id,
+        "paid",
+        2900,
+    )
+    assert paid["payment"] == {"type": "payment_intent", "payment_intent": invoice.payment_intent}
+    assert listed.data[0].to_dict()["payments"]["data"] == [paid]
+
+
 # --- off-session charges and idempotency --------------------------------------------------------------------------
 
 

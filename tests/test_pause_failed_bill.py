@@ -200,7 +200,8 @@ def test_stop_retrying_pauses_then_voids_the_bill_and_the_record_shows_it(acting
     assert sent(recorder) == [
         ("POST", "/v1/subscriptions/sub_123", {"pause_collection[behavior]": "void"}),
         ("POST", "/v1/invoices/in_123/void", {}),
-        ("GET", "/v1/invoices/in_123", {}),  # read again, outside the transaction, for our records
+        # read again, outside the transaction, for our records (with its payments: they name its payment intent)
+        ("GET", "/v1/invoices/in_123", {"expand[0]": "payments"}),
     ]
     pause_key, void_key = (r.header("Idempotency-Key") for r in recorder.requests[:2])
     assert pause_key.startswith("crb-") and void_key.startswith("crb-") and pause_key != void_key

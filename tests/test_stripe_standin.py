@@ -12,7 +12,12 @@ import pytest
 import stripe
 
 from tests.stripe_standin import StripeStandIn
-from tests.stripe_support import local_stripe_client, paid_payment_intent, stripe_customer_with_card
+from tests.stripe_support import (
+    local_stripe_client,
+    paid_payment_intent,
+    stripe_customer_with_card,
+    stripe_subscription,
+)
 
 PAYMENT = 5000
 REFUND = 1000
@@ -429,3 +434,42 @@ def test_gets_pass_through_unchanged_and_are_never_stored(stand_in, client, dire
     ] * 3
     assert gets[1].path == "/v1/refunds" and gets[1].params == {"payment_intent": payment}
     assert [exchange.number for exchange in stand_in.forwarded] == [exchange.number for exchange in gets]
+
+
+def test_as_basil_an_intent_names_no_invoice_and_its_invoice_payments_tell_instead(
+    local_stripe, connect, direct
+):
+    customer, card = stripe_customer_with_card(direct, "basil@example.com")
+    subscription = stripe_subscription(direct, customer, 2900, "usd", "month")
+    invoice = direct.v1.invoices.list(params={"subscription": subscription}).data[0]
+    intent = invoice.payment_intent
+    with StripeStandIn(local_stripe.url, basil=True) as proxy:
+        client = connect(proxy)
+
+        read_intent = client.v1.payment_intents.retrieve(
+            intent, params={"expand": ["latest_charge"]}
+        ).to_dict()
+        plain = client.v1.invoices.retrieve(invoice.id).to_dict()
+        expanded = client.v1.invoices.retrieve(invoice.id, params={"expand": ["payments"]}).to_dict()
+        paying = client.v1.invoice_payments.list(
+            params={
+                "payment": {"type": "payment_intent", "payment_intent": intent},
+                "expand": ["data.invoice"],
+            }
+        )
+        one_off = paid_payment_intent(direct, customer, card, 500)
+        none = client.v1.invoice_payments.list(
+            params={"payment": {"type": "payment_intent", "payment_intent": one_off}}
+        )
+    assert proxy.errors == []
+
+    assert "invoice" not in read_intent and "invoice" not in read_intent["latest_charge"]
+    assert not {"payment_intent", "charge", "paid", "payments"} & set(plain), "payments only when expanded"
+    assert [p["payment"]["payment_intent"] for p in expanded["payments"]["data"]] == [intent]
+    (invoice_payment,) = paying.data
+    assert (invoice_payment.invoice.id, invoice_payment.invoice.parent.subscription_details.subscription) == (
+        invoice.id,
+        subscription,
+    )
+    assert "payment_intent" not in invoice_payment.invoice.to_dict()
+    assert none.data == []
