@@ -198,8 +198,14 @@ _OWED = (
         literal_column("0").label("order_count"),
         func.sum(_payments.c.amount).label("value"),
     )
-    .select_from(_payments.join(_recurring, _recurring.c.id == _payments.c.recurring_id))
-    .where(_recurring.c.customer_id == bindparam("customer_id"), _IS_MISSED)
+    # From the customer's subscriptions to their payments: joined the other way, a planner may walk every missed
+    # payment of every customer by status first.
+    .where(
+        _payments.c.recurring_id.in_(
+            select(_recurring.c.id).where(_recurring.c.customer_id == bindparam("customer_id"))
+        ),
+        _IS_MISSED,
+    )
     .group_by(_payments.c.currency)
 )
 _TOTALS = union_all(_ORDER_TOTALS, _OWED).subquery("totals")
