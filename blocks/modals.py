@@ -751,7 +751,9 @@ OUTCOME_ICONS = {
 }
 
 
-def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id: str | None) -> Message:
+def audit_message(
+    actor: str, action: str, outcome: str, summary: str, stripe_id: str | None, note: str | None = None
+) -> Message:
     text = md(
         "{} {} · {} · *{}*",
         Mrkdwn(OUTCOME_ICONS.get(outcome, "")),
@@ -762,6 +764,8 @@ def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id
     detail = escape(one_line(summary), 1800)
     if stripe_id:
         detail += md(" · Stripe {}", code(stripe_id, 64))
+    if note:
+        detail += md(" · “{}”", escape(one_line(note), 600))
     return Message.of(
         md("{}: {}: {}", escape(action, 60), escape(outcome, 40), detail), [section(text), context(detail)]
     )
