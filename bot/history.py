@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, bindparam, cast, exists, literal_column, null, or_, select, union_all
+from sqlalchemy import BigInteger, Text, bindparam, cast, literal_column, null, select, union_all
 
 from bot.models import AuditEvent, Note, Order, Payment, Recurring, Refund
 from bot.money import Money
@@ -27,7 +27,6 @@ SHOWN_OUTCOMES = ("succeeded", "failed", "unknown", "let_go")
 NEW_ORDER = (
     "new_order"  # bot.actions.new_orders.ACTION: its entry names the customer, its Stripe id the payment
 )
-REFUND = "refund"  # bot.actions.refunds.ACTION
 
 _audit = AuditEvent.__table__
 _notes = Note.__table__
@@ -45,6 +44,12 @@ def _kind(name: str):
     return literal_column(f"'{name}'").label("kind")
 
 
+def _audit_parts(*scopes) -> list:
+    """The audit entries of each scope, a branch each: every one is a range of ix_audit_events_target (an OR of
+    them would read the whole audit trail), and they never overlap (each names its own target type)."""
+    return [_audit_part(scope) for scope in scopes]
+
+
 def _audit_part(where):
     return select(
         _audit.c.at.label("at"),
@@ -60,6 +65,10 @@ def _audit_part(where):
         _NO_TEXT.label("number"),
         _audit.c.id.label("seq"),
     ).where(_audit.c.outcome.in_(SHOWN_OUTCOMES), where)
+
+
+def _notes_parts(*scopes) -> list:
+    return [_notes_part(scope) for scope in scopes]
 
 
 def _notes_part(where):
@@ -108,13 +117,10 @@ def _payment_parts(where) -> list:
     return parts
 
 
-# A refund asked from Slack is in the audit trail already (who, why, the note); the others (made in the Stripe
-# Dashboard, or before the bot) are told from the refund itself.
-_REFUNDED_FROM_SLACK = exists().where(
-    _audit.c.action == REFUND,
-    _audit.c.outcome == "succeeded",
-    _audit.c.stripe_id == _refunds.c.stripe_refund_id,
-)
+# A refund asked from Slack is in the audit trail already (who, why, the note): its row names who asked for it
+# (`requested_by`, also when Stripe's webhook recorded it first, from the refund's metadata). The others, made in
+# the Stripe Dashboard, are told from the refund itself. (Matching on the audit entry's Stripe id instead would
+# read the whole audit trail for each refund: it has no index on that.)
 
 
 def _refunds_part(where):
@@ -134,7 +140,7 @@ def _refunds_part(where):
             _refunds.c.id,
         )
         .select_from(_refunds.join(_orders, _orders.c.id == _refunds.c.order_id))
-        .where(where, ~(_refunds.c.stripe_refund_id.is_not(None) & _REFUNDED_FROM_SLACK))
+        .where(where, _refunds.c.requested_by.is_(None))
     )
 
 
@@ -159,8 +165,11 @@ def _status_parts(where) -> list:
     ]
 
 
-def _targets(kind: str, ids) -> Any:
-    return (_audit.c.target_type == kind) & _audit.c.target_id.in_(ids)
+def _of(table, kind: str, ids) -> Any:
+    """Rows of an audit entry or a note about a record of `kind` among `ids` (a subquery, or the bound id)."""
+    if ids is _TARGET:
+        return (table.c.target_type == kind) & (table.c.target_id == _TARGET)
+    return (table.c.target_type == kind) & table.c.target_id.in_(ids)
 
 
 def _page(*parts):
@@ -178,15 +187,18 @@ def _order_history():
     intents = select(_payments.c.stripe_payment_intent_id).where(
         _payments.c.order_id == _TARGET, _payments.c.stripe_payment_intent_id.is_not(None)
     )
+    customer = select(_orders.c.customer_id).where(_orders.c.id == _TARGET).scalar_subquery()
     return _page(
-        _audit_part(
-            or_(
-                (_audit.c.target_type == "order") & (_audit.c.target_id == _TARGET),
-                _targets("payment", payments),
-                (_audit.c.action == NEW_ORDER) & _audit.c.stripe_id.in_(intents),
-            )
+        *_audit_parts(
+            _of(_audit, "order", _TARGET),
+            _of(_audit, "payment", payments),
+            # The New order that charged it: an entry about its customer, naming its payment's Stripe id.
+            (_audit.c.target_type == "customer")
+            & (_audit.c.target_id == customer)
+            & (_audit.c.action == NEW_ORDER)
+            & _audit.c.stripe_id.in_(intents),
         ),
-        _notes_part((_notes.c.target_type == "order") & (_notes.c.target_id == _TARGET)),
+        _notes_part(_of(_notes, "order", _TARGET)),
         *_payment_parts(_payments.c.order_id == _TARGET),
         _refunds_part(_refunds.c.order_id == _TARGET),
     )
@@ -195,13 +207,8 @@ def _order_history():
 def _recurring_history():
     payments = select(_payments.c.id).where(_payments.c.recurring_id == _TARGET)
     return _page(
-        _audit_part(
-            or_(
-                (_audit.c.target_type == "recurring") & (_audit.c.target_id == _TARGET),
-                _targets("payment", payments),
-            )
-        ),
-        _notes_part((_notes.c.target_type == "recurring") & (_notes.c.target_id == _TARGET)),
+        *_audit_parts(_of(_audit, "recurring", _TARGET), _of(_audit, "payment", payments)),
+        _notes_part(_of(_notes, "recurring", _TARGET)),
         *_payment_parts(_payments.c.recurring_id == _TARGET),
         _refunds_part(_refunds.c.payment_id.in_(payments)),
         *_status_parts(_recurring.c.id == _TARGET),
@@ -213,20 +220,16 @@ def _customer_history():
     recurring = select(_recurring.c.id).where(_recurring.c.customer_id == _TARGET)
     payments = select(_payments.c.id).where(_payments.c.order_id.in_(orders))
     return _page(
-        _audit_part(
-            or_(
-                (_audit.c.target_type == "customer") & (_audit.c.target_id == _TARGET),
-                _targets("order", orders),
-                _targets("recurring", recurring),
-                _targets("payment", payments),
-            )
+        *_audit_parts(
+            _of(_audit, "customer", _TARGET),
+            _of(_audit, "order", orders),
+            _of(_audit, "recurring", recurring),
+            _of(_audit, "payment", payments),
         ),
-        _notes_part(
-            or_(
-                (_notes.c.target_type == "customer") & (_notes.c.target_id == _TARGET),
-                (_notes.c.target_type == "order") & _notes.c.target_id.in_(orders),
-                (_notes.c.target_type == "recurring") & _notes.c.target_id.in_(recurring),
-            )
+        *_notes_parts(
+            _of(_notes, "customer", _TARGET),
+            _of(_notes, "order", orders),
+            _of(_notes, "recurring", recurring),
         ),
         *_payment_parts(_orders.c.customer_id == _TARGET),
         _refunds_part(_orders.c.customer_id == _TARGET),

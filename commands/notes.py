@@ -13,7 +13,7 @@ from bot.actions.notes import Notes, note_problems
 from bot.actions.outcomes import Invalid
 from bot.records import Records
 from bot.viewmodels import Notice, parse_history_value
-from commands.forms import Form, StaleForm, text
+from commands.forms import Form, text
 from commands.records import render_customer_history, render_record
 from commands.replies import failure_message, telling_the_user
 
@@ -54,7 +54,7 @@ def save_note(
     except Invalid as invalid:
         ack(response_action="errors", errors=invalid.problems or {modals.NOTE: invalid.message})
         return
-    except (StaleForm, Exception) as error:  # every failure becomes the modal's answer
+    except Exception as error:  # a stale form, an outage: every other failure becomes the modal's answer
         ack(response_action="update", view=modals.failed(TITLE, failure_message(error, logger)))
         return
     ack(response_action="clear")
