@@ -111,7 +111,6 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     if record.awaiting:
         blocks.append(awaiting_stripe(record.awaiting))
     blocks += [fields(*shown), divider(), section(_payments_text(record))]
-    blocks += history_blocks(record.history, record.back)
     buttons = _recurring_actions(record)
     if buttons:
         blocks.append(actions("recurring_actions", buttons))
@@ -129,6 +128,7 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     navigation.append(add_note_button(("recurring", item.id), record.back))
     navigation.append(_back(record.back, record.customer_name))
     blocks.append(actions("record_actions", navigation))
+    blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
     return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
 
 
@@ -248,7 +248,6 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
             )
         ),
         section(_refunds_text(record)),
-        *history_blocks(record.history, record.back),
     ]
     buttons: list[dict] = []
     value = record_value(record.id, record.back)
@@ -281,6 +280,7 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     buttons.append(_back(record.back, record.customer_name))
     blocks.append(divider())
     blocks.append(actions("record_actions", buttons))
+    blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
     return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
 
 
