@@ -39,6 +39,7 @@ from bot.viewmodels import (
     RecurringList,
     RecurringSummary,
     SearchResult,
+    history_value,
     record_value,
 )
 
@@ -390,6 +391,13 @@ def _footer(state: CardState, interactive: bool) -> Block:
         elements = [
             button("New order", ids.NEW_ORDER, state.encode()),
             button("Change email", ids.CHANGE_EMAIL, state.encode()),
+            # The History is a view of its own: the card stays within its statement budget (4 for /customer).
+            button("History", ids.SHOW_HISTORY, history_value(("customer", state.customer_id), 0, state)),
+            button(
+                "Add note",
+                ids.per_item(ids.ADD_NOTE, f"customer{state.customer_id}"),
+                history_value(("customer", state.customer_id), 0, state),
+            ),
             button("Share in channel", ids.SHARE_CARD, state.encode()),
             button("Close", ids.CLOSE, "close"),
         ]

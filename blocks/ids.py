@@ -38,6 +38,14 @@ CHANGE_PLAN_STATUS = "change_plan_status"
 NEW_ORDER = "new_order"
 CHANGE_EMAIL = "change_email"
 
+ADD_NOTE = "add_note"  # per record: add_note-order12, add_note-recurring3, add_note-customer7
+ON_HISTORY = "history"  # Add note on a customer's History view: add_note-history7, shown there once saved
+# A record's History: its pager on every record, and on the customer card the button that opens it. Their
+# values name the record, the page and the card state to go back to (bot.viewmodels.history_value).
+SHOW_HISTORY = "show_history"
+HISTORY_NEWER = "history_newer"
+HISTORY_OLDER = "history_older"
+
 _CARD_NAVIGATION = (
     SUBSCRIPTIONS_ACTIVE,
     SUBSCRIPTIONS_ALL,
@@ -66,3 +74,4 @@ def pattern(*action_ids: str) -> re.Pattern[str]:
 SHOW_CARD = pattern(OPEN_CUSTOMER, *_CARD_NAVIGATION)
 SHOW_RECURRING = pattern(OPEN_SUBSCRIPTION, OPEN_PAYMENT_PLAN)
 SHOW_ORDER = pattern(OPEN_ORDER)
+SHOW_HISTORY_PAGE = pattern(SHOW_HISTORY, HISTORY_NEWER, HISTORY_OLDER)

@@ -27,6 +27,7 @@ from bot.money import Money, exponent
 from bot.viewmodels import (
     DESCRIPTION_LENGTH,
     EMAIL_LENGTH,
+    NOTE_LENGTH,
     REFUND_NOTE_LENGTH,
     EmailForm,
     FailedBill,
@@ -53,6 +54,7 @@ PLAN_STATUS_FORM = "plan_status_form"
 NEW_ORDER_FORM = "new_order_form"
 NEW_ORDER_CONFIRM = "new_order_confirm"
 CHANGE_EMAIL_FORM = "change_email_form"
+NOTE_FORM = "note_form"  # Add note
 
 ORDER, AMOUNT, REASON, NOTE = "order", "amount", "reason", "note"
 WHEN, RESUMES_AT, NEXT_BILL_DATE, STATUS = "when", "resumes_at", "next_bill_date", "status"
@@ -95,6 +97,30 @@ def _input(
     block_id: str, label: str, element, *, hint: str | None = None, optional: bool = False
 ) -> InputBlock:
     return InputBlock(block_id=block_id, label=label, element=element, hint=hint, optional=optional)
+
+
+def note_input(hint: str = "Kept with this change in the record's History.") -> InputBlock:
+    """The optional note every action form takes (bot.actions.notes says what it may hold)."""
+    return _input(
+        NOTE,
+        "Note",
+        PlainTextInputElement(action_id=NOTE, multiline=True, max_length=NOTE_LENGTH),
+        hint=hint,
+        optional=True,
+    )
+
+
+def note_form(metadata: str) -> dict[str, Any]:
+    """Add note: a note on the record, for everyone who opens it (it changes nothing else)."""
+    blocks: list[Block] = [
+        _input(
+            NOTE,
+            "Note",
+            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=NOTE_LENGTH),
+            hint="Shown in the record's History, with your name, to everyone who opens the record.",
+        )
+    ]
+    return _view(NOTE_FORM, "Add note", blocks, metadata, submit="Save note")
 
 
 def _amount_text(money: Money) -> str:
@@ -385,6 +411,7 @@ def cancel_form(record: RecurringRecord, metadata: str) -> dict:
             ),
         ),
         context(md("Cancelling refunds nothing: refund a payment separately if that is owed.")),
+        note_input(),
     ]
     return _view(
         CANCEL_FORM,
@@ -467,6 +494,7 @@ def pause_form(offered: PauseForm, first_day: date, metadata: str) -> dict:
             md("While paused, Stripe does not charge: bills that fall due are voided, not collected later.")
         )
     )
+    blocks.append(note_input())
     return _view(PAUSE_FORM, "Pause payments", blocks, metadata, submit="Pause payments")
 
 
@@ -493,6 +521,7 @@ def next_bill_date_form(record: RecurringRecord, first_day: date, metadata: str)
             DatePickerElement(action_id=NEXT_BILL_DATE, initial_date=max(current, first_day).isoformat()),
             hint="Nothing is charged until then, and nothing is prorated.",
         ),
+        note_input(),
     ]
     if item.next_bill_at:
         blocks.insert(1, context(md("Now: {}", date_token(item.next_bill_at))))
@@ -521,6 +550,7 @@ def plan_status_form(record: RecurringRecord, metadata: str) -> dict:
                 initial_option=_option(PLAN_STATUSES[current], current),
             ),
         ),
+        note_input(),
     ]
     return _view(PLAN_STATUS_FORM, "Plan status", blocks, metadata, submit="Change status")
 
@@ -579,6 +609,7 @@ def new_order_form(offered: NewOrderForm, metadata: str) -> dict:
         _input(
             QUANTITY, "Quantity", PlainTextInputElement(action_id=QUANTITY, initial_value="1", max_length=4)
         ),
+        note_input("Kept with the charge in the record's History."),
     ]
     return _view(NEW_ORDER_FORM, "New order", blocks, metadata, submit="Review charge")
 
@@ -594,12 +625,14 @@ def new_order_confirm(offered: NewOrderForm, request: NewOrderRequest, metadata:
         request.quantity,
         escape(one_line(request.description), 250),
     )
-    blocks: list[Block] = [
-        section(text),
+    blocks: list[Block] = [section(text)]
+    if request.note:
+        blocks.append(context(md("Note: “{}”", escape(one_line(request.note), 300))))
+    blocks.append(
         context(
             md("The card is charged now, without the customer present; the order appears on their record.")
-        ),
-    ]
+        )
+    )
     return _view(
         NEW_ORDER_CONFIRM,
         "Confirm new order",
@@ -629,6 +662,7 @@ def change_email_form(offered: EmailForm, metadata: str) -> dict:
                 action_id=EMAIL, initial_value=offered.email if fits else None, max_length=EMAIL_LENGTH
             ),
         ),
+        note_input(),
     ]
     return _view(CHANGE_EMAIL_FORM, "Change email", blocks, metadata, submit="Change email")
 
@@ -717,7 +751,9 @@ OUTCOME_ICONS = {
 }
 
 
-def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id: str | None) -> Message:
+def audit_message(
+    actor: str, action: str, outcome: str, summary: str, stripe_id: str | None, note: str | None = None
+) -> Message:
     text = md(
         "{} {} · {} · *{}*",
         Mrkdwn(OUTCOME_ICONS.get(outcome, "")),
@@ -728,6 +764,8 @@ def audit_message(actor: str, action: str, outcome: str, summary: str, stripe_id
     detail = escape(one_line(summary), 1800)
     if stripe_id:
         detail += md(" · Stripe {}", code(stripe_id, 64))
+    if note:
+        detail += md(" · “{}”", escape(one_line(note), 600))
     return Message.of(
         md("{}: {}: {}", escape(action, 60), escape(outcome, 40), detail), [section(text), context(detail)]
     )

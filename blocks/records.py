@@ -12,7 +12,7 @@ from blocks.customer import (
     interval_text,
     status_text,
 )
-from blocks.disputes import dispute_text
+from blocks.disputes import dispute_text, reason_words, status_words
 from blocks.elements import (
     Block,
     action_notice,
@@ -29,15 +29,31 @@ from blocks.elements import (
 )
 from blocks.limits import SECTION_TEXT
 from blocks.message import Message
-from blocks.text import Mrkdwn, code, date_token, escape, md, mention, money, money_list, one_line, plural
+from blocks.text import (
+    DATE_AND_TIME,
+    Mrkdwn,
+    code,
+    date_token,
+    escape,
+    md,
+    mention,
+    money,
+    money_list,
+    one_line,
+    plural,
+)
 from bot.money import Money
 from bot.viewmodels import (
     PAYMENT_KINDS,
     CardState,
+    CustomerHistory,
+    HistoryEntry,
+    HistoryPage,
     Notice,
     OrderRecord,
     PaymentLine,
     RecurringRecord,
+    history_value,
     record_value,
     with_seen,
 )
@@ -115,8 +131,10 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
                 record_value(record.order_id, record.back),
             )
         )
+    navigation.append(add_note_button(("recurring", item.id), record.back))
     navigation.append(_back(record.back, record.customer_name))
     blocks.append(actions("record_actions", navigation))
+    blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
     return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
 
 
@@ -279,9 +297,11 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
                 record_value(link.id, record.back),
             )
         )
+    buttons.append(add_note_button(("order", record.id), record.back))
     buttons.append(_back(record.back, record.customer_name))
     blocks.append(divider())
     blocks.append(actions("record_actions", buttons))
+    blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
     return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
 
 
@@ -325,9 +345,10 @@ def _refunds_text(record: OrderRecord) -> Mrkdwn:
     return _fit(lines, RECORD_LIST_TEXT)
 
 
-# A record's lists (an order's items, payments and refunds; a plan's upcoming instalments and payments) each get
-# a share of the message's size, so that with its fields the whole stays inside Slack's limit for any record.
-RECORD_LIST_TEXT = 2400
+# A record's lists (an order's items, payments, refunds and disputes; a plan's upcoming instalments and
+# payments) and its History each get a share of the message's size, so that with its fields the whole stays
+# inside Slack's limit for any record.
+RECORD_LIST_TEXT = 1900
 
 
 def _disputes_text(record: OrderRecord) -> Mrkdwn:
@@ -351,3 +372,149 @@ def _fit(lines: list[Mrkdwn], limit: int = SECTION_TEXT) -> Mrkdwn:
 
 def _back(state: CardState, customer_name: str) -> dict:
     return button(f"Back to {one_line(customer_name)}", ids.BACK_TO_CUSTOMER, state.encode())
+
+
+# History ----------------------------------------------------------------------------------------------------
+
+# A page of History: with each line bounded (below), a whole page always fits its share of a message, so no line
+# is ever dropped to make room (a dropped line would be on no page at all).
+HISTORY_PAGE_SIZE = 6
+HISTORY_SAID = 120  # an action's summary, a product's name
+HISTORY_NOTE = 250  # a note of its own (Add note); the whole note is kept
+HISTORY_ACTION_NOTE = 100  # a note written with an action or a refund
+HISTORY_REASON = 80  # why a payment failed
+# The longest a History section can be (a heading and a page of the longest lines): what it takes of a message.
+HISTORY_TEXT = 2100
+
+ACTION_WORDS = {
+    "refund": "refund",
+    "cancel": "cancel",
+    "pause_payments": "pause payments",
+    "resume_payments": "resume payments",
+    "reactivate": "set back to active",
+    "move_next_bill_date": "move the next bill date",
+    "change_plan_status": "change the status",
+    "void_failed_bill": "void a failed bill",
+    "write_off_failed_bill": "write off a failed bill",
+    "new_order": "new order",
+    "change_email": "change email",
+}
+
+
+def history_blocks(history: HistoryPage | None, back: CardState, limit: int = HISTORY_TEXT) -> list[Block]:
+    """A record's History section: a page of it, newest first, and Newer / Older when there are other pages."""
+    if history is None:
+        return []
+    return [section(history_text(history, limit)), *_history_pager(history, back)]
+
+
+def history_text(history: HistoryPage, limit: int = HISTORY_TEXT) -> Mrkdwn:
+    heading = md("*History* · newest first")
+    if history.page:
+        heading += md(" · page {}", history.page + 1)
+    if not history.entries:
+        return heading + md("\nNothing yet.")
+    whose = history.target[0] == "customer"  # a customer's History names the order each payment is of
+    return _fit([heading] + [history_line(entry, orders=whose) for entry in history.entries], limit)
+
+
+def history_line(entry: HistoryEntry, *, orders: bool = False) -> Mrkdwn:
+    """One event: when, who (a mention), and what, every outside text escaped and bounded."""
+    when = date_token(entry.at, DATE_AND_TIME)
+    who = md("{} ", mention(entry.actor)) if entry.actor else md("")
+    said = escape(one_line(entry.said), HISTORY_SAID)
+    if entry.kind == "note":
+        return md("{} · {}:memo: “{}”", when, who, escape(one_line(entry.said), HISTORY_NOTE))
+    if entry.kind == "action":
+        if entry.outcome == "failed":
+            what = md(":x: {} failed: {}", _action_words(entry.action), said)
+        elif entry.outcome == "unknown":
+            what = md(":hourglass_flowing_sand: awaiting Stripe's answer: {}", said)
+        elif entry.outcome == "let_go":
+            what = md(":leftwards_arrow_with_hook: let go, Stripe never made it: {}", said)
+        else:
+            what = said
+        line = md("{} · {}{}", when, who, what)
+    elif entry.kind in ("paid", "failed"):
+        label = PAYMENT_KINDS.get(entry.said, "Payment")
+        amount = money(entry.amount) if entry.amount else md("")
+        if entry.kind == "paid":
+            line = md("{} · :white_check_mark: {} of {} paid", when, label, amount)
+        else:
+            line = md("{} · :x: {} of {} failed", when, label, amount)
+            if entry.detail:
+                line += md(": {}", escape(one_line(entry.detail), HISTORY_REASON))
+        if orders and entry.number:
+            line += md(" · order #{}", escape(entry.number, 32))
+    elif entry.kind == "refund":
+        amount = money(entry.amount) if entry.amount else md("")
+        line = md("{} · :leftwards_arrow_with_hook: {} refunded in Stripe", when, amount)
+        if entry.detail:
+            line += md(" · {}", escape(REFUND_REASONS.get(entry.detail, entry.detail), 40))
+        if orders and entry.number:
+            line += md(" · order #{}", escape(entry.number, 32))
+        if entry.actor:
+            line += md(" · by {}", mention(entry.actor))
+    elif entry.kind == "dispute":
+        amount = money(entry.amount) if entry.amount else md("")
+        line = md(
+            "{} · :warning: {} disputed · {} · now {}",
+            when,
+            amount,
+            reason_words(entry.said or None),
+            status_words(entry.outcome or ""),
+        )
+        if orders and entry.number:
+            line += md(" · order #{}", escape(entry.number, 32))
+    elif entry.kind in ("started", "canceled"):
+        noun = "Payment plan" if entry.detail == "payment_plan" else "Subscription"
+        icon = ":arrow_forward:" if entry.kind == "started" else ":stop_button:"
+        line = md("{} · {} {} *{}* {}", when, Mrkdwn(icon), noun, said, entry.kind)
+    else:
+        line = md("{} · {}{}", when, who, said)
+    if entry.note:
+        line += md(" · “{}”", escape(one_line(entry.note), HISTORY_ACTION_NOTE))
+    return line
+
+
+def _action_words(action: str | None) -> str:
+    return ACTION_WORDS.get(action or "", (action or "change").replace("_", " "))
+
+
+def _history_pager(history: HistoryPage, back: CardState) -> list[Block]:
+    buttons = []
+    if history.page > 0:
+        buttons.append(
+            button("Newer", ids.HISTORY_NEWER, history_value(history.target, history.page - 1, back))
+        )
+    if history.has_older:
+        buttons.append(
+            button("Older", ids.HISTORY_OLDER, history_value(history.target, history.page + 1, back))
+        )
+    return [actions("history_pages", buttons)] if buttons else []
+
+
+def add_note_button(target: tuple[str, int], back: CardState, *, on_history: bool = False) -> dict:
+    """Add note: on every record, for anyone who can see it (a note moves no money)."""
+    kind, record_id = target
+    item = f"{ids.ON_HISTORY if on_history else kind}{record_id}"
+    return button("Add note", ids.per_item(ids.ADD_NOTE, item), history_value(target, 0, back))
+
+
+def customer_history(view: CustomerHistory, *, notice: Notice | None = None) -> Message:
+    """A customer's History (everything of theirs: orders, subscriptions, plans), opened from their card."""
+    name = escape(one_line(view.customer_name), NAME_IN_TEXT)
+    blocks: list[Block] = [action_notice(notice)] if notice else []
+    blocks += [
+        header(f"History: {one_line(view.customer_name)}"),
+        context(md("Everything of {}'s: their orders, subscriptions and payment plans.", name)),
+        *history_blocks(view.history, view.back),
+        actions(
+            "record_actions",
+            [
+                add_note_button(view.history.target, view.back, on_history=True),
+                _back(view.back, view.customer_name),
+            ],
+        ),
+    ]
+    return Message.of(md("History: {}", name), blocks)

@@ -605,3 +605,19 @@ class DisputeAlert(Base):
     message_ts: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime]
     posted_at: Mapped[datetime | None]
+
+
+class Note(Base):
+    """A note a person wrote on a record (a customer, a subscription or plan, an order): their own words, shown in
+    the record's History beside what was done to it. Notes move no money and are never rewritten."""
+
+    __tablename__ = "notes"
+    # A record's History reads its notes newest first.
+    __table_args__ = (Index("ix_notes_target", "target_type", "target_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_type: Mapped[str] = mapped_column(String(32))  # customer | recurring | order
+    target_id: Mapped[int] = mapped_column(BigInteger)
+    author: Mapped[str] = mapped_column(String(64))  # a Slack user id
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from bot.db import Database
+from bot.history import history_page as read_history
 from bot.models import (
     LIVE_STATUSES,
     MISSED_PAYMENT_STATUSES,
@@ -50,6 +51,7 @@ from bot.viewmodels import (
     Card,
     CardState,
     CustomerCard,
+    CustomerHistory,
     DisputeLine,
     ListFilter,
     OrderLineView,
@@ -615,9 +617,16 @@ def _payment_line(p) -> PaymentLine:
 
 
 def recurring_record(
-    reader: Reader, recurring_id: int, back: CardState | None, *, payments_shown: int
+    reader: Reader,
+    recurring_id: int,
+    back: CardState | None,
+    *,
+    payments_shown: int,
+    history_shown: int = 0,
+    history_page: int = 0,
 ) -> RecurringRecord:
-    """A subscription or payment plan record in at most two statements (three while a request awaits Stripe)."""
+    """A subscription or payment plan record in at most two statements (three while a request awaits Stripe),
+    and one more for a page of its History when `history_shown` (its page size) is set."""
     rows = reader.execute(_RECURRING_HEADER, {"recurring_id": recurring_id}).all()
     if not rows:
         raise RecordNotFound("subscription or payment plan", recurring_id)
@@ -644,6 +653,9 @@ def recurring_record(
         schedule=_schedule(recurring),
         fingerprint=recurring_fingerprint(recurring, recurring.last_change),
         awaiting=awaiting_stripe(reader, "recurring", recurring.id) if recurring.awaiting else [],
+        history=read_history(reader, ("recurring", recurring.id), history_page, history_shown)
+        if history_shown
+        else None,
     )
 
 
@@ -722,9 +734,16 @@ _ORDER_REFUNDS = (
 
 
 def order_record(
-    reader: Reader, order_id: int, back: CardState | None, *, payments_shown: int = 12
+    reader: Reader,
+    order_id: int,
+    back: CardState | None,
+    *,
+    payments_shown: int = 12,
+    history_shown: int = 0,
+    history_page: int = 0,
 ) -> OrderRecord:
-    """An order record in four statements (five while a refund awaits Stripe's answer)."""
+    """An order record in four statements (five while a refund awaits Stripe's answer), and one more for a page
+    of its History when `history_shown` (its page size) is set."""
     order = reader.execute(_ORDER_HEADER, {"order_id": order_id}).first()
     if order is None:
         raise RecordNotFound("order", order_id)
@@ -788,6 +807,9 @@ def order_record(
         refund_pending=int(order.refund_pending),
         awaiting=_awaiting_refunds(reader, order.id) if order.refund_pending else [],
         disputes=_order_disputes(reader, order.id) if order.dispute_count else [],
+        history=read_history(reader, ("order", order.id), history_page, history_shown)
+        if history_shown
+        else None,
     )
 
 
@@ -868,7 +890,7 @@ class Records(Shared):
 
         return self.db.read(read)
 
-    def order_numbered(self, text: str, *, payments_shown: int) -> OrderRecord | None:
+    def order_numbered(self, text: str, *, payments_shown: int, history_shown: int = 0) -> OrderRecord | None:
         """The record of the order `text` names by its number (`100234` or `#100234`), if there is one."""
         number = order_number(text)
         if number is None:
@@ -878,7 +900,9 @@ class Records(Shared):
             order_id = connection.scalar(_ORDER_ID_BY_NUMBER, {"number": number})
             if order_id is None:
                 return None
-            return order_record(connection, order_id, None, payments_shown=payments_shown)
+            return order_record(
+                connection, order_id, None, payments_shown=payments_shown, history_shown=history_shown
+            )
 
         return self.db.read(read)
 
@@ -892,13 +916,58 @@ class Records(Shared):
         )
 
     def recurring_record(
-        self, recurring_id: int, back: CardState | None, *, payments_shown: int
+        self,
+        recurring_id: int,
+        back: CardState | None,
+        *,
+        payments_shown: int,
+        history_shown: int = 0,
+        history_page: int = 0,
     ) -> RecurringRecord:
         return self.db.read(
-            lambda connection: recurring_record(connection, recurring_id, back, payments_shown=payments_shown)
+            lambda connection: recurring_record(
+                connection,
+                recurring_id,
+                back,
+                payments_shown=payments_shown,
+                history_shown=history_shown,
+                history_page=history_page,
+            )
         )
 
-    def order_record(self, order_id: int, back: CardState | None, *, payments_shown: int) -> OrderRecord:
+    def order_record(
+        self,
+        order_id: int,
+        back: CardState | None,
+        *,
+        payments_shown: int,
+        history_shown: int = 0,
+        history_page: int = 0,
+    ) -> OrderRecord:
         return self.db.read(
-            lambda connection: order_record(connection, order_id, back, payments_shown=payments_shown)
+            lambda connection: order_record(
+                connection,
+                order_id,
+                back,
+                payments_shown=payments_shown,
+                history_shown=history_shown,
+                history_page=history_page,
+            )
         )
+
+    def customer_history(self, back: CardState, *, page: int, page_size: int) -> CustomerHistory:
+        """A customer's History (everything of theirs), shown from their card: two statements."""
+
+        def read(connection: Connection) -> CustomerHistory:
+            customer = connection.execute(_CUSTOMER_NAME, {"customer_id": back.customer_id}).first()
+            if customer is None:
+                raise RecordNotFound("customer", back.customer_id)
+            history = read_history(connection, ("customer", back.customer_id), page, page_size)
+            return CustomerHistory(back, shown_name(customer.name, customer.email), history)
+
+        return self.db.read(read)
+
+
+_CUSTOMER_NAME = select(_customers.c.name, _customers.c.email).where(
+    _customers.c.id == bindparam("customer_id")
+)

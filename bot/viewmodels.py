@@ -13,7 +13,8 @@ from bot.plans import PlanSchedule
 ListFilter = Literal["active", "all"]
 
 # How much a person may type into the action forms: the forms offer no more, and the actions' rules accept no more.
-REFUND_NOTE_LENGTH = 500
+NOTE_LENGTH = 500  # a note: on a record (Add note), or with any action (kept with its audit entry)
+REFUND_NOTE_LENGTH = NOTE_LENGTH
 DESCRIPTION_LENGTH = 250  # what a new order is for
 EMAIL_LENGTH = 254  # the longest address email allows
 _FILTER_CODES: dict[str, str] = {"active": "a", "all": "l"}
@@ -252,6 +253,63 @@ class PaymentLine:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a record's History: something the bot did (an audit entry), a note someone wrote, or what
+    Stripe did as our records know it. Every text in it is outside text (people's, Stripe's): escaped when drawn."""
+
+    at: datetime
+    # action (an audit entry), note, paid, failed (a payment), refund (one not made from Slack), started, canceled
+    kind: str
+    actor: str | None = None  # a Slack user id
+    said: str = ""  # an action's summary, a note's text, a payment's kind, a product's name
+    outcome: str | None = None  # an action's: succeeded, failed, unknown (awaiting Stripe), let_go
+    action: str | None = None  # an action's name in the ledger: "refund", "pause_payments", …
+    note: str | None = None  # written with the action, or with a refund
+    amount: Money | None = None
+    detail: str | None = None  # why a payment failed; a refund's reason; a subscription's kind
+    number: str | None = None  # the order a payment or refund is of
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of a record's History, newest first: the record it is of, which page, and whether older ones exist."""
+
+    target: tuple[str, int]  # ("customer" | "recurring" | "order", id)
+    entries: list[HistoryEntry]
+    page: int
+    has_older: bool
+
+
+@dataclass(frozen=True)
+class CustomerHistory:
+    """A customer's History, shown from their card (the card itself stays within its statement budget)."""
+
+    back: CardState
+    customer_name: str
+    history: HistoryPage
+
+
+_HISTORY_KINDS = {"customer": "c", "recurring": "r", "order": "o"}
+
+
+def history_value(target: tuple[str, int], page: int, back: CardState) -> str:
+    """A button value naming a record, a page of its History, and the card state its Back button returns to."""
+    kind, record_id = target
+    return f"{_HISTORY_KINDS[kind]}{record_id}.{page}:{back.encode()}"
+
+
+def parse_history_value(value: str) -> tuple[tuple[str, int], int, CardState]:
+    head, _, state = str(value).partition(":")
+    kinds = {code: kind for kind, code in _HISTORY_KINDS.items()}
+    record_id, _, page = head[1:].partition(".")
+    if head[:1] not in kinds or not all(p.isascii() and p.isdecimal() for p in (record_id, page)):
+        raise BadValue(f"not a history value: {str(value)[:80]!r}")
+    if len(record_id) > 15 or len(page) > 6:
+        raise BadValue(f"not a history value: {str(value)[:80]!r}")
+    return (kinds[head[:1]], int(record_id)), int(page), CardState.decode(state)
+
+
+@dataclass(frozen=True)
 class RecurringRecord:
     back: CardState
     customer_name: str
@@ -267,6 +325,7 @@ class RecurringRecord:
     schedule: PlanSchedule | None = None  # a payment plan's: what is left and when it is due
     fingerprint: str = ""  # the state a change was asked against (see bot.records.recurring_fingerprint)
     awaiting: list[str] = field(default_factory=list)  # changes still awaiting Stripe's answer
+    history: HistoryPage | None = None  # when read for showing (see bot.history)
 
 
 @dataclass(frozen=True)
@@ -359,6 +418,7 @@ class OrderRecord:
     refund_pending: int = 0  # refunds asked of Stripe whose answer is not known yet
     awaiting: list[str] = field(default_factory=list)  # refunds still awaiting Stripe's answer
     disputes: list[DisputeLine] = field(default_factory=list)  # newest first
+    history: HistoryPage | None = None  # when read for showing (see bot.history)
 
 
 def record_value(record_id: int, back: CardState) -> str:
@@ -510,6 +570,7 @@ class NewOrderRequest:
     unit_amount: Money
     quantity: int
     last_order_seen: int
+    note: str | None = None
 
     @property
     def total(self) -> Money:

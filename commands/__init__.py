@@ -14,6 +14,7 @@ from slack_bolt import App, BoltContext
 from bot.actions import Actions
 from bot.actions.email import EmailChanges
 from bot.actions.new_orders import NewOrders
+from bot.actions.notes import Notes
 from bot.actions.recurring import SubscriptionChanges
 from bot.actions.refunds import Refunds
 from bot.records import Records
@@ -28,14 +29,17 @@ class Services:
     subscriptions: SubscriptionChanges
     new_orders: NewOrders
     email: EmailChanges
+    notes: Notes
 
     @classmethod
     def of(cls, records: Records, actions: Actions) -> Services:
-        return cls(records, actions.refunds, actions.subscriptions, actions.new_orders, actions.email)
+        return cls(
+            records, actions.refunds, actions.subscriptions, actions.new_orders, actions.email, actions.notes
+        )
 
 
 def register(app: App, services: Services) -> None:
-    from commands import customer, email, email_sync, new_orders, records, recurring, refunds
+    from commands import customer, email, email_sync, new_orders, notes, records, recurring, refunds
 
     named: dict[str, Any] = {field.name: getattr(services, field.name) for field in fields(services)}
 
@@ -44,5 +48,5 @@ def register(app: App, services: Services) -> None:
         next_()
 
     app.middleware(provide_services)
-    for surface in (customer, records, refunds, recurring, new_orders, email, email_sync):
+    for surface in (customer, records, refunds, recurring, new_orders, email, email_sync, notes):
         surface.register(app)

@@ -21,7 +21,9 @@ def find_customer(
         if not text:
             ack(**ephemeral(customer_blocks.usage()))
             return
-        order = records.order_numbered(text, payments_shown=record_blocks.PAYMENTS_SHOWN)
+        order = records.order_numbered(
+            text, payments_shown=record_blocks.PAYMENTS_SHOWN, history_shown=record_blocks.HISTORY_PAGE_SIZE
+        )
         if order is not None:
             ack(**ephemeral(record_blocks.order_record(order)))
             return

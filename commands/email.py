@@ -9,6 +9,7 @@ from slack_sdk import WebClient
 
 from blocks import ids, modals
 from bot.actions.email import EmailChanges, email_problems
+from bot.actions.notes import note_problems
 from bot.records import Records
 from bot.viewmodels import CardState
 from commands.acting import act_and_tell, answer_working
@@ -38,7 +39,8 @@ def open_change_email(
 
 
 def start_change_email(ack: Ack, view: dict, logger: logging.Logger) -> None:
-    problems = email_problems(text(view["state"]["values"], modals.EMAIL))
+    values = view["state"]["values"]
+    problems = email_problems(text(values, modals.EMAIL)) | note_problems(text(values, modals.NOTE))
     if problems:
         ack(response_action="errors", errors=problems)
     else:
@@ -48,12 +50,13 @@ def start_change_email(ack: Ack, view: dict, logger: logging.Logger) -> None:
 def change_email(
     body: dict, view: dict, client: WebClient, logger: logging.Logger, email: EmailChanges, records: Records
 ) -> None:
-    new_email = text(view["state"]["values"], modals.EMAIL)
-    if email_problems(new_email):
+    values = view["state"]["values"]
+    new_email, note = text(values, modals.EMAIL), text(values, modals.NOTE) or None
+    if email_problems(new_email) or note_problems(note):
         return  # the person was shown the problems and the form stays open
     act_and_tell(
         TITLE,
-        lambda form, actor: email.change(actor, form.shown[1], new_email),
+        lambda form, actor: email.change(actor, form.shown[1], new_email, note),
         body=body,
         view=view,
         client=client,

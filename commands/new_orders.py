@@ -50,6 +50,7 @@ def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: N
             amount_text=text(values, modals.AMOUNT),
             currency=selected(values, modals.CURRENCY),
             quantity_text=text(values, modals.QUANTITY),
+            note=text(values, modals.NOTE) or None,
         )
     except Invalid as invalid:
         ack(response_action="errors", errors=invalid.problems or {modals.AMOUNT: invalid.message})
@@ -62,6 +63,7 @@ def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: N
         unit_amount=request.unit_amount.amount,
         currency=request.unit_amount.currency,
         quantity=request.quantity,
+        note=request.note,
     )
     ack(response_action="update", view=modals.new_order_confirm(offered, request, confirmed.encode()))
 
@@ -76,7 +78,9 @@ def charge(
     def confirmed(form: Form, actor: str) -> Done | Pending:
         data = form.data
         unit = Money(data["unit_amount"], data["currency"])
-        request = NewOrderRequest(form.shown[1], data["description"], unit, data["quantity"], data["last"])
+        request = NewOrderRequest(
+            form.shown[1], data["description"], unit, data["quantity"], data["last"], data.get("note")
+        )
         return new_orders.charge(actor, request)
 
     act_and_tell(TITLE, confirmed, body=body, view=view, client=client, records=records, logger=logger)

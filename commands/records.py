@@ -11,23 +11,37 @@ from blocks import ids
 from blocks import records as record_blocks
 from blocks.message import Message
 from bot.records import Records
-from bot.viewmodels import CardState, Notice, parse_record_value
+from bot.viewmodels import CardState, Notice, parse_history_value, parse_record_value
 from commands.replies import ephemeral, telling_the_user
 
 
 def render_record(
-    records: Records, kind: str, record_id: int, back: CardState, *, notice: Notice | None = None
+    records: Records,
+    kind: str,
+    record_id: int,
+    back: CardState,
+    *,
+    notice: Notice | None = None,
+    history_page: int = 0,
 ) -> Message:
-    """A customer card, a subscription or plan record, or an order record, as it is now."""
+    """A customer card, a subscription or plan record, or an order record, as it is now (the last two with a page
+    of their History: the newest, unless `history_page` says another)."""
+    shown = {"history_shown": record_blocks.HISTORY_PAGE_SIZE, "history_page": history_page}
     if kind == "order":
-        return record_blocks.order_record(
-            records.order_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN), notice=notice
-        )
+        view = records.order_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN, **shown)
+        return record_blocks.order_record(view, notice=notice)
     if kind == "recurring":
-        view = records.recurring_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN)
+        view = records.recurring_record(record_id, back, payments_shown=record_blocks.PAYMENTS_SHOWN, **shown)
         return record_blocks.recurring_record(view, notice=notice)
     state = back if back.customer_id == record_id else CardState(record_id)
     return customer_blocks.customer_card(customer_card(records, state), notice=notice)
+
+
+def render_customer_history(
+    records: Records, back: CardState, *, page: int = 0, notice: Notice | None = None
+) -> Message:
+    view = records.customer_history(back, page=page, page_size=record_blocks.HISTORY_PAGE_SIZE)
+    return record_blocks.customer_history(view, notice=notice)
 
 
 def customer_card(records: Records, state: CardState):
@@ -65,6 +79,20 @@ def show_order(
         show(respond, body, render_record(records, "order", order_id, back))
 
 
+def show_history(
+    ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger, records: Records
+) -> None:
+    """History on the customer card, and Newer / Older in any record's History."""
+    ack()
+    with telling_the_user(ack, respond, logger):
+        (kind, record_id), page, back = parse_history_value(action.get("value", ""))
+        if kind == "customer":
+            back = back if back.customer_id == record_id else CardState(record_id)
+            show(respond, body, render_customer_history(records, back, page=page))
+        else:
+            show(respond, body, render_record(records, kind, record_id, back, history_page=page))
+
+
 def share_card(
     ack: Ack, body: dict, action: dict, respond: Respond, logger: logging.Logger, records: Records
 ) -> None:
@@ -94,5 +122,6 @@ def register(app: App) -> None:
     app.action(ids.SHOW_CARD)(show_card)
     app.action(ids.SHOW_RECURRING)(show_recurring)
     app.action(ids.SHOW_ORDER)(show_order)
+    app.action(ids.SHOW_HISTORY_PAGE)(show_history)
     app.action(ids.SHARE_CARD)(share_card)
     app.action(ids.CLOSE)(close)

@@ -12,12 +12,13 @@ from slack_sdk import WebClient
 
 from blocks import ids, modals
 from bot.actions import recurring as changes
+from bot.actions.notes import note_problems
 from bot.actions.outcomes import Done, Pending, Problems
 from bot.actions.recurring import SubscriptionChanges
 from bot.records import Records
 from bot.viewmodels import BadValue, RecurringRecord, parse_record_value, parse_seen
 from commands.acting import act_and_tell, answer_working, notice_of
-from commands.forms import Form, StaleForm, picked_date, selected
+from commands.forms import Form, StaleForm, picked_date, selected, text
 from commands.records import render_record
 from commands.replies import ephemeral, failure_message, telling_the_user
 
@@ -113,9 +114,15 @@ def open_plan_status_form(
 # The submits that act: checked as Slack waits (field errors stay in the form), then done in a lazy listener.
 
 
+def _note(view: dict) -> str | None:
+    """The optional note of a change's form (none in a Try again view: its note is kept in the form's memory)."""
+    return text(view.get("state", {}).get("values", {}), modals.NOTE) or None
+
+
 def _working(
     ack: Ack, view: dict, logger: logging.Logger, title: str, working: str, problems: Problems
 ) -> None:
+    problems = {**problems, **note_problems(_note(view))}
     if problems:
         ack(response_action="errors", errors=problems)
     else:
@@ -135,10 +142,13 @@ def cancel(
     records: Records,
 ) -> None:
     at_period_end = selected(view["state"]["values"], modals.WHEN) != "now"
+    note = _note(view)
+    if note_problems(note):
+        return
     act_and_tell(
         "Cancel",
         lambda form, actor: subscriptions.cancel(
-            actor, form.data["id"], at_period_end=at_period_end, seen=form.data["seen"]
+            actor, form.data["id"], at_period_end=at_period_end, seen=form.data["seen"], note=note
         ),
         body=body,
         view=view,
@@ -173,6 +183,7 @@ def _pause_problems(view: dict, subscriptions: SubscriptionChanges) -> Problems:
     return {
         **changes.pause_problems(until_a_date, resumes_on, subscriptions.today()),
         **changes.failed_bill_problems(bill, bills),
+        **note_problems(_note(view)),
     }
 
 
@@ -191,6 +202,7 @@ def pause(
     if _pause_problems(view, subscriptions):
         return  # the person was shown the problems and the form stays open
     resumes_on, until_a_date, bill = _pause_request(view)
+    note = _note(view)
     _pause(
         body,
         view,
@@ -198,11 +210,12 @@ def pause(
         logger,
         subscriptions,
         records,
-        lambda _form: (resumes_on if until_a_date else None, bill),
+        lambda _form: (resumes_on if until_a_date else None, bill, note),
     )
 
 
-Asked = Callable[[Form], tuple[date | None, str | None]]  # (resume date, the failed bills' choice) of a form
+# (resume date, the failed bills' choice, the note) of a form
+Asked = Callable[[Form], tuple[date | None, str | None, str | None]]
 
 
 def _pause(
@@ -215,7 +228,7 @@ def _pause(
     asked: Asked,
 ) -> None:
     def act(form: Form, actor: str) -> Done | Pending:
-        resumes_on, bill = asked(form)
+        resumes_on, bill, note = asked(form)
         return subscriptions.pause(
             actor,
             form.data["id"],
@@ -223,12 +236,15 @@ def _pause(
             seen=form.data["seen"],
             bill=bill,
             bills_seen=_bills_seen(form),
+            note=note,
         )
 
     def again(form: Form) -> str:
         """The very same request, kept for Try again: the pause as asked and the bills' choice."""
-        resumes_on, bill = asked(form)
-        return form.add(resumes_on=resumes_on.isoformat() if resumes_on else None, bill=bill).encode()
+        resumes_on, bill, note = asked(form)
+        return form.add(
+            resumes_on=resumes_on.isoformat() if resumes_on else None, bill=bill, note=note
+        ).encode()
 
     act_and_tell(
         "Pause payments",
@@ -242,12 +258,13 @@ def _pause(
     )
 
 
-def _asked_again(form: Form) -> tuple[date | None, str | None]:
+def _asked_again(form: Form) -> tuple[date | None, str | None, str | None]:
     """The request a Try again view keeps (see `again` above)."""
     try:
         resumes_on = form.data["resumes_on"]
         bill = form.data["bill"]
-        return (date.fromisoformat(resumes_on) if resumes_on else None), bill
+        note = form.data.get("note")
+        return (date.fromisoformat(resumes_on) if resumes_on else None), bill, note
     except (KeyError, TypeError, ValueError) as error:
         raise BadValue("the pause to try again") from error
 
@@ -298,10 +315,13 @@ def move_bill_date(
         return
     day = picked_date(view["state"]["values"], modals.NEXT_BILL_DATE)
     assert day is not None  # checked above
+    note = _note(view)
+    if note_problems(note):
+        return
     act_and_tell(
         "Next bill date",
         lambda form, actor: subscriptions.move_next_bill_date(
-            actor, form.data["id"], to=day, seen=form.data["seen"]
+            actor, form.data["id"], to=day, seen=form.data["seen"], note=note
         ),
         body=body,
         view=view,
@@ -325,12 +345,13 @@ def change_plan_status(
     records: Records,
 ) -> None:
     status = selected(view["state"]["values"], modals.STATUS)
-    if changes.plan_status_problems(status):
+    note = _note(view)
+    if changes.plan_status_problems(status) or note_problems(note):
         return
     act_and_tell(
         "Plan status",
         lambda form, actor: subscriptions.change_plan_status(
-            actor, form.data["id"], status=status or "", seen=form.data["seen"]
+            actor, form.data["id"], status=status or "", seen=form.data["seen"], note=note
         ),
         body=body,
         view=view,

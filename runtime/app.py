@@ -100,7 +100,9 @@ def audit_poster(client: WebClient, channel: str | None) -> Callable[[AuditEntry
         return None
 
     def post(entry: AuditEntry) -> None:
-        message = audit_message(entry.actor, entry.action, entry.outcome, entry.summary, entry.stripe_id)
+        message = audit_message(
+            entry.actor, entry.action, entry.outcome, entry.summary, entry.stripe_id, entry.note
+        )
         try:
             client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
         except (SlackApiError, OSError):  # refused, or Slack unreachable

@@ -3,6 +3,7 @@ directly, and an extreme customer driven through Slack end to end."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,11 @@ from bot.viewmodels import (
     Card,
     CardState,
     CustomerCard,
+    CustomerHistory,
+    HistoryEntry,
+    HistoryPage,
     Match,
+    Notice,
     OrderLineView,
     OrderPage,
     OrderRecord,
@@ -216,9 +221,43 @@ def test_extreme_records_fit():
         refundable_payments=10**6,
         refund_pending=10**17,
         awaiting=[LONG] * 5,
+        history=extreme_history(("order", 1)),
     )
-    for message in (record_blocks.recurring_record(recurring), record_blocks.order_record(order)):
+    recurring = replace(recurring, history=extreme_history(("recurring", 1)))
+    notice = Notice("U" + "1" * 30, LONG * 10, pending=True)
+    for message in (
+        record_blocks.recurring_record(recurring, notice=notice),
+        record_blocks.order_record(order),
+        record_blocks.customer_history(
+            CustomerHistory(back, LONG, extreme_history(("customer", 1))), notice=notice
+        ),
+    ):
         assert message_problems(message.blocks, message.text) == []
+        (history,) = [
+            b["text"]["text"] for b in message.blocks if "*History*" in b.get("text", {}).get("text", "")
+        ]
+        assert len(history.split("\n")) == 1 + record_blocks.HISTORY_PAGE_SIZE, "a page of History fits whole"
+
+
+def extreme_history(target: tuple[str, int]) -> HistoryPage:
+    """A page of the longest History lines there can be, of every kind, on a middle page (Newer and Older)."""
+    kinds = ["action", "note", "paid", "failed", "refund", "started", "canceled"]
+    entries = [
+        HistoryEntry(
+            at=T0,
+            kind=kinds[i % len(kinds)],
+            actor="U" + "1" * 30,
+            said=LONG * 3,
+            outcome=["succeeded", "failed", "unknown", "let_go"][i % 4],
+            action="pause_payments",
+            note=LONG * 3,
+            amount=Money(10**18, "kwd"),
+            detail=LONG,
+            number="9" * 32,
+        )
+        for i in range(record_blocks.HISTORY_PAGE_SIZE)
+    ]
+    return HistoryPage(target, entries, page=10**6, has_older=True)
 
 
 def test_search_messages_fit_any_query():

@@ -342,6 +342,10 @@ def test_every_button_on_every_record_has_a_listener(harness):
         "close_message",
         "new_order",
         "change_email",
+        "show_history",
+        "history_newer",
+        "history_older",
+        "add_note",
     }
 
 

@@ -53,23 +53,24 @@ def test_a_whole_demo_session_works_against_the_local_stripe(tmp_path):
     today = datetime.now(UTC).date()
     resume_on, bill_on = today + timedelta(days=30), today + timedelta(days=45)
     # Jane's card: 7 opens her payment plan, 8 her newest order (a checkout), 12 her Pro Membership's order (its
-    # eight payments), 18 New order. An order's record: 1 Refund, 2 Refund whole order, then
-    # Back. The plan's record: 2 Pause payments, 3 Change next bill date, 4 Change status, 7 Back. In a modal, an
+    # eight payments), 18 New order. An order's record: 1 Refund, 2 Refund whole order, then Add note and
+    # Back. The plan's record: 2 Pause payments, 3 Change next bill date, 4 Change status, 8 Back (after Open
+    # order and Add note); History and its Newer / Older come last. Every action form ends with an optional note. In a modal, an
     # empty line keeps what the form shows (Enter), then confirms.
     lines = [
         "/customer zoe",
         "/customer jane doe",
         *("8", "1", "10.00", "", "", "", ""),  # refund $10 of the newest order, with the reason offered first
-        "3",  # back to Jane's card
+        "4",  # back to Jane's card
         *("12", "2", "", "", "", ""),  # refund the whole Pro Membership order: every payment left, at once
-        "2",  # back to Jane's card (nothing is left to refund there)
+        "3",  # back to Jane's card (nothing is left to refund there: Open subscription, Add note, Back)
         "7",  # open her payment plan
-        *("2", "", resume_on.isoformat(), ""),  # pause payments until a date
-        *("3", bill_on.isoformat(), ""),  # move the next bill date
-        *("4", "1", ""),  # change status: back to active
-        "7",  # back to Jane's card
-        *("18", "7", "", "", "", "", "", ""),  # new order: the e-book, at its price, confirmed
-        "21",  # share the card in the channel (an eleventh order added a page: Older is 18 now)
+        *("2", "", resume_on.isoformat(), "", ""),  # pause payments until a date (no note)
+        *("3", bill_on.isoformat(), "", ""),  # move the next bill date
+        *("4", "1", "", ""),  # change status: back to active
+        "8",  # back to Jane's card (after Open order and Add note)
+        *("18", "7", "", "", "", "", "", "", ""),  # new order: the e-book, at its price, confirmed
+        "23",  # share the card in the channel (an eleventh order added a page: Older is 18 now)
         "quit",
     ]
 

@@ -128,6 +128,9 @@ def test_a_dispute_shows_on_the_order_and_is_announced_once(harness, jane, strip
     assert "*Disputes* · 1" in record
     assert "*Needs a response* · $45.00 · Product not received · opened" in record
     assert "evidence is submitted in the Stripe Dashboard, https://dashboard.stripe.com/disputes/" in record
+    assert ":warning: $45.00 disputed · Product not received · now Needs a response" in record, (
+        "in its History"
+    )
     assert lifetime_value(harness) == "$95.00", "an open dispute takes nothing yet"
 
 

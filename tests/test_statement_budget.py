@@ -20,7 +20,9 @@ WHALE_ORDERS = 5000
 # Statements per answer: the search, then the record (the customer with every count it shows, a page of its
 # subscriptions and plans, a page of its orders).
 # An order: itself with its counts, its lines, its payments and its refunds.
-BUDGET = {"list": 2, "card": 4, "subscription": 2, "order": 4}
+# A subscription or plan record and an order record read a page of their History in one statement more. The
+# card does not: a customer's History is a view of its own behind the card's History button ("history").
+BUDGET = {"list": 2, "card": 4, "subscription": 3, "order": 5, "history": 2}
 
 
 @dataclass
@@ -140,6 +142,15 @@ def test_opening_a_subscription_and_an_order(harness, shop, sent):
     harness.person.click(card, f"open_order-{shop['order']}")
     assert "Pro Membership" in text_of(harness.slack.message(card.ts))
     assert len(sent.statements) <= BUDGET["order"], sent.statements
+    assert (sent.transactions, sent.pings) == (0, 0)
+
+
+def test_a_customers_history_is_two_statements(harness, shop, sent):
+    card = harness.person.command("walter@example.com")
+    sent.reset()
+    harness.person.click(card, "show_history")
+    assert "*History* · newest first" in text_of(harness.slack.message(card.ts))
+    assert len(sent.statements) <= BUDGET["history"], sent.statements
     assert (sent.transactions, sent.pings) == (0, 0)
 
 

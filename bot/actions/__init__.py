@@ -17,6 +17,7 @@ from bot.actions.audit import AuditEntry, AuditTrail
 from bot.actions.email import EmailChanges, EmailEffect
 from bot.actions.ledger import IN_FLIGHT, Ledger
 from bot.actions.new_orders import ChargeEffect, NewOrders
+from bot.actions.notes import Notes
 from bot.actions.permission import Permission
 from bot.actions.recurring import (
     BILL_CHANGES,
@@ -46,6 +47,7 @@ class Actions:
     settler: Settler
     permission: Permission
     audit: AuditTrail
+    notes: Notes  # Add note: no ledger, no permission (a note moves no money)
 
 
 def build_actions(
@@ -76,4 +78,4 @@ def build_actions(
     new_orders = NewOrders(db, ledger, permission, stripe, clock)
     email = EmailChanges(db, ledger, permission, stripe, crms, clock)
     settler = Settler(ledger, connected=gateway is not None)
-    return Actions(refunds, subscriptions, new_orders, email, settler, permission, audit)
+    return Actions(refunds, subscriptions, new_orders, email, settler, permission, audit, Notes(db, clock))

@@ -26,6 +26,7 @@ class AuditEntry:
     summary: str
     amount: Money | None = None
     stripe_id: str | None = None
+    note: str | None = None  # what the person wrote with the request (bot.actions.notes)
 
 
 class AuditTrail(Shared):
@@ -54,7 +55,7 @@ class AuditTrail(Shared):
                 amount=entry.amount.amount if entry.amount else None,
                 currency=entry.amount.currency if entry.amount else None,
                 stripe_id=entry.stripe_id,
-                details={"summary": entry.summary},
+                details={"summary": entry.summary, **({"note": entry.note} if entry.note else {})},
             )
         )
         if self.on_written is not None:

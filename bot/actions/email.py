@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.actions.audit import AuditEntry
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
+from bot.actions.notes import clean_note, note_problems, noted
 from bot.actions.outcomes import Done, Failed, Pending, Problems
 from bot.actions.permission import Permission
 from bot.actions.stripe_access import StripeAccess, StripeSide
@@ -62,7 +63,7 @@ class EmailChanges(Family):
             name = shown_name(customer.name, customer.email)
             return EmailForm(customer_id, name, customer.email, customer.stripe_customer_id is not None)
 
-    def change(self, actor: str, customer_id: int, new_email: str) -> Done | Pending:
+    def change(self, actor: str, customer_id: int, new_email: str, note: str | None = None) -> Done | Pending:
         """Our record and the Stripe customer get `new_email`; the summary names CRMs still holding the old."""
         self.permission.require(actor, CHANGE, "customer", customer_id)
         new_email = new_email.strip()
@@ -73,7 +74,8 @@ class EmailChanges(Family):
             after = last_change(session, "customer", customer_id)
         if stripe_customer:
             self.stripe.require(actor, CHANGE, "customer", customer_id)
-        problems = email_problems(new_email, old_email)
+        problems = email_problems(new_email, old_email) | note_problems(note)
+        note = clean_note(note)
         where = (
             "our records and Stripe" if stripe_customer else "our records (this customer is not in Stripe)"
         )
@@ -83,12 +85,13 @@ class EmailChanges(Family):
             actor=actor,
             action=CHANGE,
             target=("customer", customer_id),
-            identity={"from": old_email, "to": new_email, "after": after},
+            identity=noted({"from": old_email, "to": new_email, "after": after}, note),
             asked=f"change {name}'s email from {old_email} to {new_email}",
             done=f"changed {name}'s email from {old_email} to {new_email} in {where}",
             customer_id=customer_id,
             record=("customer", customer_id),
             request={"stripe_customer": stripe_customer, "email": new_email},
+            note=note,
         )
         return self.ledger.perform(intent, problems)
 

@@ -134,6 +134,9 @@ class Intent:
     money: Money | None = None
     reserved: int = 0  # minor units set aside on the target payment while the attempt is open
     reserve: Callable[[Session], None] | None = None  # sets them aside, or raises Invalid
+    # What the person wrote with the request: kept with the attempt (its request) and every audit entry of it.
+    # It is part of the request only as far as `identity` says (bot.actions.notes.noted).
+    note: str | None = None
 
     def pending(self, why: str, stripe_id: str | None = None) -> Pending:
         return Pending(self.asked, self.customer_id, self.record, why, stripe_id)
@@ -349,7 +352,12 @@ class Ledger(Shared):
                     tried_at=now,
                     sent_at=now,
                     reserved=intent.reserved,
-                    request={**intent.request, "asked": intent.asked, "done": intent.done},
+                    request={
+                        **intent.request,
+                        "asked": intent.asked,
+                        "done": intent.done,
+                        **({"note": intent.note} if intent.note else {}),
+                    },
                 )
                 session.add(row)
                 session.flush()
@@ -536,7 +544,15 @@ class Ledger(Shared):
     def _entry(intent: Intent, outcome: str, summary: str, stripe_id: str | None = None) -> AuditEntry:
         kind, target_id = intent.target
         return AuditEntry(
-            intent.actor, intent.action, kind, target_id, outcome, summary, intent.money, stripe_id
+            intent.actor,
+            intent.action,
+            kind,
+            target_id,
+            outcome,
+            summary,
+            intent.money,
+            stripe_id,
+            intent.note,
         )
 
     @staticmethod
@@ -546,7 +562,10 @@ class Ledger(Shared):
             money = Money(made.amount, money.currency)
         kind, target_id = attempt.target
         stripe_id = made.stripe_id if made else None
-        return AuditEntry(attempt.actor, attempt.action, kind, target_id, outcome, summary, money, stripe_id)
+        note = attempt.request.get("note")
+        return AuditEntry(
+            attempt.actor, attempt.action, kind, target_id, outcome, summary, money, stripe_id, note or None
+        )
 
 
 def _still_held(attempt: Attempt) -> tuple[ColumnElement[bool], ...]:

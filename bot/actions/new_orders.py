@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot import order_book
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
+from bot.actions.notes import clean_note, note_problems, noted
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
 from bot.actions.stripe_access import StripeSide
 from bot.models import Customer, Order, OrderSource, Product
@@ -82,6 +83,7 @@ class NewOrders(Family):
         amount_text: str,
         currency: str | None,
         quantity_text: str,
+        note: str | None = None,
     ) -> tuple[NewOrderForm, NewOrderRequest]:
         """A filled-in New order form, checked: the order to confirm, or Invalid naming the fields at fault. An
         empty description or amount takes the chosen product's. `last_order_seen` is the form's, kept."""
@@ -115,10 +117,16 @@ class NewOrders(Family):
             for field, problem in order_problems(description, unit_amount, currency, quantity).items()
             if field not in problems
         }
+        problems |= note_problems(note)
         if problems:
             raise Invalid.of(problems)
         request = NewOrderRequest(
-            form.customer_id, description, Money(unit_amount, currency), quantity, form.last_order_seen
+            form.customer_id,
+            description,
+            Money(unit_amount, currency),
+            quantity,
+            form.last_order_seen,
+            clean_note(note),
         )
         return form, request
 
@@ -133,6 +141,7 @@ class NewOrders(Family):
             card = _card(customer)
         unit = request.unit_amount
         problems = order_problems(request.description, unit.amount, unit.currency, request.quantity)
+        problems |= note_problems(request.note)
         if card is None:
             problems["record"] = _NO_CARD.format(name=name)
         what = f"{total.format()} to {name}'s card for {request.quantity} × {request.description}"
@@ -140,13 +149,16 @@ class NewOrders(Family):
             actor=actor,
             action=ACTION,
             target=("customer", customer_id),
-            identity={
-                "description": request.description,
-                "unit_amount": unit.amount,
-                "currency": unit.currency,
-                "quantity": request.quantity,
-                "seen": request.last_order_seen,
-            },
+            identity=noted(
+                {
+                    "description": request.description,
+                    "unit_amount": unit.amount,
+                    "currency": unit.currency,
+                    "quantity": request.quantity,
+                    "seen": request.last_order_seen,
+                },
+                request.note,
+            ),
             asked=f"charge {what}",
             done=f"charged {what}",
             customer_id=customer_id,
@@ -160,6 +172,7 @@ class NewOrders(Family):
                 "quantity": request.quantity,
             },
             money=total,
+            note=request.note,
         )
         return self.ledger.perform(intent, problems)
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot.actions.audit import AuditEntry
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
+from bot.actions.notes import clean_note, note_problems, noted
 from bot.actions.outcomes import Done, Failed, Invalid, Pending, Problems
 from bot.actions.stripe_access import StripeSide
 from bot.models import Payment, PaymentStatus, Recurring
@@ -122,12 +123,14 @@ class SubscriptionChanges(Family):
             raise Invalid(f"{record.summary.product} has already ended; there is nothing to change.")
         return record
 
-    def cancel(self, actor: str, recurring_id: int, *, at_period_end: bool, seen: str) -> Done | Pending:
+    def cancel(
+        self, actor: str, recurring_id: int, *, at_period_end: bool, seen: str, note: str | None = None
+    ) -> Done | Pending:
         when = "at the end of the period" if at_period_end else "now"
         change = _Change(
             CANCEL, {"at_period_end": at_period_end}, f"cancel {{}} {when}", f"canceled {{}} {when}"
         )
-        return self._change(actor, recurring_id, change, seen)
+        return self._change(actor, recurring_id, change, seen, note=note)
 
     def pause_form(self, actor: str, recurring_id: int, back: CardState | None = None) -> PauseForm:
         """The record the pause form is about, and its failed bills that Stripe is still retrying."""
@@ -145,6 +148,7 @@ class SubscriptionChanges(Family):
         seen: str,
         bill: str | None = None,
         bills_seen: Sequence[int] = (),
+        note: str | None = None,
     ) -> Done | Pending:
         """Pause payments, and do `bill` (one of BILL_CHOICES; None: the form showed no failed bill) with the
         failed bills the form showed (`bills_seen`, payment ids).
@@ -168,7 +172,7 @@ class SubscriptionChanges(Family):
             f"paused payments of {{}} {until}",
         )
         if bill not in _BILL_ACTION:  # kept retrying: nothing to ask of Stripe for the bill
-            paused = self._change(actor, recurring_id, change, seen, problems)
+            paused = self._change(actor, recurring_id, change, seen, problems, note=note)
             return self._still_retried(paused, recurring_id)
         self.permission.require(actor, PAUSE, "recurring", recurring_id)
         with self.db.session() as session:
@@ -182,7 +186,7 @@ class SubscriptionChanges(Family):
                 "The failed bills changed since you opened this form (one was paid, or another failed). "
                 "Close it and open it again."
             )
-        paused = self._change(actor, recurring_id, change, seen, problems)
+        paused = self._change(actor, recurring_id, change, seen, problems, note=note)
         action = _BILL_ACTION[bill]
         if isinstance(paused, Pending):
             asked, _, _ = _BILL_WORDS[action]
@@ -272,7 +276,9 @@ class SubscriptionChanges(Family):
         change = _Change(RESUME, {}, "resume payments of {}", "resumed payments of {}")
         return self._change(actor, recurring_id, change, seen)
 
-    def move_next_bill_date(self, actor: str, recurring_id: int, *, to: date, seen: str) -> Done | Pending:
+    def move_next_bill_date(
+        self, actor: str, recurring_id: int, *, to: date, seen: str, note: str | None = None
+    ) -> Done | Pending:
         problems = bill_date_problems(to, self.today())
         when = datetime.combine(to, time(12), tzinfo=UTC)  # noon UTC falls on that date in most time zones
         change = _Change(
@@ -281,12 +287,14 @@ class SubscriptionChanges(Family):
             f"move the next bill date of {{}} to {to:%b %-d, %Y}",
             f"moved the next bill date of {{}} to {to:%b %-d, %Y}",
         )
-        return self._change(actor, recurring_id, change, seen, problems)
+        return self._change(actor, recurring_id, change, seen, problems, note=note)
 
-    def change_plan_status(self, actor: str, recurring_id: int, *, status: str, seen: str) -> Done | Pending:
+    def change_plan_status(
+        self, actor: str, recurring_id: int, *, status: str, seen: str, note: str | None = None
+    ) -> Done | Pending:
         """Move a payment plan to `status`, by whichever change that takes: back to Active undoes a scheduled cancel
         and ends a pause together; the status it already has changes nothing, and says so."""
-        problems = plan_status_problems(status)
+        problems = plan_status_problems(status) | note_problems(note)
         if problems:
             self.permission.require(actor, "change_plan_status", "recurring", recurring_id)
             raise Invalid.of(problems)
@@ -296,24 +304,40 @@ class SubscriptionChanges(Family):
             self.permission.require(actor, "change_plan_status", "recurring", recurring_id)
             summary = f"{_name(record)} is already {_STATUS_WORDS[status]}: nothing was changed"
             entry = AuditEntry(
-                actor, "change_plan_status", "recurring", recurring_id, "already_done", summary
+                actor,
+                "change_plan_status",
+                "recurring",
+                recurring_id,
+                "already_done",
+                summary,
+                note=clean_note(note),
             )
             self.ledger.audit.write(entry)
             return Done(summary, record.back.customer_id, ("recurring", recurring_id), already=True)
         if status == "active":
             change = _Change(REACTIVATE, {}, "set {} back to active", "set {} back to active")
-            return self._change(actor, recurring_id, change, seen)
+            return self._change(actor, recurring_id, change, seen, note=note)
         if status == "paused":
-            return self.pause(actor, recurring_id, resumes_on=None, seen=seen)
-        return self.cancel(actor, recurring_id, at_period_end=status == "canceled_period_end", seen=seen)
+            return self.pause(actor, recurring_id, resumes_on=None, seen=seen, note=note)
+        return self.cancel(
+            actor, recurring_id, at_period_end=status == "canceled_period_end", seen=seen, note=note
+        )
 
     def _change(
-        self, actor: str, recurring_id: int, change: _Change, seen: str, problems: Problems | None = None
+        self,
+        actor: str,
+        recurring_id: int,
+        change: _Change,
+        seen: str,
+        problems: Problems | None = None,
+        *,
+        note: str | None = None,
     ) -> Done | Pending:
         self.permission.require(actor, change.action, "recurring", recurring_id)
         self.stripe.require(actor, change.action, "recurring", recurring_id)
         record = self._record(recurring_id)
-        problems = dict(problems or {})
+        problems = dict(problems or {}) | note_problems(note)
+        note = clean_note(note)
         product = record.summary.product
         if record.fingerprint != seen:
             problems["record"] = "This changed since you opened it. Close it and open the record again."
@@ -328,12 +352,13 @@ class SubscriptionChanges(Family):
             actor=actor,
             action=change.action,
             target=("recurring", recurring_id),
-            identity={"params": change.params, "seen": seen},
+            identity=noted({"params": change.params, "seen": seen}, note),
             asked=change.asked.format(name),
             done=change.done.format(name),
             customer_id=record.back.customer_id,
             record=("recurring", recurring_id),
             request={"subscription": record.stripe_subscription_id, **change.params},
+            note=note,
         )
         return self.ledger.perform(intent, problems)
 

@@ -171,6 +171,7 @@ class Refunds(Family):
             money=money,
             reserved=amount,
             reserve=lambda session: _reserve(session, request.payment_id, amount, request.seen),
+            note=request.note,
         )
         return self.ledger.perform(intent, problems)
 
