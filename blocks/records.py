@@ -27,7 +27,7 @@ from blocks.elements import (
     header,
     section,
 )
-from blocks.limits import SECTION_TEXT
+from blocks.limits import MESSAGE_BLOCK_TEXT, SECTION_TEXT, block_texts
 from blocks.message import Message
 from blocks.text import (
     DATE_AND_TIME,
@@ -115,8 +115,8 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
         blocks.append(awaiting_stripe(record.awaiting))
     blocks += [fields(*shown), divider()]
     if record.schedule is not None and record.schedule.upcoming:
-        blocks.append(section(_upcoming_text(record)))
-    blocks.append(section(_payments_text(record)))
+        blocks.append(_List(_upcoming_lines(record)))
+    blocks.append(_List(_payments_lines(record)))
     buttons = _recurring_actions(record)
     if buttons:
         blocks.append(actions("recurring_actions", buttons))
@@ -135,7 +135,7 @@ def recurring_record(record: RecurringRecord, *, notice: Notice | None = None) -
     navigation.append(_back(record.back, record.customer_name))
     blocks.append(actions("record_actions", navigation))
     blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
-    return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), blocks)
+    return Message.of(md("{}: {}", kind, escape(one_line(item.product), PRODUCT_IN_TEXT)), _sized(blocks))
 
 
 ENDED = ("canceled", "completed")
@@ -184,7 +184,7 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
     return buttons
 
 
-def _upcoming_text(record: RecurringRecord) -> Mrkdwn:
+def _upcoming_lines(record: RecurringRecord) -> list[Mrkdwn]:
     """A plan's instalments still to come: `4 of 6 · Jan 7, 2027 · $150.00`."""
     schedule = record.schedule
     assert schedule is not None
@@ -195,17 +195,16 @@ def _upcoming_text(record: RecurringRecord) -> Mrkdwn:
         lines.append(md("{} of {} · {} · {}", instalment.number, total, when, money(instalment.amount)))
     if schedule.not_shown:
         lines.append(md("and {}", plural(schedule.not_shown, "more instalment")))
-    return _fit(lines, RECORD_LIST_TEXT)
+    return lines
 
 
-def _payments_text(record: RecurringRecord) -> Mrkdwn:
+def _payments_lines(record: RecurringRecord) -> list[Mrkdwn]:
     heading = md("*Payments* · {:,}", record.payment_count)
     if record.payment_count > len(record.payments):
         heading += md(", latest {}", len(record.payments))
     if not record.payments:
-        return heading + md("\nNo payments yet.")
-    lines = [heading] + [_payment_line(p) for p in record.payments]
-    return _fit(lines)
+        return [heading + md("\nNo payments yet.")]
+    return [heading] + [_payment_line(p) for p in record.payments]
 
 
 def _payment_line(payment: PaymentLine) -> Mrkdwn:
@@ -257,8 +256,8 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         context(escape(one_line(record.customer_name), NAME_IN_TEXT)),
         *([awaiting_stripe(record.awaiting)] if record.awaiting else []),
         fields(*shown),
-        section(_items_text(record)),
-        section(_order_payments_text(record)),
+        _List(_items_lines(record)),
+        _List(_order_payments_lines(record)),
         section(
             md(
                 "*Billing address*\n{}",
@@ -267,8 +266,8 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
                 else md("None given"),
             )
         ),
-        section(_refunds_text(record)),
-        *([section(_disputes_text(record))] if record.disputes else []),
+        _List(_refunds_lines(record)),
+        *([_List(_disputes_lines(record))] if record.disputes else []),
     ]
     buttons: list[dict] = []
     value = record_value(record.id, record.back)
@@ -302,19 +301,19 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
     blocks.append(divider())
     blocks.append(actions("record_actions", buttons))
     blocks += history_blocks(record.history, record.back)  # last: below what can be done with the record
-    return Message.of(md("Order #{}", escape(record.number, 32)), blocks)
+    return Message.of(md("Order #{}", escape(record.number, 32)), _sized(blocks))
 
 
-def _order_payments_text(record: OrderRecord) -> Mrkdwn:
+def _order_payments_lines(record: OrderRecord) -> list[Mrkdwn]:
     heading = md("*Payments* · {:,}", record.payment_count)
     if record.payment_count > len(record.payments):
         heading += md(", latest {}", len(record.payments))
     if not record.payments:
-        return heading + md("\nNo payments yet.")
-    return _fit([heading] + [_payment_line(p) for p in record.payments], RECORD_LIST_TEXT)
+        return [heading + md("\nNo payments yet.")]
+    return [heading] + [_payment_line(p) for p in record.payments]
 
 
-def _items_text(record: OrderRecord) -> Mrkdwn:
+def _items_lines(record: OrderRecord) -> list[Mrkdwn]:
     lines = [md("*Items*")]
     for line in record.lines[:ORDER_LINES_SHOWN]:
         description = escape(one_line(line.description), LINE_ITEM_IN_TEXT)
@@ -324,12 +323,12 @@ def _items_text(record: OrderRecord) -> Mrkdwn:
         lines.append(md("and {}", plural(len(record.lines) - ORDER_LINES_SHOWN, "more item")))
     if not record.lines:
         lines.append(md("No items recorded."))
-    return _fit(lines, RECORD_LIST_TEXT)
+    return lines
 
 
-def _refunds_text(record: OrderRecord) -> Mrkdwn:
+def _refunds_lines(record: OrderRecord) -> list[Mrkdwn]:
     if not record.refunds:
-        return md("*Refunds*\nNone so far.")
+        return [md("*Refunds*\nNone so far.")]
     lines = [md("*Refunds* · {}", len(record.refunds))]
     for refund in record.refunds[:REFUNDS_SHOWN]:
         line = md("{} · {}", date_token(refund.created_at), money(refund.amount))
@@ -342,19 +341,55 @@ def _refunds_text(record: OrderRecord) -> Mrkdwn:
         lines.append(line)
     if len(record.refunds) > REFUNDS_SHOWN:
         lines.append(md("and {}", plural(len(record.refunds) - REFUNDS_SHOWN, "earlier refund")))
-    return _fit(lines, RECORD_LIST_TEXT)
+    return lines
 
 
-# A record's lists (an order's items, payments, refunds and disputes; a plan's upcoming instalments and
-# payments) and its History each get a share of the message's size, so that with its fields the whole stays
-# inside Slack's limit for any record.
-RECORD_LIST_TEXT = 1900
-
-
-def _disputes_text(record: OrderRecord) -> Mrkdwn:
+def _disputes_lines(record: OrderRecord) -> list[Mrkdwn]:
     """The order's disputes, newest first (shown only when it has one)."""
-    heading = md("*Disputes* · {:,}", len(record.disputes))
-    return _fit([heading] + [dispute_text(d) for d in record.disputes], RECORD_LIST_TEXT)
+    return [md("*Disputes* · {:,}", len(record.disputes))] + [dispute_text(d) for d in record.disputes]
+
+
+# A record's lists (an order's items, payments, refunds and disputes; a plan's upcoming instalments and payments)
+# share what the rest of the message leaves of Slack's size limit: the rest (fields, the notice of who did what,
+# History, whose page always fits its own share) is measured first, and a list longer than its share keeps its
+# first lines and says how many more there are. A list is never given less than LIST_FLOOR.
+LIST_FLOOR = 300
+_SIZE_MARGIN = 200  # what the joining newlines and the "and N more" lines may add
+
+
+class _List:
+    """Where a list goes in a record's blocks, until its share of the message is known."""
+
+    def __init__(self, lines: list[Mrkdwn]) -> None:
+        self.lines = lines
+
+    @property
+    def wanted(self) -> int:
+        return min(SECTION_TEXT, sum(len(line) + 1 for line in self.lines) + 40)
+
+
+def _sized(blocks: list) -> list[Block]:
+    """`blocks` with each _List made a section, the lists sharing what the other blocks leave of the message."""
+    lists = [block for block in blocks if isinstance(block, _List)]
+    fixed = sum(len(text) for text in block_texts([b for b in blocks if not isinstance(b, _List)]))
+    shares = _water_fill(MESSAGE_BLOCK_TEXT - _SIZE_MARGIN - fixed, [item.wanted for item in lists])
+    sized = {
+        id(item): section(_fit(item.lines, max(LIST_FLOOR, share)))
+        for item, share in zip(lists, shares, strict=True)
+    }
+    return [sized[id(block)] if isinstance(block, _List) else block for block in blocks]
+
+
+def _water_fill(available: int, wanted: list[int]) -> list[int]:
+    """Shares of `available` for lists wanting `wanted`: the smallest get all they want, the rest split what is
+    left evenly."""
+    shares = [0] * len(wanted)
+    left = max(0, available)
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    for done, i in enumerate(order):
+        shares[i] = min(wanted[i], left // (len(order) - done))
+        left -= shares[i]
+    return shares
 
 
 def _fit(lines: list[Mrkdwn], limit: int = SECTION_TEXT) -> Mrkdwn:

@@ -199,7 +199,9 @@ def _page(*parts):
     history = union_all(*parts).subquery("history")
     return (
         select(history)
-        .order_by(history.c.at.desc(), history.c.seq.desc())
+        # seq is an id of its own table: two events of different kinds can share one, and their kind settles it,
+        # so every page read cuts the same order at the same place.
+        .order_by(history.c.at.desc(), history.c.seq.desc(), history.c.kind)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )

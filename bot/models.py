@@ -377,12 +377,6 @@ class Payment(Base):
     card_brand: Mapped[str | None] = mapped_column(String(32))
     card_last4: Mapped[str | None] = mapped_column(String(4))
 
-    @property
-    def refundable(self) -> int:
-        if self.status != PaymentStatus.PAID.value or self.stripe_payment_intent_id is None:
-            return 0
-        return max(0, self.amount - self.amount_refunded - self.amount_refund_pending)
-
 
 class Refund(Base):
     __tablename__ = "refunds"

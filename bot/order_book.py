@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.models import (
     ActionAttempt,
     AuditEvent,
     Dispute,
+    Note,
     Order,
     OrderLine,
     OrderSource,
@@ -25,6 +26,18 @@ from bot.models import (
     PaymentStatus,
     Refund,
     order_number,
+)
+
+# Disputes beside which Stripe refunds nothing (it answers `charge_disputed`): a formal dispute still open, or lost
+# (the bank took the money back). An inquiry, and a dispute won, leave the payment refundable.
+REFUND_BLOCKING_DISPUTES = ("needs_response", "under_review", "lost")
+
+# A payment with something left to refund through Stripe, in SQL: the one rule, for the records and the refunds.
+REFUNDABLE = (
+    Payment.status == PaymentStatus.PAID.value,
+    Payment.amount_refunded + Payment.amount_refund_pending < Payment.amount,
+    Payment.stripe_payment_intent_id.is_not(None),
+    ~exists().where(Dispute.payment_id == Payment.id, Dispute.status.in_(REFUND_BLOCKING_DISPUTES)),
 )
 
 
@@ -249,8 +262,9 @@ def adopt_payment(
 
 
 def _retarget(session: Session, target_type: str, old_id: int, new_id: int) -> None:
-    """The ledger's attempts and the audit trail about one record, moved to the record that takes its place."""
-    for model in (ActionAttempt, AuditEvent):
+    """The ledger's attempts, the audit trail and the notes about one record, moved to the record that takes its
+    place."""
+    for model in (ActionAttempt, AuditEvent, Note):
         session.execute(
             update(model)
             .where(model.target_type == target_type, model.target_id == old_id)

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from bot import order_book
 from bot.db import Database
 from bot.history import history_page as read_history
 from bot.models import (
@@ -151,12 +152,7 @@ _attempts = ActionAttempt.__table__
 
 _LIVE = _recurring.c.status.in_(sorted(s.value for s in LIVE_STATUSES))
 _IS_MISSED = _payments.c.status.in_(_MISSED_STATUSES)
-# A payment that can still be refunded through Stripe (Payment.refundable, in SQL).
-_REFUNDABLE = (
-    _payments.c.status == PaymentStatus.PAID.value,
-    _payments.c.amount_refunded + _payments.c.amount_refund_pending < _payments.c.amount,
-    _payments.c.stripe_payment_intent_id.is_not(None),
-)
+_REFUNDABLE = order_book.REFUNDABLE  # a payment with something left to refund through Stripe
 
 
 def _count(table, *conditions):

@@ -376,7 +376,9 @@ def apply_subscription_state(row: Recurring, obj: Obj) -> None:
     if status == RecurringStatus.CANCELED and row.status == RecurringStatus.COMPLETED.value:
         status = RecurringStatus.COMPLETED  # a plan the bot ended after its last instalment
     row.status = status.value
-    row.canceled_at = _time(obj.get("canceled_at") or obj.get("ended_at"))
+    # When it ended: Stripe's `canceled_at` is when a cancel was asked for, which for one at the period's end is
+    # weeks before it ends (`ended_at`); until it has ended, it has no end.
+    row.canceled_at = _time(obj.get("ended_at") or obj.get("canceled_at")) if status in _ENDED else None
     row.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
     row.cancel_at = _time(obj.get("cancel_at")) if status not in _ENDED else None
     reason = (obj.get("cancellation_details") or {}).get("reason")

@@ -14,6 +14,13 @@ from bot.viewmodels import CardState
 VERSION = 3  # of what a modal keeps; a form opened under another is refused, not misread
 
 
+PRIVATE_METADATA = 3000  # characters of a modal's memory Slack keeps
+TOO_BIG = (
+    "This is too long for Slack to keep while you confirm (signs like < > & take the room of six letters "
+    "there). Shorten the note, or the description, and review again."
+)
+
+
 class StaleForm(Exception):
     """A modal's memory that this version of the bot did not write (opened before an update, or not by us)."""
 
@@ -56,6 +63,11 @@ class Form:
 
     def add(self, **data: Any) -> Form:
         return replace(self, data={**self.data, **data})
+
+    @property
+    def fits(self) -> bool:
+        """Whether Slack can keep this as a modal's memory."""
+        return len(self.encode()) <= PRIVATE_METADATA
 
 
 def selected(values: dict, block_id: str) -> str | None:

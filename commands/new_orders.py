@@ -15,7 +15,7 @@ from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import CardState, NewOrderRequest
 from commands.acting import act_and_tell, answer_working
-from commands.forms import Form, selected, text
+from commands.forms import TOO_BIG, Form, selected, text
 from commands.replies import failure_message, telling_the_user
 
 TITLE = "New order"
@@ -65,6 +65,9 @@ def review_new_order(ack: Ack, view: dict, logger: logging.Logger, new_orders: N
         quantity=request.quantity,
         note=request.note,
     )
+    if not confirmed.fits:
+        ack(response_action="errors", errors={modals.NOTE: TOO_BIG})
+        return
     ack(response_action="update", view=modals.new_order_confirm(offered, request, confirmed.encode()))
 
 

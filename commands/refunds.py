@@ -15,7 +15,7 @@ from bot.money import Money
 from bot.records import Records
 from bot.viewmodels import RefundRequest, parse_record_value
 from commands.acting import act_and_tell, answer_working
-from commands.forms import Form, selected, text
+from commands.forms import TOO_BIG, Form, selected, text
 from commands.replies import failure_message, telling_the_user
 
 TITLE = "Refund"
@@ -88,6 +88,9 @@ def review_refund(ack: Ack, view: dict, logger: logging.Logger, refunds: Refunds
         note=request.note,
         seen=list(request.seen),
     )
+    if not confirmed.fits:
+        ack(response_action="errors", errors={modals.NOTE: TOO_BIG})
+        return
     ack(response_action="update", view=modals.refund_confirm(quote, request, confirmed.encode()))
 
 
@@ -143,6 +146,8 @@ def review_whole_order_refund(
             currency=whole.total.currency,
             payments=[[q.payment_id, q.refundable.amount, *q.seen] for q in whole.payments],
         )
+        if not confirmed.fits:
+            raise Invalid.of({modals.NOTE: TOO_BIG})
         confirm = modals.whole_order_refund_confirm(whole, reason, note, confirmed.encode())
     except Invalid as invalid:
         ack(response_action="errors", errors=invalid.problems or {modals.REASON: invalid.message})

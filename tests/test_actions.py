@@ -467,3 +467,17 @@ def test_a_stale_confirmation_for_another_amount_is_told_the_order_changed(actin
     assert "changed since you opened this form" in view_text(finish(acting, confirmations[1]["id"]))
     with acting.db.session() as s:
         assert s.scalar(select(Order.amount_refunded).where(Order.id == order_id)) == 1000
+
+
+def test_a_new_order_too_long_for_slack_to_keep_while_confirming_is_refused_plainly(acting, stripe_client):
+    jane_in_stripe(acting, stripe_client, paid=0)
+    card = acting.person.command("jane doe")
+    acting.person.click(card, "new_order")
+    form = acting.slack.latest_view()
+
+    answer = acting.person.submit(form, {"description": "&" * 250, "amount": "90", "note": "<" * 500})
+
+    assert answer["response_action"] == "errors" and "Shorten the note" in answer["errors"]["note"]
+    assert [c for c in acting.slack.calls if c.method == "views.update"] == [], (
+        "no confirmation, nothing charged"
+    )

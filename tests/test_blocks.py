@@ -21,6 +21,7 @@ from bot.viewmodels import (
     CardState,
     CustomerCard,
     CustomerHistory,
+    DisputeLine,
     HistoryEntry,
     HistoryPage,
     Match,
@@ -222,12 +223,25 @@ def test_extreme_records_fit():
         refund_pending=10**17,
         awaiting=[LONG] * 5,
         history=extreme_history(("order", 1)),
+        disputes=[
+            DisputeLine(
+                "du_" + "Q" * 250,
+                Money(10**15, "usd"),
+                status,
+                "product_not_received",
+                T0,
+                T0,
+                Money(10**15, "usd"),
+            )
+            for status in ["needs_response", "lost", "warning_needs_response", "under_review", "won"] * 2
+        ],
     )
     recurring = replace(recurring, history=extreme_history(("recurring", 1)))
     notice = Notice("U" + "1" * 30, LONG * 10, pending=True)
     for message in (
         record_blocks.recurring_record(recurring, notice=notice),
         record_blocks.order_record(order),
+        record_blocks.order_record(order, notice=notice),
         record_blocks.customer_history(
             CustomerHistory(back, LONG, extreme_history(("customer", 1))), notice=notice
         ),

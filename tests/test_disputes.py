@@ -21,7 +21,7 @@ from bot.webhooks import HANDLED, StripeWebhooks
 from runtime.dispute_alerts import dispute_announcer
 from runtime.jobs import jobs_slack_client
 from tests import factories as make
-from tests.slack_text import buttons, text_of
+from tests.slack_text import action_ids, buttons, text_of
 from tests.test_webhooks import event, signed
 
 CHANNEL = "C0ALERTS1"
@@ -150,7 +150,10 @@ def test_a_lost_dispute_counts_against_lifetime_value_and_its_close_is_announced
         f"Dispute lost: Jane Doe, $45.00 (order #{number})",
     ]
     assert lifetime_value(harness) == "$50.00", "$95 paid, $45 taken back by the bank"
-    record = text_of(harness.person.command(f"#{number}"))
+    shown = harness.person.command(f"#{number}")
+    assert "*Still refundable*\n$0.00" in text_of(shown), "Stripe refunds nothing beside a lost dispute"
+    assert not [i for i in action_ids(shown) if i.startswith("refund")], "so no Refund buttons"
+    record = text_of(shown)
     assert (
         "*Lost* · $45.00" in record
         and "$45.00 taken back by the bank, counted against lifetime value" in record

@@ -483,6 +483,35 @@ def test_a_charge_whose_answer_was_lost_is_charged_once_and_becomes_an_order(sho
     assert "*Lifetime value*\n$200.00" in text_of(shop.admin().command("jane doe"))
 
 
+def test_the_same_charge_asked_again_with_another_note_while_stripe_may_have_made_it_is_not_sent(shop):
+    """A note says why, not what: two admins asking for the same charge of the same card, each with their own
+    note, while Stripe's answer to the first is lost, charge the card once."""
+
+    def charge_with_note(person: SlackPerson, note: str) -> Confirmation:
+        card = person.command("jane doe")
+        person.click(card, "new_order")
+        form = shop.harness.slack.latest_view()
+        person.submit(form, {"description": "Extra coaching call", "amount": "90", "note": note})
+        return Confirmation(person, form["id"], shop.harness.slack.views[form["id"]])
+
+    jane_id, _, _ = jane_paid(shop, 2000)
+    first = charge_with_note(shop.admin(ADMIN), "per ticket 12")
+    shop.stand_in.lose_answer("POST", "/v1/payment_intents", times=None)
+    first.submit(shop)
+    assert "cannot tell yet" in first.outcome(shop)
+
+    second = charge_with_note(shop.admin(OTHER_ADMIN), "customer asked by email")
+    second.submit(shop)
+
+    assert "so it was not sent again" in second.outcome(shop)
+    shop.stand_in.disarm()
+    assert shop.settle() == Settled(recorded=1)
+    with shop.harness.db.session() as s:
+        stripe_customer = s.get(Customer, jane_id).stripe_customer_id
+    charged = shop.stripe.v1.payment_intents.list(params={"customer": stripe_customer}).data
+    assert sorted(pi.amount for pi in charged) == [2000, 9000], "charged once"
+
+
 def test_a_gateway_call_gives_up_within_its_budget():
     import time
 
@@ -710,7 +739,18 @@ def test_an_order_with_more_payments_than_one_confirmation_holds_is_refunded_in_
     confirmation = whole_order_confirmation(shop, shop.admin(), order_id)
 
     stated = said(confirmation.view)
-    assert "the newest 100 payments still refundable" in stated and "30 older ones are left" in stated
-    assert confirmation.view["submit"]["text"] == "Refund $100.00"
+    assert "the newest 80 payments still refundable" in stated and "50 older ones are left" in stated
+    assert confirmation.view["submit"]["text"] == "Refund $80.00"
     assert len(confirmation.view["private_metadata"]) <= 3000
     assert message_problems(confirmation.view["blocks"], view=True) == []
+
+    # With a whole note of signs Slack's form memory cannot hold, the form says so and nothing goes ahead.
+    person = shop.admin()
+    card = person.command("jane doe")
+    person.click(card, f"open_order-{order_id}")
+    person.click(shop.harness.slack.message(card.ts), f"refund_whole_order-{order_id}")
+    form = shop.harness.slack.latest_view()
+    answer = person.submit(form, {"reason": "other", "note": "<>&" * 166})
+    assert answer["response_action"] == "errors" and "Shorten the note" in answer["errors"]["note"]
+    with shop.harness.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(ActionAttempt)) == 0

@@ -281,14 +281,6 @@ def test_a_pause_with_a_note_is_in_the_subscription_history(recorded, recorder):
     assert recorder.last.params == {"pause_collection[behavior]": "void"}, "the note is ours, not Stripe's"
 
 
-def test_the_same_change_with_another_note_is_another_request_and_no_note_keeps_its_old_key():
-    """A request's identity includes its note only when there is one, so requests from before notes keep theirs."""
-    from bot.actions.notes import noted
-
-    assert noted({"params": {}, "seen": "s"}, None) == {"params": {}, "seen": "s"}
-    assert noted({"params": {}, "seen": "s"}, "why") == {"params": {}, "seen": "s", "note": "why"}
-
-
 def test_every_action_form_takes_an_optional_note(recorded, recorder):
     with recorded.db.session() as s:
         jane = make.customer(s, stripe_customer_id="cus_123", default_payment_method_id="pm_1")

@@ -278,17 +278,26 @@ def test_an_order_recorded_for_an_instalment_is_taken_over_with_its_refund_by_th
     totals_add_up(shop)
 
 
-def test_a_lost_dispute_of_the_taken_over_order_follows_it(shop):
+def test_a_lost_dispute_and_a_note_of_the_taken_over_order_follow_it(shop):
     """A dispute recorded against the stray order stays on the payment, and what it lost moves to the plan's
-    order: the lifetime value is the same before and after."""
+    order (the lifetime value is the same before and after); a note written on it moves too."""
     from datetime import UTC, datetime
 
     from bot import order_book
-    from bot.models import Dispute
+    from bot.models import Dispute, Note
 
     bill = plan_paid(shop, installments=3)
     stray, stray_payment = stray_order(shop, bill)
     with shop.harness.db.session() as s:
+        s.add(
+            Note(
+                target_type="order",
+                target_id=stray,
+                author="U0ADMIN01",
+                text="asked about it",
+                created_at=make.T0,
+            )
+        )
         lost = order_book.StripeDispute(
             "dp_lost", 2500, "usd", "lost", "fraudulent", None, datetime(2026, 1, 20, tzinfo=UTC), 2500
         )
@@ -297,6 +306,10 @@ def test_a_lost_dispute_of_the_taken_over_order_follows_it(shop):
     assert invoice_paid(shop, bill) == processed("evt_in_1")
 
     with shop.harness.db.session() as s:
+        note = s.scalar(select(Note))
+        assert (note.target_type, note.target_id) == ("order", s.scalar(select(Payment.order_id))), (
+            "the note too"
+        )
         dispute = s.scalar(select(Dispute))
         payment = s.scalar(select(Payment))
         order = s.get(Order, payment.order_id)

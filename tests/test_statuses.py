@@ -487,3 +487,17 @@ def test_the_import_falls_back_on_the_newest_saved_card(db, saved_card_account):
             "newest",
             "4242",
         )
+
+
+def test_a_cancel_at_the_period_end_is_not_an_end_until_it_ends():
+    """Stripe sets `canceled_at` when the cancel is asked for; the subscription ends at `ended_at`."""
+    from bot.models import Subscription as Row
+
+    asked, ends = 1_780_000_000, 1_782_000_000
+    row = Row(status="active", cancel_at_period_end=False)
+    cancelling = {"status": "active", "cancel_at_period_end": True, "canceled_at": asked, "cancel_at": ends}
+    stripe_sync.apply_subscription_state(row, cancelling)
+    assert (row.status, row.canceled_at, row.cancel_at.timestamp()) == ("active", None, ends)
+
+    stripe_sync.apply_subscription_state(row, {**cancelling, "status": "canceled", "ended_at": ends})
+    assert (row.status, row.canceled_at.timestamp()) == ("canceled", ends), "it ended when it ended"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.actions.audit import AuditEntry
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Ledger, Made
-from bot.actions.notes import clean_note, note_problems, noted
+from bot.actions.notes import clean_note, note_problems
 from bot.actions.outcomes import Done, Failed, Pending, Problems
 from bot.actions.permission import Permission
 from bot.actions.stripe_access import StripeAccess, StripeSide
@@ -85,7 +85,7 @@ class EmailChanges(Family):
             actor=actor,
             action=CHANGE,
             target=("customer", customer_id),
-            identity=noted({"from": old_email, "to": new_email, "after": after}, note),
+            identity={"from": old_email, "to": new_email, "after": after},  # the note is not part of it
             asked=f"change {name}'s email from {old_email} to {new_email}",
             done=f"changed {name}'s email from {old_email} to {new_email} in {where}",
             customer_id=customer_id,

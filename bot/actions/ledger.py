@@ -135,7 +135,8 @@ class Intent:
     reserved: int = 0  # minor units set aside on the target payment while the attempt is open
     reserve: Callable[[Session], None] | None = None  # sets them aside, or raises Invalid
     # What the person wrote with the request: kept with the attempt (its request) and every audit entry of it.
-    # It is part of the request only as far as `identity` says (bot.actions.notes.noted).
+    # It is not part of what the request is (its identity): the same change asked again with other words is the
+    # same change. A refund's identity names its note, as it always has; a refund holds its amount back anyway.
     note: str | None = None
 
     def pending(self, why: str, stripe_id: str | None = None) -> Pending:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot import order_book
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
-from bot.actions.notes import clean_note, note_problems, noted
+from bot.actions.notes import clean_note, note_problems
 from bot.actions.outcomes import Done, Invalid, Pending, Problems
 from bot.actions.stripe_access import StripeSide
 from bot.models import Customer, Order, OrderSource, Product
@@ -149,16 +149,15 @@ class NewOrders(Family):
             actor=actor,
             action=ACTION,
             target=("customer", customer_id),
-            identity=noted(
-                {
-                    "description": request.description,
-                    "unit_amount": unit.amount,
-                    "currency": unit.currency,
-                    "quantity": request.quantity,
-                    "seen": request.last_order_seen,
-                },
-                request.note,
-            ),
+            # The note is not part of what the request is: the same charge asked again with other words is the
+            # same charge, and must not be made twice (a new order reserves nothing; its identity is its guard).
+            identity={
+                "description": request.description,
+                "unit_amount": unit.amount,
+                "currency": unit.currency,
+                "quantity": request.quantity,
+                "seen": request.last_order_seen,
+            },
             asked=f"charge {what}",
             done=f"charged {what}",
             customer_id=customer_id,

@@ -3,9 +3,8 @@ written on a record by anyone who can see it (it moves no money, so it needs no 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -32,12 +31,6 @@ def note_problems(note: str | None, *, required: bool = False) -> Problems:
     if len(note) > NOTE_LENGTH:
         return {NOTE_FIELD: f"Keep the note to {NOTE_LENGTH} characters (it has {len(note):,})."}
     return {}
-
-
-def noted(identity: Mapping[str, Any], note: str | None) -> dict[str, Any]:
-    """A request's identity with its note: the same change with another note is another request. A request
-    without a note keeps the identity it always had (so requests from before notes keep their keys)."""
-    return {**identity, "note": note} if note else dict(identity)
 
 
 class Notes(Shared):

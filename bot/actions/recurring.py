@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bot.actions.audit import AuditEntry
 from bot.actions.family import Family
 from bot.actions.ledger import Attempt, Intent, Made
-from bot.actions.notes import clean_note, note_problems, noted
+from bot.actions.notes import clean_note, note_problems
 from bot.actions.outcomes import Done, Failed, Invalid, Pending, Problems
 from bot.actions.stripe_access import StripeSide
 from bot.models import Payment, PaymentStatus, Recurring
@@ -352,7 +352,7 @@ class SubscriptionChanges(Family):
             actor=actor,
             action=change.action,
             target=("recurring", recurring_id),
-            identity=noted({"params": change.params, "seen": seen}, note),
+            identity={"params": change.params, "seen": seen},  # the note says why, not what: not part of it
             asked=change.asked.format(name),
             done=change.done.format(name),
             customer_id=record.back.customer_id,

@@ -19,7 +19,7 @@ from bot.actions.ledger import Attempt, Intent, Made
 from bot.actions.outcomes import Done, Failed, Invalid, NotAllowed, Pending, Problems
 from bot.actions.stripe_access import StripeSide
 from bot.faults import DatabaseUnavailable
-from bot.models import Customer, Order, Payment, PaymentStatus
+from bot.models import Customer, Order, Payment
 from bot.money import InvalidAmount, Money, parse_amount
 from bot.naming import shown_name
 from bot.records import RecordNotFound
@@ -39,8 +39,8 @@ REASONS = ("requested_by_customer", "duplicate", "fraudulent")  # Stripe's
 OTHER = "other"  # the form's choice for none of Stripe's reasons
 MOST_PAYMENTS = 100  # payments of one subscription or plan offered in one refund form
 # Payments one Refund whole order refunds at once, newest first: the confirmation carries each one's state in the
-# modal's memory, which Slack keeps to 3,000 characters. An order with more is refunded in turns.
-WHOLE_ORDER_MOST = 100
+# modal's memory, which Slack keeps to 3,000 characters, beside the note. An order with more is refunded in turns.
+WHOLE_ORDER_MOST = 80
 
 
 class Refunds(Family):
@@ -367,12 +367,7 @@ def _payments(count: int) -> str:
     return "1 payment" if count == 1 else f"{count} payments"
 
 
-# A payment with something left to refund through Stripe (Payment.refundable, in SQL).
-_REFUNDABLE = (
-    Payment.status == PaymentStatus.PAID.value,
-    Payment.amount_refunded + Payment.amount_refund_pending < Payment.amount,
-    Payment.stripe_payment_intent_id.is_not(None),
-)
+_REFUNDABLE = order_book.REFUNDABLE
 
 
 def _count_refundable(order_id: int):
