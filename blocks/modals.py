@@ -28,7 +28,6 @@ from bot.viewmodels import (
     DESCRIPTION_LENGTH,
     EMAIL_LENGTH,
     NOTE_LENGTH,
-    REFUND_NOTE_LENGTH,
     EmailForm,
     FailedBill,
     NewOrderForm,
@@ -182,22 +181,8 @@ def refund_form(quotes: list[RefundQuote], metadata: str) -> dict[str, Any]:
             hint=amount_hint,
             optional=len(quotes) > 1,
         ),
-        _input(
-            REASON,
-            "Reason",
-            StaticSelectElement(
-                action_id=REASON,
-                options=[_option(label, value) for value, label in REASON_LABELS.items()],
-                initial_option=_option(REASON_LABELS["requested_by_customer"], "requested_by_customer"),
-            ),
-        ),
-        _input(
-            NOTE,
-            "Note",
-            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=REFUND_NOTE_LENGTH),
-            hint="Kept with the refund in our records.",
-            optional=True,
-        ),
+        _refund_reason_input(),
+        note_input("Kept with the refund in our records."),
     ]
     return _view(REFUND_FORM, "Refund", blocks, metadata, submit="Review refund")
 
@@ -257,15 +242,29 @@ def refund_confirm(quote: RefundQuote, request: RefundRequest, metadata: str) ->
             )
         )
     if reason == "fraudulent":
-        blocks.append(
-            section(
-                md(
-                    ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
-                    "Cancel and start again with another reason if that is not what you want."
-                )
-            )
-        )
+        blocks.append(_fraudulent_warning())
     return _view(REFUND_CONFIRM, "Confirm refund", blocks, metadata, submit=f"Refund {amount.format()}")
+
+
+def _refund_reason_input() -> InputBlock:
+    return _input(
+        REASON,
+        "Reason",
+        StaticSelectElement(
+            action_id=REASON,
+            options=[_option(label, value) for value, label in REASON_LABELS.items()],
+            initial_option=_option(REASON_LABELS["requested_by_customer"], "requested_by_customer"),
+        ),
+    )
+
+
+def _fraudulent_warning() -> Block:
+    return section(
+        md(
+            ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
+            "Cancel and start again with another reason if that is not what you want."
+        )
+    )
 
 
 def _whole_order_text(whole: WholeOrderRefund) -> list[Block]:
@@ -314,22 +313,8 @@ def whole_order_refund_form(whole: WholeOrderRefund, metadata: str) -> dict:
     """Refund whole order: what it refunds, payment by payment, and a reason and a note for all of them."""
     blocks = [
         *_whole_order_text(whole),
-        _input(
-            REASON,
-            "Reason",
-            StaticSelectElement(
-                action_id=REASON,
-                options=[_option(label, value) for value, label in REASON_LABELS.items()],
-                initial_option=_option(REASON_LABELS["requested_by_customer"], "requested_by_customer"),
-            ),
-        ),
-        _input(
-            NOTE,
-            "Note",
-            PlainTextInputElement(action_id=NOTE, multiline=True, max_length=REFUND_NOTE_LENGTH),
-            hint="Kept with each refund in our records.",
-            optional=True,
-        ),
+        _refund_reason_input(),
+        note_input("Kept with each refund in our records."),
     ]
     return _view(WHOLE_ORDER_REFUND_FORM, "Refund whole order", blocks, metadata, submit="Review refund")
 
@@ -344,14 +329,7 @@ def whole_order_refund_confirm(
         details.append(md("Note: “{}”", escape(one_line(note), 300)))
     blocks.append(context(md(" · ").join(details)))
     if reason == "fraudulent":
-        blocks.append(
-            section(
-                md(
-                    ":warning: *Fraudulent* also makes Stripe block this card and email from paying again. "
-                    "Cancel and start again with another reason if that is not what you want."
-                )
-            )
-        )
+        blocks.append(_fraudulent_warning())
     return _view(
         WHOLE_ORDER_REFUND_CONFIRM,
         "Refund whole order",
