@@ -34,7 +34,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
 
 
 def test_the_database_itself_refuses_refunds_beyond_what_was_paid(db):
@@ -172,7 +172,7 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     assert after["customers"] == before["customers"] == 1 and after["customer_search_terms"] > 0
     assert after["order_lines"] > 0 and after["refunds"] == before["refunds"] == 2
     long_email = "a" * 500 + "@example.com"
@@ -280,7 +280,7 @@ def test_rows_that_referred_to_nothing_before_the_upgrade_do_not_stop_it(tmp_pat
 
         db.upgrade()
 
-        assert current_revision(db.engine) == "0011"
+        assert current_revision(db.engine) == "0013"
 
 
 def _old_shape_customer(db) -> int:
@@ -395,7 +395,7 @@ def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_on
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     assert (before["payments"], after["payments"]) == (2, 3), (
         "the checkout's payment is a row of its own (0007)"
     )
@@ -450,7 +450,7 @@ def test_the_upgrade_to_disputes_keeps_every_order_and_its_value(database_at_000
 
     db.upgrade()
 
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     with db.session() as s:
         assert [o.amount_lost for o in s.scalars(select(Order).order_by(Order.id))] == [0, 0]
     web = WebApp(create_app(settings_for(db, slack), db), db)
