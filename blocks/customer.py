@@ -39,6 +39,7 @@ from bot.viewmodels import (
     RecurringList,
     RecurringSummary,
     SearchResult,
+    TaxId,
     history_value,
     record_value,
 )
@@ -52,6 +53,10 @@ EMAIL_IN_TEXT = 254
 PRODUCT_IN_TEXT = 80
 DESCRIPTION_IN_TEXT = 90
 QUERY_IN_TEXT = 80
+COMPANY_IN_TEXT = 150  # Stripe's business_name is at most 150 characters
+TAX_IDS_SHOWN = 5  # the rest are counted: "and 3 more"
+TAX_ID_TYPE_IN_TEXT = 24
+TAX_ID_IN_TEXT = 66  # the value as code, backticks included
 
 STATUS_LABELS = {
     "active": "Active",
@@ -139,7 +144,7 @@ def customer_card(
         context(_subtitle(card, shared_by)),
         *([awaiting_stripe(card.awaiting)] if card.awaiting and interactive else []),
         _stats(card),
-        fields(field("Email", code(card.email, EMAIL_IN_TEXT)), field("Card on file", _card_text(card.card))),
+        _basic_info(card),
         divider(),
     ]
     blocks += _recurringsection(card.subscriptions, state, "subscriptions", interactive)
@@ -180,6 +185,37 @@ def _stats(card: CustomerCard) -> Block:
         field("Active payment plans", md("{:,}", stats.active_plans)),
         field("Missed payments", missed),
     )
+
+
+def _basic_info(card: CustomerCard) -> Block:
+    """Email and card on file; the company and tax ids when Stripe has them."""
+    shown = [field("Email", code(card.email, EMAIL_IN_TEXT)), field("Card on file", _card_text(card.card))]
+    if card.company_name and card.company_name.strip():
+        shown.append(field("Company", escape(one_line(card.company_name), COMPANY_IN_TEXT)))
+    if card.tax_ids:
+        shown.append(field("Tax IDs", tax_ids_text(card.tax_ids)))
+    return fields(*shown)
+
+
+def tax_ids_text(tax_ids: tuple[TaxId, ...]) -> Mrkdwn:
+    """One line per tax id, "EU VAT `DE123456789`", the first TAX_IDS_SHOWN of them, then how many more: at most
+    about 600 characters, however many Stripe has."""
+    lines = [
+        md(
+            "{} {}",
+            escape(tax_id_label(tax_id.type), TAX_ID_TYPE_IN_TEXT),
+            code(tax_id.value, TAX_ID_IN_TEXT),
+        )
+        for tax_id in tax_ids[:TAX_IDS_SHOWN]
+    ]
+    if len(tax_ids) > TAX_IDS_SHOWN:
+        lines.append(md("and {:,} more", len(tax_ids) - TAX_IDS_SHOWN))
+    return md("\n").join(lines)
+
+
+def tax_id_label(tax_type: str) -> str:
+    """Stripe's type code in words (plain text): "eu_vat" is "EU VAT", "us_ein" "US EIN"."""
+    return one_line(tax_type.replace("_", " ")).upper() or "Tax ID"
 
 
 def _card_text(card: Card | None) -> Mrkdwn:

@@ -37,7 +37,8 @@ from bot.stripe_gateway import StripeFailure, StripeGateway
 logger = logging.getLogger("customer_bot.import")
 
 STEPS: list[tuple[str, str, dict[str, Any]]] = [
-    ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method"]}),
+    # A customer's tax ids come only when asked for (up to 10 embedded; more are listed on their own).
+    ("customers", "customer", {"expand": ["data.invoice_settings.default_payment_method", "data.tax_ids"]}),
     ("subscriptions", "subscription", {"status": "all"}),
     # An invoice names its payment intent only in `payments`, left out unless expanded (API 2025-03-31.basil on).
     ("invoices", "invoice", {"expand": ["data.payments"]}),

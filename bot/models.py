@@ -141,6 +141,8 @@ class Interval(enum.StrEnum):
 # Stripe takes a customer email of up to 512 characters (its API reference, customers.create), longer than
 # RFC 5321's 320: the column holds whatever Stripe holds.
 STRIPE_EMAIL_LENGTH = 512
+# Stripe's business_name is "up to 150 characters" (customers.create).
+STRIPE_BUSINESS_NAME_LENGTH = 150
 
 
 def _values(e: type[enum.StrEnum]) -> str:
@@ -172,6 +174,13 @@ class Customer(Base):
     default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     card_source: Mapped[str | None] = mapped_column(String(16))
     card_subscription_id: Mapped[str | None] = mapped_column(String(255))
+    # The company the customer buys for, as Stripe has it (`business_name`); None when Stripe has none.
+    company_name: Mapped[str | None] = mapped_column(String(STRIPE_BUSINESS_NAME_LENGTH))
+    # The customer's tax ids as Stripe lists them, newest first: [{"type": "eu_vat", "value": "DE123456789"}, …];
+    # None when Stripe has none. A JSON list rather than a table: they are only ever shown with the customer and
+    # replaced whole by each sync (Stripe's list is the truth), and on the row the card's header statement reads
+    # already they cost no statement. A tax id search would want a table of its own.
+    tax_ids: Mapped[list | None] = mapped_column(JSON)
 
     orders: Mapped[list[Order]] = relationship(back_populates="customer", lazy="raise")
     recurring: Mapped[list[Recurring]] = relationship(back_populates="customer", lazy="raise")

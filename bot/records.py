@@ -67,6 +67,7 @@ from bot.viewmodels import (
     RefundLine,
     SearchResult,
     Stats,
+    TaxId,
 )
 
 MOST_AWAITING = 5  # requests awaiting Stripe shown on one record
@@ -398,6 +399,17 @@ def customer_card(
         plans=plans,
         orders=orders,
         awaiting=awaiting_stripe(reader, "customer", customer.id) if customer.awaiting else [],
+        company_name=customer.company_name,
+        tax_ids=_tax_ids(customer.tax_ids),
+    )
+
+
+def _tax_ids(stored: list | None) -> tuple[TaxId, ...]:
+    """The tax ids kept on a customer (bot.stripe_sync keeps them), as the card shows them."""
+    return tuple(
+        TaxId(str(tax_id.get("type") or ""), str(tax_id.get("value") or ""))
+        for tax_id in stored or ()
+        if isinstance(tax_id, dict) and tax_id.get("value")
     )
 
 

@@ -48,6 +48,9 @@ CUSTOMER_CARDS = "cards_of_customer"
 # each with its invoice, in `data`. Since API version 2025-03-31.basil a payment intent no longer names the invoice
 # it pays; this is how a unit of work tells an invoice's payment from a one-off one.
 INVOICES_PAID_BY = "invoices_paid_by_payment_intent"
+# Read like one object (`retrieve(CUSTOMER_TAX_IDS, customer id)`): a customer's tax ids, as Stripe lists them
+# (`GET /v1/customers/{id}/tax_ids`); read when the customer's own `tax_ids` did not come with all of them.
+CUSTOMER_TAX_IDS = "tax_ids_of_customer"
 
 
 @dataclass(frozen=True)
@@ -661,7 +664,8 @@ class StripeGateway:
     }
     # What a lookup expands, so the object names what the records need of it. An invoice names its payment intent
     # only in `payments`, which Stripe leaves out unless asked for (API versions since 2025-03-31.basil).
-    _EXPANDED = {"invoice": ["payments"]}
+    # A customer's tax ids are left out unless asked for too.
+    _EXPANDED = {"invoice": ["payments"], "customer": ["tax_ids"]}
 
     def retrieve(self, kind: str, object_id: str) -> dict[str, Any]:
         """An object as Stripe has it now, as a plain dict (webhooks re-read what their event names); for
@@ -671,6 +675,8 @@ class StripeGateway:
             return {"id": object_id, "data": self.customer_cards(object_id)}
         if kind == INVOICES_PAID_BY:
             return {"id": object_id, "data": self.invoices_paid_by(object_id)}
+        if kind == CUSTOMER_TAX_IDS:
+            return {"id": object_id, "data": self.customer_tax_ids(object_id)}
         service = getattr(self._client.v1, self._SERVICES[kind])
         expand = self._EXPANDED.get(kind)
         params: dict[str, Any] = {"expand": expand} if expand else {}
@@ -697,6 +703,16 @@ class StripeGateway:
         100; a customer with more is not one whose newest card is in doubt)."""
         cards, _ = self.list_page("payment_method", customer=customer_id, type="card")
         return cards
+
+    def customer_tax_ids(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's tax ids, newest first: `GET /v1/customers/{id}/tax_ids?limit=100` (the first 100; Stripe
+        keeps far fewer for one customer)."""
+        page = self._call(
+            "tax id list",
+            "tax id",
+            lambda: self._client.v1.customers.tax_ids.list(customer_id, params={"limit": 100}),
+        )
+        return [_as_dict(item) for item in page.data]
 
     def invoices_paid_by(self, payment_intent_id: str) -> list[dict[str, Any]]:
         """The invoice payments of a payment intent, each with its invoice expanded: `GET /v1/invoice_payments?

@@ -54,6 +54,7 @@ from bot.search import index_customer
 from bot.stripe_gateway import (
     ACTION_KEY,
     CUSTOMER_CARDS,
+    CUSTOMER_TAX_IDS,
     INVOICES_PAID_BY,
     RESOURCE_MISSING,
     StripeRejected,
@@ -140,16 +141,19 @@ CUT = "…"
 _MARKED_CUT = 16  # columns at least this long end a cut text with CUT
 
 
-def stripe_text(value: Any, column: InstrumentedAttribute | None = None) -> str | None:
+def stripe_text(
+    value: Any, column: InstrumentedAttribute | None = None, *, limit: int | None = None
+) -> str | None:
     """Text from Stripe as our column can hold it: characters no database stores removed, and cut to the
     column's length, so nothing Stripe sends is refused. Our columns are as long as Stripe's documented limits, so
     a cut happens only when Stripe sends more than it documents. Our rule then: keep the start, and end it with
     "…" so a reader sees it was cut; a short code column (a country, the last 4 digits) just keeps its first
-    characters. None stays None."""
+    characters. A text kept in no column of its own (inside a JSON one) is cut to `limit` the same way. None stays
+    None."""
     if value is None:
         return None
     text = _UNSTORABLE.sub("", value if isinstance(value, str) else str(value))
-    limit = getattr(column.type, "length", None) if column is not None else None
+    limit = getattr(column.type, "length", None) if column is not None else limit
     if limit and len(text) > limit:
         text = text[: limit - len(CUT)] + CUT if limit >= _MARKED_CUT else text[:limit]
     return text
@@ -195,12 +199,15 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     if customer is None:
         customer = Customer(stripe_customer_id=obj["id"], created_at=_time(obj.get("created")) or _now())
         session.add(customer)
-    name = stripe_text(obj.get("name") or "", Customer.name)
+    # `individual_name` (API versions since 2025) is the person's name where the merchant keeps it apart.
+    name = stripe_text(obj.get("name") or obj.get("individual_name") or "", Customer.name)
     email = stripe_text(obj.get("email") or "", Customer.email)
     renamed = (customer.name, customer.email) != (name, email)
     if not created and not same_email(customer.email, email):  # the email check asks CRMs about the old one
         note_old_email(session, customer.id, customer.email, _now())
     customer.name, customer.email = name, email
+    customer.company_name = stripe_text(obj.get("business_name") or None, Customer.company_name)
+    customer.tax_ids = _tax_ids(obj, fetch)
     method = (obj.get("invoice_settings") or {}).get("default_payment_method") or obj.get("default_source")
     method_id = ref_id(method)
     if not (method_id and _default_card(customer, method, method_id, fetch)):
@@ -210,6 +217,30 @@ def sync_customer(session: Session, obj: Obj, fetch: Fetch, counts: SyncCounts |
     if counts is not None:
         counts.count("customers", created)
     return customer
+
+
+# A tax id's type is one of Stripe's codes (eu_vat, us_ein, …); its value is what the merchant typed, which Stripe
+# validates per type (the longest are about 20 characters). These only bound what a wrong one could fill.
+TAX_ID_TYPE_LENGTH = 32
+TAX_ID_VALUE_LENGTH = 64
+TAX_IDS_KEPT = 100  # one list page; Stripe keeps far fewer for one customer
+
+
+def _tax_ids(obj: Obj, fetch: Fetch) -> list[dict[str, str]] | None:
+    """The customer's tax ids as Stripe lists them (newest first), or None. Stripe embeds them only when asked
+    (`expand`), and then up to 10: a customer whose list did not come whole has it read on its own."""
+    listed = obj.get("tax_ids")
+    if not (isinstance(listed, dict) and isinstance(listed.get("data"), list) and not listed.get("has_more")):
+        listed = _if_there(fetch, CUSTOMER_TAX_IDS, obj["id"])
+    kept = [
+        {
+            "type": stripe_text(tax_id.get("type") or "", limit=TAX_ID_TYPE_LENGTH),
+            "value": stripe_text(tax_id["value"], limit=TAX_ID_VALUE_LENGTH),
+        }
+        for tax_id in (listed.get("data") or [])[:TAX_IDS_KEPT]
+        if isinstance(tax_id, dict) and tax_id.get("value")
+    ]
+    return kept or None
 
 
 def customer_gone(session: Session, stripe_customer_id: str) -> None:

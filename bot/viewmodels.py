@@ -202,6 +202,14 @@ class OrderPage:
 
 
 @dataclass(frozen=True)
+class TaxId:
+    """One of a customer's tax ids: Stripe's type code ("eu_vat") and the value ("DE123456789")."""
+
+    type: str
+    value: str
+
+
+@dataclass(frozen=True)
 class CustomerCard:
     state: CardState
     name: str
@@ -216,6 +224,8 @@ class CustomerCard:
     awaiting: list[str] = field(
         default_factory=list
     )  # requests still awaiting Stripe's answer ("charge $5 …")
+    company_name: str | None = None  # Stripe's business_name
+    tax_ids: tuple[TaxId, ...] = ()  # as Stripe lists them, newest first
 
 
 # What a payment was for, in words (bot.models.PaymentKind → label).

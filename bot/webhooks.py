@@ -43,6 +43,10 @@ HANDLED = frozenset(
         "customer.created",
         "customer.updated",
         "customer.deleted",
+        # A tax id added, changed or removed: the customer is read again, tax ids and all.
+        "customer.tax_id.created",
+        "customer.tax_id.updated",
+        "customer.tax_id.deleted",
         "payment_method.attached",
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
@@ -60,6 +64,7 @@ HANDLED = frozenset(
     }
 )
 DISPUTE_EVENTS = "charge.dispute."
+TAX_ID_EVENTS = "customer.tax_id"  # the kind of these events: they name a tax id and are about its customer
 TOLERANCE_SECONDS = 300
 REFUNDS = "refunds_of_charge"  # read like one object: a charge's refunds, as Stripe lists them
 _KINDS = {
@@ -258,7 +263,7 @@ def _object_problem(event_type: str, obj: Any) -> str | None:
         return "data.object has no valid id"
     customer = obj.get("customer")
     if (
-        event_type == "payment_method.attached"
+        (event_type == "payment_method.attached" or event_type.startswith(TAX_ID_EVENTS))
         and customer is not None
         and not _is_id(stripe_sync.ref_id(customer))
     ):
@@ -271,7 +276,7 @@ def _rereads(event_type: str, obj: dict[str, Any]) -> list[stripe_sync.Key]:
     kind = event_type.rsplit(".", 1)[0]
     if event_type in ("customer.deleted", "payment_intent.payment_failed"):
         return []
-    if kind == "payment_method":
+    if kind in ("payment_method", TAX_ID_EVENTS):
         return [("customer", stripe_sync.ref_id(obj["customer"]))] if obj.get("customer") else []
     if event_type == "charge.refunded":
         return [("charge", obj["id"]), (REFUNDS, obj["id"])]
@@ -292,7 +297,8 @@ def _apply(
         stripe_sync.customer_gone(session, obj["id"])
     elif kind == "customer":
         stripe_sync.sync_customer(session, fetch("customer", obj["id"]), fetch)
-    elif kind == "payment_method":
+    elif kind in ("payment_method", TAX_ID_EVENTS):
+        # A tax id with no customer is the account's own (Stripe sends those as `tax_id.*`): nothing of ours.
         if obj.get("customer"):
             stripe_sync.sync_customer(session, fetch("customer", stripe_sync.ref_id(obj["customer"])), fetch)
     elif event_type == "payment_intent.succeeded":

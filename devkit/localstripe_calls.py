@@ -16,6 +16,7 @@
   invoice and answers it `uncollectible` (`status_transitions.marked_uncollectible_at`); it can still be voided.
   Others are refused as Stripe refuses them (400). An invoice has `payments` (API versions since 2025-03-31.basil):
   its payment intent as its one invoice payment, so `expand[]=payments` (and `data.payments` on a list) works.
+- Customers take `business_name` and `individual_name` on update (API versions since 2025) and carry them.
 - Idempotency, when the server is started with it (`idempotency()`): a POST's `Idempotency-Key` answers the
   same parameters with the first answer again for 24 hours (`Idempotent-Replayed: true`), other parameters with
   400 `idempotency_error`, and a key still being worked on with 409. As Stripe does, only answers of a request
@@ -473,6 +474,8 @@ def patch() -> None:
     """Teach localstripe's resources the calls above; the HTTP side is added by `serve_with` (see below)."""
     resources.Refund.__init__ = _refund_init
     resources.Refund.reason = None
+    resources.Customer.business_name = None  # a class default makes them updatable (localstripe's _update)
+    resources.Customer.individual_name = None
     resources.Subscription._update = _update_subscription
     resources.Subscription._api_delete = classmethod(_cancel_subscription)
     resources.Subscription.pause_collection = property(_pause_collection)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from blocks import records as record_blocks
-from bot.models import AuditEvent, Customer, Note, Order, Subscription
+from bot.models import AuditEvent, Note, Order, Subscription
 from bot.money import Money
 from bot.viewmodels import CardState, HistoryEntry, HistoryPage, parse_history_value
 from devkit.local_slack import SlackPerson, wsgi_transport
@@ -356,9 +356,27 @@ def database_at_0010(request, tmp_path):
 
 def test_the_upgrade_adds_notes_in_place_and_keeps_every_record(database_at_0010, slack):
     db = database_at_0010
-    with db.session() as s:
-        customer_id = make.customer(s).id
-        order_id = make.order(s, s.get(Customer, customer_id), 5000).id
+    at = make.T0 if db.engine.dialect.name == "postgresql" else make.T0.replace(tzinfo=None)
+    with db.engine.begin() as connection:  # rows of the release before, so written as SQL
+        for statement in (
+            "INSERT INTO customers (id, name, email, created_at) VALUES (1, 'Jane Doe', 'jane.doe@example.com', :at)",
+            "INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1), ('doe', 1)",
+            "INSERT INTO orders (id, number, customer_id, created_at, currency, total, amount_refunded, amount_lost,"
+            " status, source) VALUES (1, '100001', 1, :at, 'usd', 5000, 0, 0, 'paid', 'checkout')",
+            "INSERT INTO order_lines (order_id, position, description, quantity, unit_amount)"
+            " VALUES (1, 0, 'Course', 1, 5000)",
+            "INSERT INTO payments (id, order_id, kind, due_at, paid_at, amount, currency, status,"
+            " amount_refunded, amount_refund_pending) VALUES (1, 1, 'one_off', :at, :at, 5000, 'usd', 'paid', 0, 0)",
+        ):
+            connection.execute(text(statement), {"at": at})
+        if db.engine.dialect.name == "postgresql":
+            for table in ("customers", "orders", "payments"):
+                connection.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                    )
+                )
+    order_id = 1
 
     db.upgrade()
 

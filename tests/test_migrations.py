@@ -34,7 +34,7 @@ def test_migrations_match_the_models(db):
 def test_upgrade_is_at_head_and_safe_to_repeat(db):
     db.upgrade()
     db.upgrade()
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
 
 
 def test_the_database_itself_refuses_refunds_beyond_what_was_paid(db):
@@ -172,7 +172,7 @@ def test_the_upgrade_to_longer_emails_keeps_every_record(database_at_0004):
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     assert after["customers"] == before["customers"] == 1 and after["customer_search_terms"] > 0
     assert after["order_lines"] > 0 and after["refunds"] == before["refunds"] == 2
     long_email = "a" * 500 + "@example.com"
@@ -280,7 +280,7 @@ def test_rows_that_referred_to_nothing_before_the_upgrade_do_not_stop_it(tmp_pat
 
         db.upgrade()
 
-        assert current_revision(db.engine) == "0011"
+        assert current_revision(db.engine) == "0013"
 
 
 def _old_shape_customer(db) -> int:
@@ -395,7 +395,7 @@ def test_the_upgrade_to_stripes_statuses_keeps_every_record_and_takes_the_new_on
     db.upgrade()
 
     after = _row_counts(db)
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     assert (before["payments"], after["payments"]) == (2, 3), (
         "the checkout's payment is a row of its own (0007)"
     )
@@ -450,9 +450,57 @@ def test_the_upgrade_to_disputes_keeps_every_order_and_its_value(database_at_000
 
     db.upgrade()
 
-    assert current_revision(db.engine) == "0011"
+    assert current_revision(db.engine) == "0013"
     with db.session() as s:
         assert [o.amount_lost for o in s.scalars(select(Order).order_by(Order.id))] == [0, 0]
     web = WebApp(create_app(settings_for(db, slack), db), db)
     card = text_of(SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET).command("jane"))
     assert "*Orders*\n2" in card and "*Lifetime value*\n$69.00" in card, "$79 paid, $10 refunded: as before"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_at_0011(request, tmp_path):
+    """A database of each backend at revision 0011, the release before company names and tax ids."""
+    with database_at(request.param, "0011", tmp_path) as database:
+        yield database
+
+
+def test_company_and_tax_ids_are_added_in_place(database_at_0011, slack):
+    """Customers and everything of theirs come through (no table rebuild); they start with no company and no tax
+    ids, the card shows neither, and both can be kept after."""
+    db = database_at_0011
+    at = make.T0 if db.engine.dialect.name == "postgresql" else make.T0.replace(tzinfo=None)
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO customers (id, name, email, created_at, stripe_customer_id, card_brand, card_last4)"
+                " VALUES (1, 'Jane Doe', 'jane@example.com', :at, 'cus_old', 'visa', '4242')"
+            ),
+            {"at": at},
+        )
+        connection.execute(text("INSERT INTO customer_search_terms (term, customer_id) VALUES ('jane', 1)"))
+        connection.execute(
+            text(
+                "INSERT INTO notes (target_type, target_id, author, text, created_at)"
+                " VALUES ('customer', 1, 'U1', 'VIP', :at)"
+            ),
+            {"at": at},
+        )
+    customer_id = 1
+
+    db.upgrade()
+
+    assert current_revision(db.engine) == "0013"
+    with db.engine.connect() as connection:
+        kept = [
+            connection.scalar(text(f"SELECT count(*) FROM {table}"))
+            for table in ("customers", "customer_search_terms", "notes")
+        ]
+    assert kept == [1, 1, 1]
+    with db.session() as s:
+        customer = s.get(Customer, customer_id)
+        assert (customer.company_name, customer.tax_ids) == (None, None)
+        customer.company_name, customer.tax_ids = "Acme GmbH", [{"type": "eu_vat", "value": "DE123456789"}]
+    web = WebApp(create_app(settings_for(db, slack), db), db)
+    card = text_of(SlackPerson(slack, wsgi_transport(web), SIGNING_SECRET).command("jane"))
+    assert "*Company*\nAcme GmbH" in card and "EU VAT `DE123456789`" in card
