@@ -697,9 +697,9 @@ def send_receipt_confirm(offered: ReceiptForm, request: ReceiptRequest, metadata
     """Exactly what Stripe will send, and to whom."""
     payment = offered.payment(request.payment_id)
     assert payment is not None  # checked by bot.actions.receipts
-    paid_with = md(", paid with {}", escape(payment.card, 60)) if payment.card else md("")
+    paid_with = md(", {}", escape(payment.card, 60)) if payment.card else md("")
     text = md(
-        "Email the receipt of the {} of *{}*{} (order #{} for *{}*) to *{}*?",
+        "Email the receipt of the {} (*{}*{}) of order #{} for *{}* to *{}*?",
         escape(payment.payment[:1].lower() + payment.payment[1:], 80),
         money(payment.paid),
         paid_with,

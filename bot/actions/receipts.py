@@ -112,7 +112,9 @@ class Receipts(Family):
             # Read before anything is written (no transaction open): Stripe does not send to the address the charge
             # already has. A request already made is answered as done by the ledger, whatever this says now.
             problems = {"email": already_sent(request.email)}
-        what = f"the receipt of {label[:1].lower()}{label[1:]} ({paid.format()}) of order #{number} ({name})"
+        what = (
+            f"the receipt of the {label[:1].lower()}{label[1:]} ({paid.format()}) of order #{number} ({name})"
+        )
         intent = Intent(
             actor=actor,
             action=ACTION,
