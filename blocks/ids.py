@@ -37,6 +37,7 @@ CHANGE_NEXT_BILL_DATE = "change_next_bill_date"
 CHANGE_PLAN_STATUS = "change_plan_status"
 NEW_ORDER = "new_order"
 CHANGE_EMAIL = "change_email"
+SEND_RECEIPT = "send_receipt"  # per order: send_receipt-12
 
 ADD_NOTE = "add_note"  # per record: add_note-order12, add_note-recurring3, add_note-customer7
 ON_HISTORY = "history"  # Add note on a customer's History view: add_note-history7, shown there once saved

@@ -33,6 +33,8 @@ from bot.viewmodels import (
     NewOrderForm,
     NewOrderRequest,
     PauseForm,
+    ReceiptForm,
+    ReceiptRequest,
     RecurringRecord,
     RecurringSummary,
     RefundQuote,
@@ -54,6 +56,8 @@ NEW_ORDER_FORM = "new_order_form"
 NEW_ORDER_CONFIRM = "new_order_confirm"
 CHANGE_EMAIL_FORM = "change_email_form"
 NOTE_FORM = "note_form"  # Add note
+SEND_RECEIPT_FORM = "send_receipt_form"
+SEND_RECEIPT_CONFIRM = "send_receipt_confirm"
 
 ORDER, AMOUNT, REASON, NOTE = "order", "amount", "reason", "note"
 WHEN, RESUMES_AT, NEXT_BILL_DATE, STATUS = "when", "resumes_at", "next_bill_date", "status"
@@ -645,6 +649,72 @@ def change_email_form(offered: EmailForm, metadata: str) -> dict:
     return _view(CHANGE_EMAIL_FORM, "Change email", blocks, metadata, submit="Change email")
 
 
+# Receipts -----------------------------------------------------------------------------------------------------
+
+
+def send_receipt_form(offered: ReceiptForm, metadata: str) -> dict:
+    """Send receipt: which payment (when the order has several), to which address (the customer's by default)."""
+    first = offered.payments[0]
+    said = md(
+        "Stripe emails the receipt of a payment of order #{} for *{}*.",
+        escape(offered.order_number, 32),
+        _name(offered.customer_name),
+    )
+    if len(offered.payments) == 1:
+        said += md("\n{} · {}", escape(first.payment, 80), money(first.paid))
+    blocks: list[Block] = [section(said)]
+    if len(offered.payments) > 1:
+        blocks.append(
+            _input(
+                ORDER,
+                "Payment",
+                StaticSelectElement(
+                    action_id=ORDER,
+                    placeholder="Choose a payment",
+                    options=[
+                        _option(f"{p.payment} · {p.paid.format()}", str(p.payment_id))
+                        for p in offered.payments[:MAX_OPTIONS]
+                    ],
+                ),
+            )
+        )
+    fits = len(offered.email) <= EMAIL_LENGTH  # a longer one is not offered cut short (it would be another)
+    blocks += [
+        _input(
+            EMAIL,
+            "Send to",
+            PlainTextInputElement(
+                action_id=EMAIL, initial_value=offered.email if fits else None, max_length=EMAIL_LENGTH
+            ),
+            hint="The customer's email on file; type another address to send it there instead.",
+        ),
+        note_input(),
+    ]
+    return _view(SEND_RECEIPT_FORM, "Send receipt", blocks, metadata, submit="Review")
+
+
+def send_receipt_confirm(offered: ReceiptForm, request: ReceiptRequest, metadata: str) -> dict:
+    """Exactly what Stripe will send, and to whom."""
+    payment = offered.payment(request.payment_id)
+    assert payment is not None  # checked by bot.actions.receipts
+    paid_with = md(", {}", escape(payment.card, 60)) if payment.card else md("")
+    text = md(
+        "Email the receipt of the {} (*{}*{}) of order #{} for *{}* to *{}*?",
+        escape(payment.payment[:1].lower() + payment.payment[1:], 80),
+        money(payment.paid),
+        paid_with,
+        escape(offered.order_number, 32),
+        _name(offered.customer_name),
+        escape(request.email, EMAIL_LENGTH),
+    )
+    blocks: list[Block] = [section(text)]
+    details = [md("Stripe sends its own receipt email; no money moves")]
+    if request.note:
+        details.append(md("Note: “{}”", escape(one_line(request.note), 300)))
+    blocks.append(context(md(" · ").join(details)))
+    return _view(SEND_RECEIPT_CONFIRM, "Confirm receipt", blocks, metadata, submit="Send receipt")
+
+
 # Progress and results -----------------------------------------------------------------------------------------
 
 
@@ -702,7 +772,8 @@ def failed(title: str, message: Message) -> dict[str, Any]:
 def not_allowed(admins: frozenset[str]) -> Message:
     who = md(", ").join(mention(a) for a in sorted(admins)[:10])
     text = md(
-        ":lock: Only payment admins can refund, cancel, pause, charge cards or change emails, so nothing was done."
+        ":lock: Only payment admins can refund, cancel, pause, charge cards, change emails or send receipts, so nothing "
+        "was done."
     )
     text += (
         md(" Ask {}.", who)

@@ -276,6 +276,8 @@ def order_record(record: OrderRecord, *, notice: Notice | None = None) -> Messag
         buttons.append(
             button("Refund whole order", ids.per_item(ids.REFUND_WHOLE_ORDER, record.id), value, danger=True)
         )
+    if record.receipt_payments:
+        buttons.append(button("Send receipt", ids.per_item(ids.SEND_RECEIPT, record.id), value))
     if record.recurring:
         link = record.recurring
         is_plan = link.kind == "payment_plan"
@@ -433,6 +435,7 @@ ACTION_WORDS = {
     "write_off_failed_bill": "write off a failed bill",
     "new_order": "new order",
     "change_email": "change email",
+    "send_receipt": "send a receipt",
 }
 
 

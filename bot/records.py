@@ -693,6 +693,12 @@ _ORDER_HEADER = (
         _linked.c.product.label("recurring_product"),
         _count(_payments, _payments.c.order_id == _orders.c.id).label("payment_count"),
         _count(_payments, _payments.c.order_id == _orders.c.id, *_REFUNDABLE).label("refundable_payments"),
+        _count(
+            _payments,
+            _payments.c.order_id == _orders.c.id,
+            _payments.c.status == PaymentStatus.PAID.value,
+            _payments.c.stripe_charge_id.is_not(None),
+        ).label("receipt_payments"),
         select(
             func.coalesce(
                 func.sum(
@@ -812,6 +818,7 @@ def order_record(
         payment_count=order.payment_count,
         refundable=Money(int(order.refundable), order.currency),
         refundable_payments=order.refundable_payments,
+        receipt_payments=order.receipt_payments,
         refund_pending=int(order.refund_pending),
         awaiting=_awaiting_refunds(reader, order.id) if order.refund_pending else [],
         disputes=_order_disputes(reader, order.id) if order.dispute_count else [],

@@ -622,6 +622,24 @@ class StripeGateway:
         )
         return _as_dict(invoice)
 
+    def send_receipt(self, charge_id: str, email: str, *, idempotency_key: str) -> str | None:
+        """Ask Stripe to email the receipt of a succeeded charge to `email`, by setting the charge's `receipt_email`
+        (`POST /v1/charges/{id}`): Stripe sends a receipt when that address changes. Stripe sends none in test mode,
+        and none when the charge already has this very address. Returns the address the charge now has."""
+        params: dict[str, Any] = {"receipt_email": email}
+        options = self._write_options(idempotency_key)
+        charge = self._call(
+            "receipt",
+            "charge",
+            lambda: self._client.v1.charges.update(charge_id, params=params, options=options),
+        )
+        return _as_dict(charge).get("receipt_email") or None
+
+    def charge_receipt_email(self, charge_id: str) -> str | None:
+        """The address a charge's receipt was last sent to (its `receipt_email`), or None."""
+        charge = self._call("charge lookup", "charge", lambda: self._client.v1.charges.retrieve(charge_id))
+        return _as_dict(charge).get("receipt_email") or None
+
     # -- customers --
 
     def update_email(self, customer_id: str, email: str, *, idempotency_key: str) -> None:

@@ -425,6 +425,7 @@ class OrderRecord:
     payment_count: int = 0
     refundable: Money | None = None  # what is left to refund over all its payments, holding back what awaits
     refundable_payments: int = 0  # payments with something left to refund through Stripe
+    receipt_payments: int = 0  # paid payments with a Stripe charge, whose receipt Stripe can send
     refund_pending: int = 0  # refunds asked of Stripe whose answer is not known yet
     awaiting: list[str] = field(default_factory=list)  # refunds still awaiting Stripe's answer
     disputes: list[DisputeLine] = field(default_factory=list)  # newest first
@@ -619,3 +620,36 @@ class DisputeNews:
     order_id: int
     order_number: str
     dispute: DisputeLine
+
+
+@dataclass(frozen=True)
+class ReceiptPayment:
+    """A paid payment of an order whose receipt Stripe can send: it has a Stripe charge."""
+
+    payment_id: int
+    payment: str  # "Renewal of 2026-11-03" (bot.viewmodels.payment_label)
+    paid: Money
+    card: str | None  # "Visa •••• 4242"
+
+
+@dataclass(frozen=True)
+class ReceiptForm:
+    """Send receipt: an order's payments that have a receipt, and the address it goes to unless another is typed."""
+
+    order_id: int
+    order_number: str
+    customer_name: str
+    email: str
+    payments: list[ReceiptPayment]
+
+    def payment(self, payment_id: int) -> ReceiptPayment | None:
+        return next((p for p in self.payments if p.payment_id == payment_id), None)
+
+
+@dataclass(frozen=True)
+class ReceiptRequest:
+    """A Send receipt form, checked: which payment's receipt, to which address, with which note."""
+
+    payment_id: int
+    email: str
+    note: str | None

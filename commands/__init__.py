@@ -15,6 +15,7 @@ from bot.actions import Actions
 from bot.actions.email import EmailChanges
 from bot.actions.new_orders import NewOrders
 from bot.actions.notes import Notes
+from bot.actions.receipts import Receipts
 from bot.actions.recurring import SubscriptionChanges
 from bot.actions.refunds import Refunds
 from bot.records import Records
@@ -30,16 +31,33 @@ class Services:
     new_orders: NewOrders
     email: EmailChanges
     notes: Notes
+    receipts: Receipts
 
     @classmethod
     def of(cls, records: Records, actions: Actions) -> Services:
         return cls(
-            records, actions.refunds, actions.subscriptions, actions.new_orders, actions.email, actions.notes
+            records,
+            actions.refunds,
+            actions.subscriptions,
+            actions.new_orders,
+            actions.email,
+            actions.notes,
+            actions.receipts,
         )
 
 
 def register(app: App, services: Services) -> None:
-    from commands import customer, email, email_sync, new_orders, notes, records, recurring, refunds
+    from commands import (
+        customer,
+        email,
+        email_sync,
+        new_orders,
+        notes,
+        receipts,
+        records,
+        recurring,
+        refunds,
+    )
 
     named: dict[str, Any] = {field.name: getattr(services, field.name) for field in fields(services)}
 
@@ -48,5 +66,5 @@ def register(app: App, services: Services) -> None:
         next_()
 
     app.middleware(provide_services)
-    for surface in (customer, records, refunds, recurring, new_orders, email, email_sync, notes):
+    for surface in (customer, records, refunds, recurring, new_orders, email, email_sync, notes, receipts):
         surface.register(app)

@@ -232,7 +232,9 @@ def link_demo_customer(db, server: LocalStripe, customer_id: int = 1) -> None:
                     "confirm": True,
                 }
             )
-            payment.stripe_payment_intent_id, payment.stripe_charge_id = intent.id, None
+            charge = intent.latest_charge
+            payment.stripe_payment_intent_id = intent.id
+            payment.stripe_charge_id = charge if isinstance(charge, str) else getattr(charge, "id", None)
         live = select(Recurring).where(
             Recurring.customer_id == customer_id, Recurring.status.in_([s.value for s in LIVE_STATUSES])
         )

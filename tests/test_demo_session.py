@@ -53,7 +53,7 @@ def test_a_whole_demo_session_works_against_the_local_stripe(tmp_path):
     today = datetime.now(UTC).date()
     resume_on, bill_on = today + timedelta(days=30), today + timedelta(days=45)
     # Jane's card: 7 opens her payment plan, 8 her newest order (a checkout), 12 her Pro Membership's order (its
-    # eight payments), 18 New order. An order's record: 1 Refund, 2 Refund whole order, then Add note and
+    # eight payments), 18 New order. An order's record: 1 Refund, 2 Refund whole order, 3 Send receipt, then Add note and
     # Back. The plan's record: 2 Pause payments, 3 Change next bill date, 4 Change status, 8 Back (after Open
     # order and Add note); History and its Newer / Older come last. Every action form ends with an optional note. In a modal, an
     # empty line keeps what the form shows (Enter), then confirms.
@@ -61,9 +61,9 @@ def test_a_whole_demo_session_works_against_the_local_stripe(tmp_path):
         "/customer zoe",
         "/customer jane doe",
         *("8", "1", "10.00", "", "", "", ""),  # refund $10 of the newest order, with the reason offered first
-        "4",  # back to Jane's card
+        "5",  # back to Jane's card (after Send receipt and Add note)
         *("12", "2", "", "", "", ""),  # refund the whole Pro Membership order: every payment left, at once
-        "3",  # back to Jane's card (nothing is left to refund there: Open subscription, Add note, Back)
+        "4",  # back to Jane's card (nothing left to refund: Send receipt, Open subscription, Add note, Back)
         "7",  # open her payment plan
         *("2", "", resume_on.isoformat(), "", ""),  # pause payments until a date (no note)
         *("3", bill_on.isoformat(), "", ""),  # move the next bill date

@@ -1,7 +1,7 @@
-"""Acting on records: refunds, subscription and payment plan changes, new orders, email changes. Slack, the shell
+"""Acting on records: refunds, subscription and payment plan changes, new orders, email changes, receipts. Slack, the shell
 and the scheduler all act through here.
 
-One module per family of actions (`refunds`, `recurring`, `new_orders`, `email`); each checks a request with its
+One module per family of actions (`refunds`, `recurring`, `new_orders`, `email`, `receipts`); each checks a request with its
 rules (field → problem, for the form to show), then hands it to the exactly-once `ledger`. `settling` ends the
 requests whose answer from Stripe was lost; `permission` says who may act; `audit` keeps the trail.
 """
@@ -19,6 +19,7 @@ from bot.actions.ledger import IN_FLIGHT, Ledger
 from bot.actions.new_orders import ChargeEffect, NewOrders
 from bot.actions.notes import Notes
 from bot.actions.permission import Permission
+from bot.actions.receipts import ReceiptEffect, Receipts
 from bot.actions.recurring import (
     BILL_CHANGES,
     CHANGES,
@@ -48,6 +49,7 @@ class Actions:
     permission: Permission
     audit: AuditTrail
     notes: Notes  # Add note: no ledger, no permission (a note moves no money)
+    receipts: Receipts
 
 
 def build_actions(
@@ -69,6 +71,7 @@ def build_actions(
         "refund": partial(RefundEffect.of, gateway),
         "new_order": partial(ChargeEffect.of, gateway),
         "change_email": partial(EmailEffect.of, gateway),
+        "send_receipt": partial(ReceiptEffect.of, gateway),
         **dict.fromkeys(CHANGES, partial(SubscriptionEffect.of, gateway)),
         **dict.fromkeys(BILL_CHANGES, partial(FailedBillEffect.of, gateway)),
     }
@@ -77,5 +80,8 @@ def build_actions(
     subscriptions = SubscriptionChanges(db, ledger, permission, stripe, clock)
     new_orders = NewOrders(db, ledger, permission, stripe, clock)
     email = EmailChanges(db, ledger, permission, stripe, crms, clock)
+    receipts = Receipts(db, ledger, permission, stripe, clock)
     settler = Settler(ledger, connected=gateway is not None)
-    return Actions(refunds, subscriptions, new_orders, email, settler, permission, audit, Notes(db, clock))
+    return Actions(
+        refunds, subscriptions, new_orders, email, settler, permission, audit, Notes(db, clock), receipts
+    )
