@@ -170,6 +170,10 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
         )
     else:
         buttons.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, item.id), value))
+    if record.pause_undoable:
+        buttons.append(button("Undo pause", ids.per_item(ids.UNDO_PAUSE, item.id), value))
+    if item.cancelling:
+        buttons.append(button("Undo cancel", ids.per_item(ids.UNDO_CANCEL, item.id), value))
     buttons.append(button("Change next bill date", ids.per_item(ids.CHANGE_NEXT_BILL_DATE, item.id), value))
     if is_plan:
         buttons.append(button("Change status", ids.per_item(ids.CHANGE_PLAN_STATUS, item.id), value))
@@ -426,6 +430,8 @@ ACTION_WORDS = {
     "cancel": "cancel",
     "pause_payments": "pause payments",
     "resume_payments": "resume payments",
+    "undo_cancel": "undo cancel",
+    "undo_pause": "undo pause",
     "reactivate": "set back to active",
     "move_next_bill_date": "move the next bill date",
     "change_plan_status": "change the status",
