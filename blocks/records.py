@@ -170,10 +170,6 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
         )
     else:
         buttons.append(button("Pause payments", ids.per_item(ids.PAUSE_PAYMENTS, item.id), value))
-    if record.pause_undoable:
-        buttons.append(button("Undo pause", ids.per_item(ids.UNDO_PAUSE, item.id), value))
-    if item.cancelling:
-        buttons.append(button("Undo cancel", ids.per_item(ids.UNDO_CANCEL, item.id), value))
     buttons.append(button("Change next bill date", ids.per_item(ids.CHANGE_NEXT_BILL_DATE, item.id), value))
     if is_plan:
         buttons.append(button("Change status", ids.per_item(ids.CHANGE_PLAN_STATUS, item.id), value))
@@ -185,6 +181,11 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
             danger=True,
         )
     )
+    # Last, so the buttons above keep their places (the shell numbers them) whether or not there is one to undo.
+    if item.cancelling:
+        buttons.append(button("Undo cancel", ids.per_item(ids.UNDO_CANCEL, item.id), value))
+    if record.pause_undoable:
+        buttons.append(button("Undo pause", ids.per_item(ids.UNDO_PAUSE, item.id), value))
     return buttons
 
 
