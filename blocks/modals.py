@@ -52,6 +52,8 @@ PAUSE_FORM = "pause_form"
 PAUSE_RETRY = "pause_retry"  # the answer to a pause whose failed bill was left undone: Try again
 NEXT_BILL_DATE_FORM = "next_bill_date_form"
 PLAN_STATUS_FORM = "plan_status_form"
+UNDO_CANCEL_FORM = "undo_cancel_form"
+UNDO_PAUSE_FORM = "undo_pause_form"
 NEW_ORDER_FORM = "new_order_form"
 NEW_ORDER_CONFIRM = "new_order_confirm"
 CHANGE_EMAIL_FORM = "change_email_form"
@@ -535,6 +537,60 @@ def plan_status_form(record: RecurringRecord, metadata: str) -> dict:
         note_input(),
     ]
     return _view(PLAN_STATUS_FORM, "Plan status", blocks, metadata, submit="Change status")
+
+
+def _next_bill_words(record: RecurringRecord) -> Mrkdwn:
+    """When Stripe bills next, and how much: "bills Jane Doe $20.00 next on <date>"."""
+    item = record.summary
+    who = escape(one_line(record.customer_name), 100)
+    if item.next_bill_at is None:
+        return md("bills {} {} as scheduled", who, money(item.price))
+    return md("bills {} {} next on {}, as scheduled", who, money(item.price), date_token(item.next_bill_at))
+
+
+def _cancel_when(record: RecurringRecord) -> Mrkdwn:
+    """When a scheduled cancel would happen: "the end of the period (<date>)", or its date."""
+    item = record.summary
+    if item.cancel_at_period_end:
+        when = item.cancel_at or record.current_period_end
+        return md("the end of the period ({})", date_token(when)) if when else md("the end of the period")
+    return date_token(item.cancel_at) if item.cancel_at else md("a later date")
+
+
+def undo_cancel_form(record: RecurringRecord, metadata: str) -> dict:
+    """Undo cancel's confirmation: the cancel taken back (when it would have happened), and what then goes on."""
+    item = record.summary
+    blocks: list[Block] = [
+        section(_recurring_heading(item, record.customer_name)),
+        section(
+            md(
+                "The cancel scheduled for {} is taken back: the {} goes on, and Stripe {}.",
+                _cancel_when(record),
+                _noun(item),
+                _next_bill_words(record),
+            )
+        ),
+        note_input(),
+    ]
+    return _view(UNDO_CANCEL_FORM, "Undo cancel", blocks, metadata, submit="Undo cancel", close="Keep cancel")
+
+
+def undo_pause_form(record: RecurringRecord, metadata: str) -> dict:
+    """Undo pause's confirmation: the pause taken back before it voided a bill, and what then goes on."""
+    item = record.summary
+    until = md("until {}", date_token(item.paused_until)) if item.paused_until else md("until resumed")
+    blocks: list[Block] = [
+        section(_recurring_heading(item, record.customer_name)),
+        section(
+            md(
+                "The pause {} is taken back before it voided any bill: Stripe {}.",
+                until,
+                _next_bill_words(record),
+            )
+        ),
+        note_input(),
+    ]
+    return _view(UNDO_PAUSE_FORM, "Undo pause", blocks, metadata, submit="Undo pause", close="Keep pause")
 
 
 # New order ------------------------------------------------------------------------------------------------

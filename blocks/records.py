@@ -181,6 +181,11 @@ def _recurring_actions(record: RecurringRecord) -> list[dict]:
             danger=True,
         )
     )
+    # Last, so the buttons above keep their places (the shell numbers them) whether or not there is one to undo.
+    if item.cancelling:
+        buttons.append(button("Undo cancel", ids.per_item(ids.UNDO_CANCEL, item.id), value))
+    if record.pause_undoable:
+        buttons.append(button("Undo pause", ids.per_item(ids.UNDO_PAUSE, item.id), value))
     return buttons
 
 
@@ -428,6 +433,8 @@ ACTION_WORDS = {
     "cancel": "cancel",
     "pause_payments": "pause payments",
     "resume_payments": "resume payments",
+    "undo_cancel": "undo cancel",
+    "undo_pause": "undo pause",
     "reactivate": "set back to active",
     "move_next_bill_date": "move the next bill date",
     "change_plan_status": "change the status",

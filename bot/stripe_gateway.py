@@ -592,6 +592,12 @@ class StripeGateway:
         params: dict[str, Any] = {"cancel_at_period_end": False, "pause_collection": ""}
         return self._update_subscription("reactivate", subscription_id, params, idempotency_key)
 
+    def undo_cancel(self, subscription_id: str, *, on_a_date: bool, idempotency_key: str) -> Obj:
+        """Take back a cancel not yet made: one at the period's end with `cancel_at_period_end=false` (Stripe
+        clears the `cancel_at` it set with it), one on a date by unsetting `cancel_at` (an empty string)."""
+        params: dict[str, Any] = {"cancel_at": ""} if on_a_date else {"cancel_at_period_end": False}
+        return self._update_subscription("undo cancel", subscription_id, params, idempotency_key)
+
     def move_next_bill_date(self, subscription_id: str, when: datetime, *, idempotency_key: str) -> Obj:
         """Bill next on `when`, without charging for the days in between. Stripe does it with a trial until then,
         so the subscription shows `trialing` meanwhile: show it as "next bill date moved", not as a trial."""

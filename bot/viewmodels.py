@@ -337,6 +337,13 @@ class RecurringRecord:
     awaiting: list[str] = field(default_factory=list)  # changes still awaiting Stripe's answer
     history: HistoryPage | None = None  # when read for showing (see bot.history)
 
+    @property
+    def pause_undoable(self) -> bool:
+        """Paused, and no bill voided under the pause yet (its newest bill is not a voided one): Undo pause takes
+        it back as if never asked (see bot.actions.recurring). Needs the newest payment read with the record."""
+        newest = self.payments[0].status if self.payments else None
+        return self.summary.payments_paused and not self.summary.ended and newest != "void"
+
 
 @dataclass(frozen=True)
 class FailedBill:

@@ -1,5 +1,5 @@
-"""Changing a subscription or payment plan from Slack: Cancel, Pause payments, Resume payments, Change next bill
-date and a plan's Change status, each a button on its record and (but Resume) a form."""
+"""Changing a subscription or payment plan from Slack: Cancel, Pause payments, Resume payments, Undo cancel, Undo
+pause, Change next bill date and a plan's Change status, each a button on its record and (but Resume) a form."""
 
 from __future__ import annotations
 
@@ -109,6 +109,48 @@ def open_plan_status_form(
     ack()
     with telling_the_user(ack, respond, logger):
         _open_form(body, action, client, subscriptions, "change_plan_status", modals.plan_status_form)
+
+
+def _open_undo_form(
+    body: dict,
+    action: dict,
+    client: WebClient,
+    subscriptions: SubscriptionChanges,
+    change: str,
+    build: BuildForm,
+) -> None:
+    recurring_id, back = parse_record_value(action.get("value", ""))
+    record = subscriptions.undo_form(body["user"]["id"], change, recurring_id, back)
+    form = Form.opened_from(body, ("recurring", recurring_id), back, id=recurring_id, seen=record.fingerprint)
+    client.views_open(trigger_id=body["trigger_id"], view=build(record, form.encode()))
+
+
+def open_undo_cancel_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        _open_undo_form(body, action, client, subscriptions, changes.UNDO_CANCEL, modals.undo_cancel_form)
+
+
+def open_undo_pause_form(
+    ack: Ack,
+    body: dict,
+    action: dict,
+    client: WebClient,
+    respond: Respond,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+) -> None:
+    ack()
+    with telling_the_user(ack, respond, logger):
+        _open_undo_form(body, action, client, subscriptions, changes.UNDO_PAUSE, modals.undo_pause_form)
 
 
 # The submits that act: checked as Slack waits (field errors stay in the form), then done in a lazy listener.
@@ -331,6 +373,62 @@ def move_bill_date(
     )
 
 
+def start_undo_cancel(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    _working(ack, view, logger, "Undo cancel", "Undoing the cancel…", {})
+
+
+def undo_cancel(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    note = _note(view)
+    if note_problems(note):
+        return
+    act_and_tell(
+        "Undo cancel",
+        lambda form, actor: subscriptions.undo_cancel(
+            actor, form.data["id"], seen=form.data["seen"], note=note
+        ),
+        body=body,
+        view=view,
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
+def start_undo_pause(ack: Ack, view: dict, logger: logging.Logger) -> None:
+    _working(ack, view, logger, "Undo pause", "Undoing the pause…", {})
+
+
+def undo_pause(
+    body: dict,
+    view: dict,
+    client: WebClient,
+    logger: logging.Logger,
+    subscriptions: SubscriptionChanges,
+    records: Records,
+) -> None:
+    note = _note(view)
+    if note_problems(note):
+        return
+    act_and_tell(
+        "Undo pause",
+        lambda form, actor: subscriptions.undo_pause(
+            actor, form.data["id"], seen=form.data["seen"], note=note
+        ),
+        body=body,
+        view=view,
+        client=client,
+        records=records,
+        logger=logger,
+    )
+
+
 def start_plan_status(ack: Ack, view: dict, logger: logging.Logger) -> None:
     status = selected(view["state"]["values"], modals.STATUS)
     _working(ack, view, logger, "Plan status", "Changing the status…", changes.plan_status_problems(status))
@@ -401,4 +499,8 @@ def register(app: App) -> None:
     app.view(modals.PAUSE_FORM)(ack=start_pause, lazy=[pause])
     app.view(modals.PAUSE_RETRY)(ack=start_pause_retry, lazy=[retry_pause])
     app.view(modals.NEXT_BILL_DATE_FORM)(ack=start_bill_date, lazy=[move_bill_date])
+    app.action(ids.pattern(ids.UNDO_CANCEL))(open_undo_cancel_form)
+    app.action(ids.pattern(ids.UNDO_PAUSE))(open_undo_pause_form)
     app.view(modals.PLAN_STATUS_FORM)(ack=start_plan_status, lazy=[change_plan_status])
+    app.view(modals.UNDO_CANCEL_FORM)(ack=start_undo_cancel, lazy=[undo_cancel])
+    app.view(modals.UNDO_PAUSE_FORM)(ack=start_undo_pause, lazy=[undo_pause])

@@ -4,8 +4,8 @@
 - Refunds take `reason` (duplicate, fraudulent, requested_by_customer) and carry it; a refund beyond what is left
   of the payment is refused as Stripe refuses it.
 - Subscription updates take `pause_collection` ({behavior, resumes_at}, or "" to resume), `trial_end` (a future
-  time, or "now") with `proration_behavior`, and `cancel_at_period_end`, and answer the subscription with the
-  fields Stripe sets for each: `pause_collection` (status unchanged; cleared once `resumes_at` has passed),
+  time, or "now") with `proration_behavior`, `cancel_at_period_end`, and `cancel_at` "" (a cancel on a date taken
+  back), and answer the subscription with the fields Stripe sets for each: `pause_collection` (status unchanged; cleared once `resumes_at` has passed),
   `status` "trialing" with `trial_start`/`trial_end` and the billing cycle anchored at the trial's end,
   `cancel_at`/`canceled_at`. Cancelling now sets `canceled_at` and `ended_at`. A canceled subscription takes no
   other change. The current billing period (on the subscription and, as in API versions since 2025-03-31, on each
@@ -191,17 +191,30 @@ def _trial_end_asked(subscription, value: Any) -> int | str:
 
 
 def _update_subscription(
-    self, pause_collection=_UNSET, trial_end=None, proration_behavior=None, cancel_at_period_end=None, **rest
+    self,
+    pause_collection=_UNSET,
+    trial_end=None,
+    proration_behavior=None,
+    cancel_at_period_end=None,
+    cancel_at=None,
+    **rest,
 ):
     # Every check first: an update Stripe refuses changes nothing.
     changes = {key for key, value in rest.items() if value is not None and key != "metadata"}
-    asked = pause_collection is not _UNSET or trial_end is not None or cancel_at_period_end is not None
+    asked = (
+        pause_collection is not _UNSET
+        or trial_end is not None
+        or cancel_at_period_end is not None
+        or cancel_at is not None
+    )
     if self.status in ("canceled", "incomplete_expired") and (changes or asked):
         raise _invalid("A canceled subscription can only update its cancellation_details and metadata.")
     if proration_behavior is not None:
         _one_of(proration_behavior, PRORATION_BEHAVIORS, "proration_behavior")
     pause = _pause_asked(pause_collection) if pause_collection is not _UNSET else _UNSET
     trial = _trial_end_asked(self, trial_end) if trial_end is not None else None
+    if cancel_at not in (None, ""):  # only unsetting a cancel on a date is taught (Undo cancel)
+        raise _invalid("The local emulator can only unset cancel_at (an empty string).", "cancel_at")
     cancel_at_end = resources.try_convert_to_bool(cancel_at_period_end)
     if cancel_at_end is not None and type(cancel_at_end) is not bool:
         raise _invalid("Invalid boolean: cancel_at_period_end", "cancel_at_period_end")
@@ -218,7 +231,7 @@ def _update_subscription(
         self.cancel_at_period_end = True
         self.cancel_at = self.current_period_end
         self.canceled_at = _now()  # Stripe: the time of the request, not the period's end
-    elif cancel_at_end is False:
+    elif cancel_at_end is False or cancel_at == "":
         self.cancel_at_period_end = False
         self.cancel_at = self.canceled_at = None
 

@@ -269,3 +269,18 @@ def test_it_listens_on_this_machine_only(emulator):
     if not outward.startswith("127."):
         with pytest.raises(OSError), socket.create_connection((outward, emulator.port), timeout=2):
             pass
+
+
+@pytest.mark.parametrize("on_a_date", [False, True])
+def test_undo_cancel_takes_back_a_cancel_at_the_period_end_either_way(gateway, subscription, on_a_date):
+    """Undo cancel: `cancel_at_period_end=false`, or `cancel_at` unset (""); either clears what the cancel set."""
+    gateway.cancel_subscription(subscription, at_period_end=True, idempotency_key=key())
+
+    undone = gateway.undo_cancel(subscription, on_a_date=on_a_date, idempotency_key=key())
+
+    assert (undone["status"], undone["cancel_at_period_end"], undone["cancel_at"], undone["canceled_at"]) == (
+        "active",
+        False,
+        None,
+        None,
+    )

@@ -1,5 +1,12 @@
 """Changing a subscription or payment plan: cancel (now or at the period's end), pause payments (until a date or
-until resumed), resume them, move the next bill date, and a payment plan's status, which is one of those.
+until resumed), resume them, undo a scheduled cancel or a pause, move the next bill date, and a payment plan's
+status, which is one of those.
+
+Undo cancel takes back a cancel that has not happened yet (at the period's end, or on a date): the subscription goes
+on as before. Undo pause takes back a pause before it has voided a bill. Stripe has no pause that starts later: a
+pause stops collecting at once, but it moves nothing until the next bill falls due, which Stripe then voids. So a
+pause whose newest bill is not a voided one has taken nothing yet, and undoing it leaves the subscription as if it
+had never been paused; once a bill was voided, Resume payments ends the pause (that bill stays voided).
 
 Pausing stops the bills that fall due while paused (Stripe voids them), not a bill that already failed: Stripe goes
 on retrying that one. So the pause says what happens to such a bill: kept retrying (the default: it moves no money
@@ -11,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
@@ -49,7 +56,8 @@ CANCEL, PAUSE, RESUME, REACTIVATE, MOVE_BILL_DATE = (
     "reactivate",
     "move_next_bill_date",
 )
-CHANGES = (CANCEL, PAUSE, RESUME, REACTIVATE, MOVE_BILL_DATE)
+UNDO_CANCEL, UNDO_PAUSE = "undo_cancel", "undo_pause"
+CHANGES = (CANCEL, PAUSE, RESUME, REACTIVATE, MOVE_BILL_DATE, UNDO_CANCEL, UNDO_PAUSE)
 
 # What a pause does with a bill that already failed, as the pause form offers it (keep retrying is the default),
 # and the ledger's action for each of the other two: one attempt per bill.
@@ -93,6 +101,19 @@ def bill_date_problems(day: date | None, today: date) -> Problems:
     return {}
 
 
+def undo_problems(action: str, record: RecurringRecord) -> Problems:
+    """Undo cancel and Undo pause need something to undo (see the module's docstring); the record's own words."""
+    if action == UNDO_CANCEL and not record.summary.cancelling:
+        return {"record": f"{record.summary.product} has no cancel scheduled; there is nothing to undo."}
+    if action == UNDO_PAUSE and not record.pause_undoable:
+        if record.summary.payments_paused:
+            return {
+                "record": "The pause has already voided a bill, so it can't be undone: use Resume payments."
+            }
+        return {"record": f"Payments of {record.summary.product} are not paused; there is nothing to undo."}
+    return {}
+
+
 def plan_status_problems(status: str | None) -> Problems:
     return {} if status in PLAN_STATUSES else {"status": "Choose one of the statuses offered."}
 
@@ -103,6 +124,9 @@ class _Change:
     params: dict[str, Any]  # JSON: what the change needs besides the subscription
     asked: str  # "cancel {} at the end of the period": {} is the subscription's name
     done: str
+    # What Stripe is sent besides, read from the record as it stands (the state `seen` already pins): not part of
+    # the request's identity, so the same request asked again after it was made is still the same one.
+    sent: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SubscriptionChanges(Family):
@@ -272,6 +296,45 @@ class SubscriptionChanges(Family):
             paused, summary=f"{paused.summary}; the failed {_listed(bills)} {retried} by Stripe as scheduled"
         )
 
+    def undo_form(
+        self, actor: str, action: str, recurring_id: int, back: CardState | None = None
+    ) -> RecurringRecord:
+        """The record Undo cancel's or Undo pause's confirmation is about; Invalid when there is nothing to undo."""
+        record = self.form(actor, action, recurring_id, back)
+        problems = undo_problems(action, self._record(recurring_id, back, payments_shown=1))
+        if problems:
+            raise Invalid.of(problems)
+        return record
+
+    def undo_cancel(
+        self, actor: str, recurring_id: int, *, seen: str, note: str | None = None
+    ) -> Done | Pending:
+        """Take back a scheduled cancel: at the period's end (`cancel_at_period_end=false`, which clears the
+        `cancel_at` Stripe set with it) or on a date (`cancel_at` unset)."""
+        record = self._record(recurring_id, payments_shown=1)
+        on_a_date = not record.summary.cancel_at_period_end
+        change = _Change(
+            UNDO_CANCEL,
+            {},
+            "undo the scheduled cancel of {}",
+            "undid the scheduled cancel of {}: it goes on as before",
+            sent={"on_a_date": on_a_date},
+        )
+        return self._change(actor, recurring_id, change, seen, undo_problems(UNDO_CANCEL, record), note=note)
+
+    def undo_pause(
+        self, actor: str, recurring_id: int, *, seen: str, note: str | None = None
+    ) -> Done | Pending:
+        """Take back a pause that has voided no bill yet (`pause_collection=""`)."""
+        record = self._record(recurring_id, payments_shown=1)
+        change = _Change(
+            UNDO_PAUSE,
+            {},
+            "undo the pause of {}",
+            "undid the pause of {}: it bills as scheduled",
+        )
+        return self._change(actor, recurring_id, change, seen, undo_problems(UNDO_PAUSE, record), note=note)
+
     def resume(self, actor: str, recurring_id: int, *, seen: str) -> Done | Pending:
         change = _Change(RESUME, {}, "resume payments of {}", "resumed payments of {}")
         return self._change(actor, recurring_id, change, seen)
@@ -357,14 +420,16 @@ class SubscriptionChanges(Family):
             done=change.done.format(name),
             customer_id=record.back.customer_id,
             record=("recurring", recurring_id),
-            request={"subscription": record.stripe_subscription_id, **change.params},
+            request={"subscription": record.stripe_subscription_id, **change.params, **change.sent},
             note=note,
         )
         return self.ledger.perform(intent, problems)
 
-    def _record(self, recurring_id: int, back: CardState | None = None) -> RecurringRecord:
+    def _record(
+        self, recurring_id: int, back: CardState | None = None, *, payments_shown: int = 0
+    ) -> RecurringRecord:
         with self.db.session() as session:
-            return recurring_record(session, recurring_id, back, payments_shown=0)
+            return recurring_record(session, recurring_id, back, payments_shown=payments_shown)
 
 
 def _name(record: RecurringRecord) -> str:
@@ -473,8 +538,11 @@ class SubscriptionEffect(StripeSide):
         elif self.action == PAUSE:
             resumes_at = _when(self.request.get("resumes_at"))
             obj = gateway.pause_payments(subscription, resumes_at=resumes_at, idempotency_key=idempotency_key)
-        elif self.action == RESUME:
+        elif self.action in (RESUME, UNDO_PAUSE):  # both unset pause_collection
             obj = gateway.resume_payments(subscription, idempotency_key=idempotency_key)
+        elif self.action == UNDO_CANCEL:
+            on_a_date = bool(self.request["on_a_date"])
+            obj = gateway.undo_cancel(subscription, on_a_date=on_a_date, idempotency_key=idempotency_key)
         elif self.action == REACTIVATE:
             obj = gateway.reactivate(subscription, idempotency_key=idempotency_key)
         else:
@@ -498,8 +566,14 @@ class SubscriptionEffect(StripeSide):
             resumes_at = _when(self.request.get("resumes_at"))
             asked = int(resumes_at.timestamp()) if resumes_at else None
             return pause is not None and (pause.get("resumes_at") or None) == asked
-        if self.action == RESUME:
+        if self.action in (RESUME, UNDO_PAUSE):
             return pause is None
+        if self.action == UNDO_CANCEL:
+            return (
+                obj.get("status") != "canceled"
+                and not obj.get("cancel_at_period_end")
+                and not obj.get("cancel_at")
+            )
         if self.action == REACTIVATE:
             return pause is None and not obj.get("cancel_at_period_end")
         to = _when(self.request["to"])
