@@ -364,13 +364,16 @@ def test_a_bill_paid_since_the_form_opened_stops_everything(acting, recorder):
 
 
 def test_a_non_admin_is_refused_and_nothing_is_sent(acting, recorder):
-    plan_id, record = open_plan(acting)
-    form = pause_form(acting, plan_id, record)
+    plan_id, _ = open_plan(acting)
+    opened = list(acting.slack.opened)
     colleague = acting.someone_else()
+    card = colleague.command("jane doe")
+    colleague.click(card, f"open_payment_plan-{plan_id}")
 
-    colleague.submit(form, {"when": "until_resumed", "failed_bill": "void"})
+    colleague.click(acting.slack.message(card.ts), f"pause_payments-{plan_id}")
 
-    assert "Only payment admins" in said(answer(acting, form["id"]))
+    assert acting.slack.opened == opened, "no form opens"
+    assert "Only payment admins" in text_of(colleague.visible()[-1])
     assert recorder.requests == []
     assert payment_status(acting) == "failed"
 
