@@ -385,20 +385,7 @@ def undo_cancel(
     subscriptions: SubscriptionChanges,
     records: Records,
 ) -> None:
-    note = _note(view)
-    if note_problems(note):
-        return
-    act_and_tell(
-        "Undo cancel",
-        lambda form, actor: subscriptions.undo_cancel(
-            actor, form.data["id"], seen=form.data["seen"], note=note
-        ),
-        body=body,
-        view=view,
-        client=client,
-        records=records,
-        logger=logger,
-    )
+    _undo("Undo cancel", subscriptions.undo_cancel, body, view, client, logger, records)
 
 
 def start_undo_pause(ack: Ack, view: dict, logger: logging.Logger) -> None:
@@ -413,14 +400,19 @@ def undo_pause(
     subscriptions: SubscriptionChanges,
     records: Records,
 ) -> None:
+    _undo("Undo pause", subscriptions.undo_pause, body, view, client, logger, records)
+
+
+def _undo(
+    title, undo, body: dict, view: dict, client: WebClient, logger: logging.Logger, records: Records
+) -> None:
+    """Take back a scheduled cancel or pause, as confirmed, with the note written in the dialog."""
     note = _note(view)
     if note_problems(note):
         return
     act_and_tell(
-        "Undo pause",
-        lambda form, actor: subscriptions.undo_pause(
-            actor, form.data["id"], seen=form.data["seen"], note=note
-        ),
+        title,
+        lambda form, actor: undo(actor, form.data["id"], seen=form.data["seen"], note=note),
         body=body,
         view=view,
         client=client,
